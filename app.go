@@ -1,0 +1,197 @@
+package streamer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/streamer-go/streamer/progress"
+	"github.com/streamer-go/streamer/storage"
+	"github.com/streamer-go/streamer/transport"
+)
+
+// Defaults of [Config].
+const (
+	DefaultSyncThreshold = 5 * time.Second
+	DefaultSyncTimeout   = 25 * time.Second
+	DefaultAsyncTimeout  = 15 * time.Minute
+	DefaultRetention     = 24 * time.Hour
+	DefaultLease         = time.Minute
+	DefaultConnectionTTL = 2*time.Hour + 10*time.Minute
+)
+
+// Config configures an [App]. Zero values mean the documented defaults.
+type Config struct {
+	// Store persists connections, requests and events. Required.
+	Store storage.Store
+	// Sender posts messages to connections. Required.
+	Sender transport.Sender
+	// Authenticator verifies tokens in HandleConnect. Required for
+	// HandleConnect only.
+	Authenticator Authenticator
+	// Plugins provide the actions. Two plugins may not register the same
+	// action, and none may register a reserved one (ping, status, resume,
+	// cancel).
+	Plugins []Plugin
+	// Middleware wraps every action, outermost first, outside each plugin's
+	// and action's own middleware, whatever order plugins are listed in.
+	Middleware []Middleware
+	// Logger receives the framework's logs. The zero value is quiet.
+	Logger zerolog.Logger
+
+	// SyncThreshold decides ModeAuto actions: sync when the estimate is at
+	// most this. Default 5s.
+	SyncThreshold time.Duration
+	// SyncTimeout is the default timeout of sync runs. Default 25s (API
+	// Gateway cuts requests at 29s).
+	SyncTimeout time.Duration
+	// AsyncTimeout is the default timeout of one async run. Default 15m.
+	AsyncTimeout time.Duration
+	// CoalesceInterval is the minimum time between two progress events of a
+	// request. Default 100ms (10 a second); negative disables coalescing.
+	CoalesceInterval time.Duration
+	// Clock drives coalescing and timestamps. Default: the system clock.
+	Clock progress.Clock
+	// Retention is how long requests and events are kept. Default 24h.
+	Retention time.Duration
+	// ConnectionTTL is how long a connection record is kept at most.
+	// Default 2h10m (API Gateway closes connections after 2h).
+	ConnectionTTL time.Duration
+	// Lease is how long a processor's claim lasts without renewal; the
+	// processor renews it at a third of that. Default 1m.
+	Lease time.Duration
+	// CancelPoll, when positive, makes the processor re-read a running
+	// request at that interval to notice a cancel made by another process
+	// (the AWS runtime). The embedded runtime cancels in-process and needs
+	// no polling. Default 0: off.
+	CancelPoll time.Duration
+	// SubscriberRefresh is how long the processor may reuse a request's
+	// subscriber list before reading it again. The list is always read
+	// again before the terminal event, so a subscriber that joined late
+	// still gets it (and resumes any gap). Default 0: read for every event.
+	SubscriberRefresh time.Duration
+	// Endpoint is the transport endpoint stored with requests when the
+	// connection has none (the API Gateway Management API URL).
+	Endpoint string
+	// NewID makes request ids when the client sends none. Default: ULIDs,
+	// which sort by creation time.
+	NewID func() string
+}
+
+// App is a configured Streamer runtime: the router ([App.HandleMessage]),
+// the connection lifecycle ([App.HandleConnect], [App.HandleDisconnect]),
+// the processor ([App.Process]) and, for the embedded runtime, a worker that
+// runs queued requests in-process ([App.Run]). An App is safe for concurrent
+// use.
+type App struct {
+	cfg    Config
+	log    zerolog.Logger
+	routes map[string]*route
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc // in-process runs by key
+	worker  *worker                            // set while Run runs
+}
+
+// route is one registered action with its built chain.
+type route struct {
+	action Action
+	plugin string
+	// chain is the handler wrapped in all middleware; admit is the same
+	// middleware around the admission terminal.
+	chain Handler
+	mw    []Middleware
+}
+
+// New validates cfg, registers the plugins and builds every middleware
+// chain once.
+func New(cfg Config) (*App, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("streamer: Config.Store is required")
+	}
+	if cfg.Sender == nil {
+		return nil, errors.New("streamer: Config.Sender is required")
+	}
+	setDefault(&cfg.SyncThreshold, DefaultSyncThreshold)
+	setDefault(&cfg.SyncTimeout, DefaultSyncTimeout)
+	setDefault(&cfg.AsyncTimeout, DefaultAsyncTimeout)
+	setDefault(&cfg.CoalesceInterval, progress.DefaultInterval)
+	setDefault(&cfg.Retention, DefaultRetention)
+	setDefault(&cfg.ConnectionTTL, DefaultConnectionTTL)
+	setDefault(&cfg.Lease, DefaultLease)
+	if cfg.Clock == nil {
+		cfg.Clock = progress.System
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = func() string { return ulid.Make().String() }
+	}
+	a := &App{cfg: cfg, log: cfg.Logger, routes: map[string]*route{}, running: map[string]context.CancelCauseFunc{}}
+	owner := map[string]string{}
+	for _, p := range cfg.Plugins {
+		if p.Name == "" {
+			return nil, errors.New("streamer: a plugin has no Name")
+		}
+		for _, act := range p.Actions {
+			if err := a.register(p, act, owner); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return a, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d == 0 {
+		*d = v
+	}
+}
+
+func (a *App) register(p Plugin, act Action, owner map[string]string) error {
+	switch {
+	case !ValidName(act.Name):
+		return fmt.Errorf("streamer: plugin %q: action name %q must be 1-128 characters of [A-Za-z0-9_.:-]", p.Name, act.Name)
+	case Reserved(act.Name):
+		return fmt.Errorf("streamer: plugin %q: action %q is reserved by the framework", p.Name, act.Name)
+	case act.Handler == nil:
+		return fmt.Errorf("streamer: plugin %q: action %q has no Handler", p.Name, act.Name)
+	}
+	if prev, dup := owner[act.Name]; dup {
+		return fmt.Errorf("streamer: action %q is registered by both plugin %q and plugin %q", act.Name, prev, p.Name)
+	}
+	owner[act.Name] = p.Name
+	mw := make([]Middleware, 0, len(a.cfg.Middleware)+len(p.Middleware)+len(act.Middleware))
+	mw = append(mw, a.cfg.Middleware...)
+	mw = append(mw, p.Middleware...)
+	mw = append(mw, act.Middleware...)
+	a.routes[act.Name] = &route{action: act, plugin: p.Name, mw: mw, chain: Chain(act.Handler, mw...)}
+	return nil
+}
+
+// Chain wraps h in mw, the first outermost. Nil middleware is skipped.
+func Chain(h Handler, mw ...Middleware) Handler {
+	for i := len(mw) - 1; i >= 0; i-- {
+		if mw[i] != nil {
+			h = mw[i](h)
+		}
+	}
+	return h
+}
+
+// Actions lists the registered action names with the plugin of each.
+func (a *App) Actions() map[string]string {
+	out := make(map[string]string, len(a.routes))
+	for name, r := range a.routes {
+		out[name] = r.plugin
+	}
+	return out
+}
+
+// Logger returns the App's logger.
+func (a *App) Logger() zerolog.Logger { return a.log }
+
+func (a *App) now() time.Time { return a.cfg.Clock.Now() }

@@ -1,0 +1,585 @@
+package streamer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/streamer-go/streamer/progress"
+	"github.com/streamer-go/streamer/storage"
+	"github.com/streamer-go/streamer/transport"
+)
+
+// NotDueError is returned by [App.Process] for a queued request whose retry
+// delay has not passed: process it again at At.
+type NotDueError struct {
+	At time.Time
+}
+
+func (e *NotDueError) Error() string {
+	return "streamer: request not due until " + e.At.UTC().Format(time.RFC3339Nano)
+}
+
+// StopMargin is how long before the deadline of the context given to
+// [App.Process] (a Lambda's deadline) the processor stops the handler and
+// re-queues the request, so the work is picked up again instead of lost.
+const StopMargin = 3 * time.Second
+
+// maxStoredResult is the largest result kept with the request itself for
+// status replies; larger ones are only in the event log.
+const maxStoredResult = 64 << 10
+
+var (
+	errStopped      = errors.New("streamer: processor stopping")
+	errLost         = errors.New("streamer: request taken over or finished elsewhere")
+	errStorage      = errors.New("streamer: storage failed while running")
+	errTimeoutCause = errors.New("streamer: handler timeout")
+)
+
+// Process is the processor: it claims a queued request, runs its handler with
+// a reporter that stores and sends progress events, and stores exactly one
+// terminal event. A request that is not queued (a duplicate delivery, or
+// already claimed) is skipped with a nil error; one whose retry delay has not
+// passed returns a [*NotDueError].
+//
+// Retryable failures re-queue the request with backoff and return nil. When
+// ctx is canceled, or its deadline is within [StopMargin], the handler is
+// stopped and the request re-queued to be run again. Process returns after
+// the handler and everything it started have ended.
+func (a *App) Process(ctx context.Context, key storage.Key) error {
+	now := a.now()
+	r, err := a.cfg.Store.ClaimRequest(ctx, key, storage.Claim{Now: now, LeaseUntil: now.Add(a.cfg.Lease)})
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case errors.Is(err, storage.ErrConflict):
+		cur, gerr := a.cfg.Store.GetRequest(ctx, key)
+		if gerr == nil && cur.Status == storage.StatusQueued && cur.NotBefore.After(now) {
+			return &NotDueError{At: cur.NotBefore}
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("streamer: claim %s: %w", key.ID, err)
+	}
+	return a.run(ctx, r)
+}
+
+// runState is one run of one request.
+type runState struct {
+	app      *App
+	key      storage.Key
+	req      storage.Request
+	opsCtx   context.Context // for storage and sends; outlives the handler's ctx
+	cancel   context.CancelCauseFunc
+	mu       sync.Mutex // guards seq, pct, msg, lost and the subscriber cache
+	seq      int64
+	pct      float64
+	msg      string
+	lost     bool
+	subs     []string
+	subsAt   time.Time
+	haveSubs bool
+	dropped  map[string]bool
+}
+
+func (a *App) newRunState(ctx context.Context, r storage.Request) (*runState, error) {
+	last, err := a.lastEvent(ctx, r.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &runState{
+		app: a, key: r.Key, req: r, opsCtx: ctx,
+		seq: last.Seq, pct: last.Percentage, msg: last.Message,
+	}, nil
+}
+
+func (a *App) run(ctx context.Context, r storage.Request) error {
+	ops := context.WithoutCancel(ctx)
+	st, err := a.newRunState(ops, r)
+	if err != nil {
+		return err
+	}
+	if r.Status == storage.StatusCanceling {
+		return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
+	}
+	rt, ok := a.routes[r.Action]
+	if !ok {
+		return st.finishError(&ErrorBody{Code: CodeProcessingFailed, Message: fmt.Sprintf("no handler is registered for action %q", r.Action)})
+	}
+	var p Principal
+	if err := json.Unmarshal(r.Principal, &p); err != nil {
+		return st.finishError(&ErrorBody{Code: CodeInternal, Message: "internal error"})
+	}
+	req := &Request{
+		ID: r.Key.ID, Action: r.Action, Payload: r.Payload, Metadata: r.Metadata,
+		Principal: p, ConnectionID: r.ConnectionID, Stage: StageProcess, Attempt: r.Attempt,
+	}
+
+	hctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	st.cancel = cancel
+	hctx, cancelT := context.WithTimeoutCause(hctx, a.timeout(rt, false), errTimeoutCause)
+	defer cancelT()
+	if dl, ok := ctx.Deadline(); ok {
+		var cancelD context.CancelFunc
+		hctx, cancelD = context.WithDeadlineCause(hctx, dl.Add(-StopMargin), errStopped)
+		defer cancelD()
+	}
+
+	keyStr := r.Key.String()
+	a.mu.Lock()
+	a.running[keyStr] = cancel
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.running, keyStr)
+		a.mu.Unlock()
+	}()
+
+	watchDone := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() {
+		defer watch.Done()
+		st.watch(hctx, watchDone)
+	}()
+
+	rep := st.newReporter()
+	res, herr := a.serve(hctx, rt.chain, req, rep)
+	rep.close()
+	close(watchDone)
+	watch.Wait()
+
+	cause := context.Cause(hctx)
+	if hctx.Err() == nil {
+		cause = nil
+	}
+	st.mu.Lock()
+	lost := st.lost
+	st.mu.Unlock()
+	switch {
+	case lost || errors.Is(cause, errLost):
+		return nil
+	case errors.Is(cause, ErrCanceled):
+		return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
+	case ctx.Err() != nil || errors.Is(cause, errStopped) || errors.Is(cause, errStorage):
+		return st.requeue(a.now())
+	case herr == nil:
+		return st.finishResult(res)
+	case errors.Is(cause, errTimeoutCause):
+		return st.finishError(&ErrorBody{Code: CodeTimeout, Message: "the handler ran past its deadline"})
+	}
+	body := a.handlerError(hctx, req, herr, CodeProcessingFailed)
+	if body.Retryable && r.Attempt < rt.action.Options.Retry.maxAttempts() {
+		return st.requeue(a.now().Add(rt.action.Options.Retry.backoff(r.Attempt)))
+	}
+	return st.finishError(body)
+}
+
+// watch renews the lease and, when CancelPoll is set, notices cancels made
+// by other processes, until done is closed.
+func (st *runState) watch(hctx context.Context, done <-chan struct{}) {
+	a := st.app
+	renew := time.NewTicker(a.cfg.Lease / 3)
+	defer renew.Stop()
+	var poll <-chan time.Time
+	if a.cfg.CancelPoll > 0 {
+		t := time.NewTicker(a.cfg.CancelPoll)
+		defer t.Stop()
+		poll = t.C
+	}
+	for {
+		select {
+		case <-done:
+			return
+		case <-hctx.Done():
+			return
+		case <-renew.C:
+			err := a.cfg.Store.ExtendLease(st.opsCtx, st.key, st.req.Attempt, a.now().Add(a.cfg.Lease))
+			if errors.Is(err, storage.ErrConflict) {
+				st.cancel(errLost)
+				return
+			}
+		case <-poll:
+			cur, err := a.cfg.Store.GetRequest(st.opsCtx, st.key)
+			if err == nil && cur.Status == storage.StatusCanceling {
+				st.cancel(ErrCanceled)
+				return
+			}
+		}
+	}
+}
+
+func (p RetryPolicy) maxAttempts() int {
+	if p.MaxAttempts <= 0 {
+		return 3
+	}
+	return p.MaxAttempts
+}
+
+// backoff is the delay after the given (1-based) attempt failed.
+func (p RetryPolicy) backoff(attempt int) time.Duration {
+	initial, maxB, mult, jitter := p.InitialBackoff, p.MaxBackoff, p.Multiplier, p.Jitter
+	if initial <= 0 {
+		initial = time.Second
+	}
+	if maxB <= 0 {
+		maxB = time.Minute
+	}
+	if mult <= 0 {
+		mult = 2
+	}
+	if jitter == 0 {
+		jitter = 0.2
+	}
+	d := float64(initial) * math.Pow(mult, float64(max(attempt-1, 0)))
+	d = math.Min(d, float64(maxB))
+	if jitter > 0 {
+		jitter = math.Min(jitter, 1)
+		d = d*(1-jitter) + d*jitter*rand.Float64()
+	}
+	return time.Duration(d)
+}
+
+func (st *runState) requeue(at time.Time) error {
+	err := st.app.cfg.Store.RequeueRequest(st.opsCtx, st.key, st.req.Attempt, at)
+	switch {
+	case errors.Is(err, storage.ErrConflict):
+		// Canceled meanwhile, or taken over: re-read and settle.
+		cur, gerr := st.app.cfg.Store.GetRequest(st.opsCtx, st.key)
+		if gerr == nil && cur.Status == storage.StatusCanceling {
+			return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("streamer: requeue %s: %w", st.key.ID, err)
+	}
+	st.app.notify(st.key, at)
+	return nil
+}
+
+// eventReporter is the async Reporter: it coalesces updates, stores each
+// emitted one as a progress event and sends it to the subscribers.
+type eventReporter struct {
+	st  *runState
+	co  *progress.Coalescer[Update]
+	mu  sync.Mutex
+	max float64
+}
+
+func (st *runState) newReporter() *eventReporter {
+	r := &eventReporter{st: st, max: st.pct}
+	r.co = progress.NewCoalescer(st.app.cfg.CoalesceInterval, st.app.cfg.Clock, st.emitProgress)
+	return r
+}
+
+// Report implements [Reporter].
+func (r *eventReporter) Report(ctx context.Context, u Update) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	u.Percentage = clampPercentage(u.Percentage, r.max)
+	r.max = u.Percentage
+	r.mu.Unlock()
+	return r.co.Add(u)
+}
+
+func (r *eventReporter) close() {
+	_ = r.co.Flush()
+	r.co.Close()
+}
+
+// clampPercentage keeps p within [last, 100]; NaN counts as last.
+func clampPercentage(p, last float64) float64 {
+	if math.IsNaN(p) || p < last {
+		p = last
+	}
+	if p > 100 {
+		p = 100
+	}
+	if p < 0 {
+		p = 0
+	}
+	return p
+}
+
+func (st *runState) emitProgress(u Update) error {
+	a := st.app
+	st.mu.Lock()
+	if st.lost {
+		st.mu.Unlock()
+		return errLost
+	}
+	seq := st.seq + 1
+	st.mu.Unlock()
+	now := a.now()
+	m := Message{
+		Type: TypeProgress, RequestID: st.key.ID, Seq: seq, Percentage: u.Percentage,
+		Message: u.Message, Metadata: u.Metadata, Timestamp: now.UnixMilli(),
+	}
+	data := m.AppendJSON(make([]byte, 0, 160))
+	ev := storage.Event{
+		Seq: seq, Type: TypeProgress, Percentage: u.Percentage, Message: u.Message,
+		Data: data, CreatedAt: now, ExpiresAt: st.req.ExpiresAt,
+	}
+	if err := st.append(ev); err != nil {
+		return err
+	}
+	st.fanout(data, false)
+	return nil
+}
+
+// append stores a non-terminal event and advances seq. A conflict means
+// another writer finished the request: the run is lost and stops.
+func (st *runState) append(ev storage.Event) error {
+	err := st.app.cfg.Store.AppendEvent(st.opsCtx, st.key, ev)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch {
+	case err == nil:
+		st.seq, st.pct, st.msg = ev.Seq, ev.Percentage, ev.Message
+		return nil
+	case errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrNotFound):
+		st.lost = true
+		if st.cancel != nil {
+			st.cancel(errLost)
+		}
+		return errLost
+	default:
+		st.app.log.Error().Err(err).Str("request_id", st.key.ID).Msg("storing an event failed; the request will be re-queued")
+		if st.cancel != nil {
+			st.cancel(errStorage)
+		}
+		return fmt.Errorf("streamer: append event %d of %s: %w", ev.Seq, st.key.ID, err)
+	}
+}
+
+// subscribers returns the connections to send to: the sender of the
+// request, unless gone, and the stored subscribers (cached for
+// SubscriberRefresh, read again when fresh is set).
+func (st *runState) subscribers(fresh bool) []string {
+	a := st.app
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := a.now()
+	if fresh || !st.haveSubs || now.Sub(st.subsAt) >= a.cfg.SubscriberRefresh {
+		subs, err := a.cfg.Store.Subscribers(st.opsCtx, st.key)
+		if err != nil {
+			a.log.Warn().Err(err).Str("request_id", st.key.ID).Msg("reading subscribers failed")
+		} else {
+			st.subs, st.subsAt, st.haveSubs = subs, now, true
+		}
+	}
+	out := make([]string, 0, len(st.subs)+1)
+	if st.req.ConnectionID != "" && !st.dropped[st.req.ConnectionID] {
+		out = append(out, st.req.ConnectionID)
+	}
+	for _, s := range st.subs {
+		if s != st.req.ConnectionID && !st.dropped[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// fanout sends an event to every subscriber. Connections that are gone are
+// dropped with their subscriptions; the event stays stored for a resume.
+func (st *runState) fanout(data []byte, terminal bool) {
+	a := st.app
+	for _, id := range st.subscribers(terminal) {
+		err := a.cfg.Sender.Send(st.opsCtx, st.req.Endpoint, id, data)
+		switch {
+		case err == nil:
+		case errors.Is(err, transport.ErrGone):
+			st.mu.Lock()
+			if st.dropped == nil {
+				st.dropped = map[string]bool{}
+			}
+			st.dropped[id] = true
+			st.mu.Unlock()
+			if derr := a.cfg.Store.DeleteConnection(st.opsCtx, id); derr != nil {
+				a.log.Warn().Err(derr).Str("connection_id", id).Msg("dropping a gone connection failed")
+			}
+		default:
+			a.log.Warn().Err(err).Str("connection_id", id).Str("request_id", st.key.ID).Msg("sending an event failed")
+		}
+	}
+}
+
+// finishResult stores the result, in chunks when it is too large for one
+// message, and the terminal complete event.
+func (st *runState) finishResult(res any) error {
+	a := st.app
+	data, err := marshalResult(res)
+	if err != nil {
+		a.log.Error().Err(err).Str("request_id", st.key.ID).Msg("result is not JSON")
+		return st.finishError(&ErrorBody{Code: CodeInternal, Message: "internal error"})
+	}
+	now := a.now()
+	st.mu.Lock()
+	seq := st.seq + 1
+	st.mu.Unlock()
+	m := Message{Type: TypeComplete, RequestID: st.key.ID, Seq: seq, Result: data, Timestamp: now.UnixMilli()}
+	enc := m.AppendJSON(make([]byte, 0, len(data)+128))
+	chunks := 0
+	if len(enc) > MaxMessageSize {
+		parts := splitResult(string(data), chunkBudget(st.key.ID))
+		for i, part := range parts {
+			cm := chunkMessage(st.key.ID, seq, i, len(parts), part)
+			cdata := cm.AppendJSON(make([]byte, 0, len(part)+256))
+			ev := storage.Event{
+				Seq: seq, Type: TypeResultChunk, Percentage: st.pct, Message: st.msg,
+				Data: cdata, CreatedAt: now, ExpiresAt: st.req.ExpiresAt,
+			}
+			if err := st.append(ev); err != nil {
+				if errors.Is(err, errLost) {
+					return nil
+				}
+				return st.requeue(a.now())
+			}
+			st.fanout(cdata, false)
+			seq++
+		}
+		chunks = len(parts)
+		m = Message{Type: TypeComplete, RequestID: st.key.ID, Seq: seq, Chunks: chunks, Timestamp: now.UnixMilli()}
+		enc = m.AppendJSON(nil)
+	}
+	stored := data
+	if len(stored) > maxStoredResult {
+		stored = nil
+	}
+	return st.finish(storage.Finish{
+		Event:  storage.Event{Seq: seq, Type: TypeComplete, Percentage: 100, Message: st.msg, Data: enc, CreatedAt: now, ExpiresAt: st.req.ExpiresAt},
+		Status: storage.StatusSucceeded, Result: stored, ResultChunks: chunks, Now: now,
+	})
+}
+
+// finishError stores the terminal error event.
+func (st *runState) finishError(body *ErrorBody) error {
+	now := st.app.now()
+	st.mu.Lock()
+	seq := st.seq + 1
+	st.mu.Unlock()
+	m := Message{Type: TypeError, RequestID: st.key.ID, Seq: seq, Error: body, Timestamp: now.UnixMilli()}
+	status := storage.StatusFailed
+	if body.Code == CodeCanceled {
+		status = storage.StatusCanceled
+	}
+	return st.finish(storage.Finish{
+		Event:  storage.Event{Seq: seq, Type: TypeError, Percentage: st.pct, Message: st.msg, Data: m.AppendJSON(nil), CreatedAt: now, ExpiresAt: st.req.ExpiresAt},
+		Status: status, Error: body, Now: now,
+	})
+}
+
+func (st *runState) finish(f storage.Finish) error {
+	err := st.app.cfg.Store.FinishRequest(st.opsCtx, st.key, f)
+	switch {
+	case errors.Is(err, storage.ErrConflict):
+		return nil // finished by someone else: exactly one terminal event
+	case err != nil:
+		return fmt.Errorf("streamer: finish %s: %w", st.key.ID, err)
+	}
+	st.mu.Lock()
+	st.seq = f.Event.Seq
+	st.mu.Unlock()
+	st.fanout(f.Event.Data, true)
+	return nil
+}
+
+// finishCanceled ends a request that no processor is running.
+func (a *App) finishCanceled(ctx context.Context, r storage.Request) error {
+	st, err := a.newRunState(ctx, r)
+	if err != nil {
+		return err
+	}
+	return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
+}
+
+// liveReporter is the sync Reporter: coalesced progress without seq, sent
+// to the requesting connection only and not stored.
+type liveReporter struct {
+	app  *App
+	conn Conn
+	id   string
+	co   *progress.Coalescer[Update]
+	mu   sync.Mutex
+	max  float64
+	ctx  context.Context
+}
+
+func (a *App) newLiveReporter(ctx context.Context, conn Conn, id string) *liveReporter {
+	r := &liveReporter{app: a, conn: conn, id: id, ctx: ctx}
+	return r
+}
+
+// Report implements [Reporter].
+func (r *liveReporter) Report(ctx context.Context, u Update) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if r.co == nil {
+		r.co = progress.NewCoalescer(r.app.cfg.CoalesceInterval, r.app.cfg.Clock, r.emit)
+	}
+	u.Percentage = clampPercentage(u.Percentage, r.max)
+	r.max = u.Percentage
+	co := r.co
+	r.mu.Unlock()
+	return co.Add(u)
+}
+
+func (r *liveReporter) emit(u Update) error {
+	r.app.reply(r.ctx, r.conn, &Message{
+		Type: TypeProgress, RequestID: r.id, Percentage: u.Percentage, Message: u.Message,
+		Metadata: u.Metadata, Timestamp: r.app.now().UnixMilli(),
+	})
+	return nil
+}
+
+func (r *liveReporter) close() {
+	r.mu.Lock()
+	co := r.co
+	r.mu.Unlock()
+	if co != nil {
+		_ = co.Flush()
+		co.Close()
+	}
+}
+
+// chunkBudget is the most escaped result text one result_chunk may carry.
+func chunkBudget(id string) int { return MaxMessageSize - 256 - len(id) }
+
+// splitResult cuts text on rune boundaries into pieces whose JSON-escaped
+// size is at most budget.
+func splitResult(text string, budget int) []string {
+	var parts []string
+	start, size := 0, 2
+	for i := 0; i < len(text); {
+		r, n := utf8.DecodeRuneInString(text[i:])
+		w := quotedLen(text[i : i+n]) - 2
+		if r == utf8.RuneError && n == 1 {
+			w = 6
+		}
+		if size+w > budget && i > start {
+			parts = append(parts, text[start:i])
+			start, size = i, 2
+		}
+		size += w
+		i += n
+	}
+	return append(parts, text[start:])
+}
+
+func chunkMessage(id string, seq int64, index, total int, text string) *Message {
+	return &Message{
+		Type: TypeResultChunk, RequestID: id, Seq: seq, Index: index, Total: total,
+		Data: appendString(make([]byte, 0, len(text)+2), text),
+	}
+}

@@ -1,0 +1,614 @@
+package streamer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/streamer-go/streamer/storage"
+)
+
+// Conn identifies the connection a message came from.
+type Conn struct {
+	// ID is the connection id given by the gateway.
+	ID string
+	// Endpoint is where to post replies, when the transport needs it.
+	Endpoint string
+	// Principal is the connection's verified identity. When nil, the router
+	// reads it from the stored connection (the AWS runtime, where each
+	// message is a separate invocation).
+	Principal *Principal
+}
+
+// HandleConnect authenticates a new connection's token and stores the
+// connection. An error wrapping [ErrUnauthorized] means the handshake must be
+// refused with HTTP 401.
+func (a *App) HandleConnect(ctx context.Context, connID, endpoint, token string) (Principal, error) {
+	if a.cfg.Authenticator == nil {
+		return Principal{}, errors.New("streamer: Config.Authenticator is required to accept connections")
+	}
+	if token == "" {
+		return Principal{}, fmt.Errorf("%w: no token", ErrUnauthorized)
+	}
+	p, err := a.cfg.Authenticator.Authenticate(ctx, token)
+	if err != nil {
+		if !errors.Is(err, ErrUnauthorized) {
+			err = fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		}
+		return Principal{}, err
+	}
+	if p.Subject == "" {
+		return Principal{}, fmt.Errorf("%w: token has no subject", ErrUnauthorized)
+	}
+	enc, err := json.Marshal(p)
+	if err != nil {
+		return Principal{}, fmt.Errorf("streamer: encode principal: %w", err)
+	}
+	now := a.now()
+	c := storage.Connection{
+		ID: connID, Tenant: p.Tenant, Subject: p.Subject, Principal: enc,
+		Endpoint: endpoint, ConnectedAt: now, ExpiresAt: now.Add(a.cfg.ConnectionTTL),
+	}
+	if err := a.cfg.Store.PutConnection(ctx, c); err != nil {
+		return Principal{}, fmt.Errorf("streamer: store connection %s: %w", connID, err)
+	}
+	return p, nil
+}
+
+// HandleDisconnect forgets a connection and its subscriptions. Requests it
+// sent keep running; their events stay stored for a later resume.
+func (a *App) HandleDisconnect(ctx context.Context, connID string) error {
+	if err := a.cfg.Store.DeleteConnection(ctx, connID); err != nil {
+		return fmt.Errorf("streamer: delete connection %s: %w", connID, err)
+	}
+	return nil
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// reply encodes m and sends it to conn. Errors are logged: a reply that
+// cannot be delivered has nowhere else to go.
+func (a *App) reply(ctx context.Context, conn Conn, m *Message) {
+	bp := bufPool.Get().(*[]byte)
+	*bp = m.AppendJSON((*bp)[:0])
+	a.send(ctx, conn, m.Type, *bp)
+	putBuf(bp)
+}
+
+func (a *App) send(ctx context.Context, conn Conn, typ string, b []byte) {
+	if err := a.cfg.Sender.Send(ctx, conn.Endpoint, conn.ID, b); err != nil {
+		a.log.Debug().Err(err).Str("connection_id", conn.ID).Str("type", typ).Msg("reply not delivered")
+	}
+}
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
+		bufPool.Put(bp)
+	}
+}
+
+func (a *App) replyError(ctx context.Context, conn Conn, requestID string, e *Error) {
+	a.reply(ctx, conn, &Message{Type: TypeError, RequestID: requestID, Error: Body(e, CodeInternal), Timestamp: a.now().UnixMilli()})
+}
+
+// HandleMessage is the router: it decodes one client frame and answers it
+// on conn, through the Sender. Malformed frames, unknown actions, failed
+// checks and handler errors are all answered with protocol errors; the
+// returned error reports only failures to reach storage, which were also
+// answered with INTERNAL_ERROR. binary marks a binary WebSocket frame, which
+// the protocol refuses.
+//
+// Sync requests run under their timeout before HandleMessage returns. Async
+// requests are stored, acknowledged and handed to the worker (see
+// [App.Run]), or left for an external processor.
+func (a *App) HandleMessage(ctx context.Context, conn Conn, data []byte, binary bool) error {
+	if binary {
+		a.replyError(ctx, conn, "", invalid("binary frames are not supported; send JSON text frames"))
+		return nil
+	}
+	if len(data) > MaxMessageSize {
+		a.replyError(ctx, conn, "", invalid("the frame exceeds 131072 bytes"))
+		return nil
+	}
+	f, ferr := DecodeFrame(data)
+	if ferr != nil {
+		a.replyError(ctx, conn, f.ID, ferr)
+		return nil
+	}
+	if conn.Principal == nil {
+		p, err := a.lookupPrincipal(ctx, conn.ID)
+		if err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				a.replyError(ctx, conn, f.ID, NewError(CodeUnauthorized, "the connection is not authenticated"))
+				return nil
+			}
+			a.replyError(ctx, conn, f.ID, NewError(CodeInternal, "internal error"))
+			return err
+		}
+		conn.Principal = &p
+	}
+	var err error
+	switch f.Action {
+	case ActionPing:
+		a.reply(ctx, conn, &Message{Type: TypePong, RequestID: f.ID, Timestamp: a.now().UnixMilli()})
+	case ActionStatus:
+		err = a.handleStatus(ctx, conn, &f)
+	case ActionResume:
+		err = a.handleResume(ctx, conn, &f)
+	case ActionCancel:
+		err = a.handleCancel(ctx, conn, &f)
+	default:
+		err = a.dispatch(ctx, conn, &f)
+	}
+	if err != nil {
+		a.log.Error().Err(err).Str("connection_id", conn.ID).Str("action", f.Action).Str("request_id", f.ID).Msg("message failed")
+	}
+	return err
+}
+
+func (a *App) lookupPrincipal(ctx context.Context, connID string) (Principal, error) {
+	c, err := a.cfg.Store.GetConnection(ctx, connID)
+	if err != nil {
+		return Principal{}, err
+	}
+	var p Principal
+	if err := json.Unmarshal(c.Principal, &p); err != nil {
+		return Principal{}, fmt.Errorf("streamer: decode principal of %s: %w", connID, err)
+	}
+	return p, nil
+}
+
+// dispatch runs the checks every request passes, then runs it (sync) or
+// admits it (async).
+func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
+	rt, ok := a.routes[f.Action]
+	if !ok {
+		a.replyError(ctx, conn, f.ID, Errorf(CodeInvalidAction, "no handler is registered for action %q", f.Action))
+		return nil
+	}
+	id := f.ID
+	if id == "" {
+		id = a.cfg.NewID()
+	}
+	opts := &rt.action.Options
+	if opts.MaxPayload > 0 && len(f.Payload) > opts.MaxPayload {
+		a.replyError(ctx, conn, id, Errorf(CodePayloadTooLarge, "the payload is %d bytes; %s accepts at most %d", len(f.Payload), f.Action, opts.MaxPayload))
+		return nil
+	}
+	for _, s := range opts.Scopes {
+		if !conn.Principal.HasScope(s) {
+			a.replyError(ctx, conn, id, Errorf(CodeForbidden, "action %s requires scope %q", f.Action, s))
+			return nil
+		}
+	}
+	req := &Request{
+		ID: id, Action: f.Action, Payload: f.Payload, Metadata: f.Metadata,
+		Principal: *conn.Principal, ConnectionID: conn.ID,
+	}
+	if v, ok := rt.action.Handler.(Validator); ok {
+		if err := v.Validate(ctx, req); err != nil {
+			a.replyError(ctx, conn, id, asValidation(err))
+			return nil
+		}
+	}
+	if a.mode(rt, req) == ModeSync {
+		a.runSync(ctx, conn, rt, req)
+		return nil
+	}
+	return a.admit(ctx, conn, rt, req)
+}
+
+func asValidation(err error) *Error {
+	var se *Error
+	if errors.As(err, &se) {
+		return se
+	}
+	return &Error{Code: CodeValidation, Message: err.Error()}
+}
+
+func (a *App) mode(rt *route, req *Request) Mode {
+	switch rt.action.Options.Mode {
+	case ModeSync, ModeAsync:
+		return rt.action.Options.Mode
+	}
+	est := rt.action.Options.Estimate
+	if e, ok := rt.action.Handler.(Estimator); ok {
+		est = e.Estimate(req)
+	}
+	if est <= a.cfg.SyncThreshold {
+		return ModeSync
+	}
+	return ModeAsync
+}
+
+func (a *App) timeout(rt *route, sync bool) time.Duration {
+	if t := rt.action.Options.Timeout; t > 0 {
+		return t
+	}
+	if sync {
+		return a.cfg.SyncTimeout
+	}
+	return a.cfg.AsyncTimeout
+}
+
+// serve runs h, turning a panic into INTERNAL_ERROR with the stack logged
+// and not sent.
+func (a *App) serve(ctx context.Context, h Handler, req *Request, rep Reporter) (res any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			a.log.Error().Str("request_id", req.ID).Str("action", req.Action).
+				Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("handler panicked")
+			res, err = nil, NewError(CodeInternal, "internal error")
+		}
+	}()
+	return h.Serve(WithRequest(ctx, req), req, rep)
+}
+
+// handlerError maps a handler's error to its wire body: deadline and cancel
+// become TIMEOUT and CANCELED, an [*Error] keeps its code, anything else
+// becomes fallback.
+func (a *App) handlerError(ctx context.Context, req *Request, err error, fallback string) *ErrorBody {
+	var se *Error
+	switch {
+	case errors.As(err, &se):
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ctx), context.DeadlineExceeded):
+		return Body(NewError(CodeTimeout, "the handler ran past its deadline"), CodeTimeout)
+	case errors.Is(context.Cause(ctx), ErrCanceled):
+		return Body(NewError(CodeCanceled, "the request was canceled"), CodeCanceled)
+	}
+	b := Body(err, fallback)
+	if se == nil || b.Code == CodeInternal || b.Code == CodeProcessingFailed {
+		a.log.Warn().Err(err).Str("request_id", req.ID).Str("action", req.Action).Str("code", b.Code).Msg("handler failed")
+	}
+	return b
+}
+
+// runSync runs a sync request and answers with one response.
+func (a *App) runSync(ctx context.Context, conn Conn, rt *route, req *Request) {
+	req.Stage = StageSync
+	ctx, cancel := context.WithTimeout(ctx, a.timeout(rt, true))
+	defer cancel()
+	rep := a.newLiveReporter(ctx, conn, req.ID)
+	res, err := a.serve(ctx, rt.chain, req, rep)
+	rep.close()
+	if err != nil {
+		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: a.handlerError(ctx, req, err, CodeInternal)})
+		return
+	}
+	data, err := marshalResult(res)
+	if err != nil {
+		a.log.Error().Err(err).Str("request_id", req.ID).Str("action", req.Action).Msg("result is not JSON")
+		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: Body(NewError(CodeInternal, "internal error"), CodeInternal)})
+		return
+	}
+	m := &Message{Type: TypeResponse, RequestID: req.ID, Success: true, Data: data}
+	bp := bufPool.Get().(*[]byte)
+	*bp = m.AppendJSON((*bp)[:0])
+	if len(*bp) <= MaxMessageSize {
+		a.send(ctx, conn, m.Type, *bp)
+		putBuf(bp)
+		return
+	}
+	putBuf(bp)
+	chunks := splitResult(string(data), chunkBudget(req.ID))
+	for i, c := range chunks {
+		a.reply(ctx, conn, chunkMessage(req.ID, 0, i, len(chunks), c))
+	}
+	a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Success: true, Chunks: len(chunks)})
+}
+
+func marshalResult(v any) (json.RawMessage, error) {
+	if raw, ok := v.(json.RawMessage); ok && len(raw) > 0 && json.Valid(raw) {
+		return raw, nil
+	}
+	return json.Marshal(v)
+}
+
+// fingerprint identifies an action and payload for idempotent re-sends.
+func fingerprint(action string, payload json.RawMessage) string {
+	h := sha256.New()
+	h.Write([]byte(action))
+	h.Write([]byte{0})
+	if len(payload) > 0 {
+		var buf bytes.Buffer
+		if json.Compact(&buf, payload) == nil {
+			payload = buf.Bytes()
+		}
+		h.Write(payload)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type admitKey struct{}
+
+// admission is what the admission chain's terminal does: store the request.
+type admission struct {
+	app    *App
+	conn   Conn
+	ack    *Message
+	queued bool
+}
+
+// admitTerminal ends the admission chain: the request passed every
+// middleware and is stored now.
+var admitTerminal Handler = HandlerFunc(func(ctx context.Context, req *Request, _ Reporter) (any, error) {
+	ad, ok := ctx.Value(admitKey{}).(*admission)
+	if !ok {
+		return nil, errors.New("streamer: admission chain run outside the router")
+	}
+	return nil, ad.app.store(ctx, ad, req)
+})
+
+// admit runs the middleware at StageAdmit, then stores and acknowledges the
+// request.
+func (a *App) admit(ctx context.Context, conn Conn, rt *route, req *Request) error {
+	req.Stage = StageAdmit
+	ad := &admission{app: a, conn: conn}
+	_, err := a.serve(context.WithValue(ctx, admitKey{}, ad), Chain(admitTerminal, rt.mw...), req, Discard)
+	if err != nil {
+		body := a.handlerError(ctx, req, err, CodeInternal)
+		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: body, Timestamp: a.now().UnixMilli()})
+		var se *Error
+		if !errors.As(err, &se) {
+			return err
+		}
+		return nil
+	}
+	if ad.ack != nil {
+		a.reply(ctx, conn, ad.ack)
+	}
+	if ad.queued {
+		a.notify(storage.Key{Tenant: req.Principal.Tenant, Subject: req.Principal.Subject, ID: req.ID}, time.Time{})
+	}
+	return nil
+}
+
+// store creates the request, or attaches the sender to the existing one
+// with the same id (idempotent re-send).
+func (a *App) store(ctx context.Context, ad *admission, req *Request) error {
+	key := storage.Key{Tenant: req.Principal.Tenant, Subject: req.Principal.Subject, ID: req.ID}
+	fp := fingerprint(req.Action, req.Payload)
+	principal, err := json.Marshal(req.Principal)
+	if err != nil {
+		return fmt.Errorf("streamer: encode principal: %w", err)
+	}
+	now := a.now()
+	endpoint := ad.conn.Endpoint
+	if endpoint == "" {
+		endpoint = a.cfg.Endpoint
+	}
+	sr := storage.Request{
+		Key: key, Action: req.Action, Payload: req.Payload, Metadata: req.Metadata,
+		Fingerprint: fp, Principal: principal, ConnectionID: ad.conn.ID, Endpoint: endpoint,
+		Status: storage.StatusQueued, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(a.cfg.Retention),
+	}
+	err = a.cfg.Store.CreateRequest(ctx, sr)
+	switch {
+	case err == nil:
+		ad.ack = &Message{Type: TypeAcknowledgment, RequestID: req.ID, Status: string(storage.StatusQueued)}
+		ad.queued = true
+		return nil
+	case errors.Is(err, storage.ErrExists):
+		return a.attach(ctx, ad, key, fp)
+	default:
+		return fmt.Errorf("streamer: store request %s: %w", req.ID, err)
+	}
+}
+
+// attach subscribes the sender to an existing request with the same id,
+// action and payload, and acknowledges with its current state.
+func (a *App) attach(ctx context.Context, ad *admission, key storage.Key, fp string) error {
+	existing, err := a.cfg.Store.GetRequest(ctx, key)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return Errorf(CodeConflict, "request %s is being replaced; send it again", key.ID)
+		}
+		return fmt.Errorf("streamer: read request %s: %w", key.ID, err)
+	}
+	if existing.Fingerprint != fp {
+		return Errorf(CodeConflict, "request id %s is already used with a different action or payload", key.ID)
+	}
+	// Subscribe before reading the last seq: every event stored after the
+	// read is then sent live, so none is lost between the two.
+	if existing.ConnectionID != ad.conn.ID {
+		if err := a.cfg.Store.Subscribe(ctx, key, ad.conn.ID); err != nil {
+			return fmt.Errorf("streamer: subscribe %s: %w", key.ID, err)
+		}
+	}
+	last, err := a.lastEvent(ctx, key)
+	if err != nil {
+		return err
+	}
+	ad.ack = &Message{
+		Type: TypeAcknowledgment, RequestID: key.ID, Status: string(existing.Status),
+		Seq: last.Seq, Percentage: last.Percentage, Message: last.Message,
+	}
+	return nil
+}
+
+// lastEvent returns the request's latest event, or a zero event when the
+// log is empty.
+func (a *App) lastEvent(ctx context.Context, key storage.Key) (storage.Event, error) {
+	ev, err := a.cfg.Store.LastEvent(ctx, key)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return ev, fmt.Errorf("streamer: read last event of %s: %w", key.ID, err)
+	}
+	return ev, nil
+}
+
+// refPayload is the payload of status, resume and cancel.
+type refPayload struct {
+	RequestID string `json:"request_id"`
+	AfterSeq  int64  `json:"after_seq"`
+}
+
+func (a *App) decodeRef(ctx context.Context, conn Conn, f *Frame) (storage.Key, int64, bool) {
+	var ref refPayload
+	if len(f.Payload) == 0 || f.Payload[0] != '{' || json.Unmarshal(f.Payload, &ref) != nil {
+		a.replyError(ctx, conn, f.ID, (&Error{Code: CodeValidation, Message: f.Action + " needs a payload {\"request_id\": \"...\"}"}).
+			WithDetails([]FieldError{{Field: "request_id", Rule: "required", Message: "request_id is required"}}))
+		return storage.Key{}, 0, false
+	}
+	if !ValidName(ref.RequestID) {
+		a.replyError(ctx, conn, f.ID, (&Error{Code: CodeValidation, Message: "request_id is not a valid request id"}).
+			WithDetails([]FieldError{{Field: "request_id", Rule: "required", Message: "request_id must be 1-128 characters of [A-Za-z0-9_.:-]"}}))
+		return storage.Key{}, 0, false
+	}
+	if ref.AfterSeq < 0 {
+		a.replyError(ctx, conn, ref.RequestID, (&Error{Code: CodeValidation, Message: "after_seq must not be negative"}).
+			WithDetails([]FieldError{{Field: "after_seq", Rule: "gte", Message: "after_seq must be at least 0"}}))
+		return storage.Key{}, 0, false
+	}
+	p := conn.Principal
+	return storage.Key{Tenant: p.Tenant, Subject: p.Subject, ID: ref.RequestID}, ref.AfterSeq, true
+}
+
+func (a *App) notFound(ctx context.Context, conn Conn, id string) {
+	a.replyError(ctx, conn, id, Errorf(CodeNotFound, "no request %s", id))
+}
+
+func (a *App) handleStatus(ctx context.Context, conn Conn, f *Frame) error {
+	key, _, ok := a.decodeRef(ctx, conn, f)
+	if !ok {
+		return nil
+	}
+	r, err := a.cfg.Store.GetRequest(ctx, key)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			a.notFound(ctx, conn, key.ID)
+			return nil
+		}
+		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+		return fmt.Errorf("streamer: read request %s: %w", key.ID, err)
+	}
+	m, err := a.statusMessage(ctx, r)
+	if err != nil {
+		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+		return err
+	}
+	a.reply(ctx, conn, m)
+	return nil
+}
+
+// statusMessage describes a stored request.
+func (a *App) statusMessage(ctx context.Context, r storage.Request) (*Message, error) {
+	last, err := a.lastEvent(ctx, r.Key)
+	if err != nil {
+		return nil, err
+	}
+	m := &Message{
+		Type: TypeStatus, RequestID: r.Key.ID, Action: r.Action, Status: string(r.Status),
+		Seq: last.Seq, Percentage: last.Percentage, Message: last.Message, Error: r.Error,
+		CreatedAt: r.CreatedAt.UnixMilli(), UpdatedAt: r.UpdatedAt.UnixMilli(),
+	}
+	if r.Status == storage.StatusSucceeded {
+		m.Result = r.Result
+		if len(m.Result) == 0 || len(m.Result) > MaxMessageSize-1024 {
+			// Too large to repeat here: the client resumes to get the chunks.
+			m.Result = nil
+			m.Chunks = r.ResultChunks
+		}
+	}
+	return m, nil
+}
+
+func (a *App) handleResume(ctx context.Context, conn Conn, f *Frame) error {
+	key, after, ok := a.decodeRef(ctx, conn, f)
+	if !ok {
+		return nil
+	}
+	r, err := a.cfg.Store.GetRequest(ctx, key)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			a.notFound(ctx, conn, key.ID)
+			return nil
+		}
+		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+		return fmt.Errorf("streamer: read request %s: %w", key.ID, err)
+	}
+	// Subscribe first, then replay: an event stored meanwhile is sent live,
+	// replayed, or both; never neither. Clients drop duplicate seqs.
+	if !r.Status.Final() && r.ConnectionID != conn.ID {
+		if err := a.cfg.Store.Subscribe(ctx, key, conn.ID); err != nil {
+			a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+			return fmt.Errorf("streamer: subscribe %s: %w", key.ID, err)
+		}
+	}
+	const page = 100
+	for {
+		evs, err := a.cfg.Store.ReadEvents(ctx, key, after, page)
+		if err != nil {
+			a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+			return fmt.Errorf("streamer: read events of %s: %w", key.ID, err)
+		}
+		for _, ev := range evs {
+			if err := a.cfg.Sender.Send(ctx, conn.Endpoint, conn.ID, ev.Data); err != nil {
+				return nil // the connection is gone; the client resumes again
+			}
+			after = ev.Seq
+		}
+		if len(evs) < page {
+			return nil
+		}
+	}
+}
+
+func (a *App) handleCancel(ctx context.Context, conn Conn, f *Frame) error {
+	key, _, ok := a.decodeRef(ctx, conn, f)
+	if !ok {
+		return nil
+	}
+	r, err := a.cfg.Store.CancelRequest(ctx, key, a.now())
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			a.notFound(ctx, conn, key.ID)
+			return nil
+		}
+		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+		return fmt.Errorf("streamer: cancel %s: %w", key.ID, err)
+	}
+	m, err := a.statusMessage(ctx, r)
+	if err != nil {
+		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+		return err
+	}
+	a.reply(ctx, conn, m)
+	if r.Status.Final() {
+		return nil
+	}
+	// A run in this process stops at once. A request no processor holds is
+	// finished here; one held elsewhere stops when its processor notices.
+	if a.cancelLocal(key) {
+		return nil
+	}
+	if r.Attempt == 0 || !r.LeaseUntil.After(a.now()) {
+		return a.finishCanceled(ctx, r)
+	}
+	return nil
+}
+
+// ErrCanceled is the cause of a handler's context when its request was
+// canceled by the client.
+var ErrCanceled = errors.New("streamer: request canceled")
+
+// errShutdown is the cause of a handler's context when the embedded worker
+// stops; the request is re-queued, not failed.
+var errShutdown = errors.New("streamer: worker shutting down")
+
+func (a *App) cancelLocal(key storage.Key) bool {
+	a.mu.Lock()
+	cancel, ok := a.running[key.String()]
+	a.mu.Unlock()
+	if ok {
+		cancel(ErrCanceled)
+	}
+	return ok
+}
+
