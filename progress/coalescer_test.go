@@ -1,0 +1,159 @@
+package progress_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamer-go/streamer/progress"
+	"github.com/streamer-go/streamer/progress/progresstest"
+)
+
+type recorder struct {
+	mu  sync.Mutex
+	got []int
+}
+
+func (r *recorder) emit(v int) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got = append(r.got, v)
+	return nil
+}
+
+func (r *recorder) values() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int(nil), r.got...)
+}
+
+func setup(t *testing.T) (*progresstest.Clock, *recorder, *progress.Coalescer[int]) {
+	t.Helper()
+	clk := progresstest.New(time.Unix(1000, 0))
+	rec := &recorder{}
+	c := progress.NewCoalescer(100*time.Millisecond, clk, rec.emit)
+	t.Cleanup(c.Close)
+	return clk, rec, c
+}
+
+func TestFirstUpdateEmitsAtOnce(t *testing.T) {
+	t.Parallel()
+	_, rec, c := setup(t)
+	require.NoError(t, c.Add(1))
+	require.Equal(t, []int{1}, rec.values())
+}
+
+func TestBurstKeepsTrailingUpdate(t *testing.T) {
+	t.Parallel()
+	clk, rec, c := setup(t)
+	for i := 1; i <= 50; i++ {
+		require.NoError(t, c.Add(i))
+	}
+	require.Equal(t, []int{1}, rec.values(), "updates within the interval wait")
+	clk.Advance(99 * time.Millisecond)
+	require.Equal(t, []int{1}, rec.values())
+	clk.Advance(time.Millisecond)
+	require.Equal(t, []int{1, 50}, rec.values(), "the trailing update is emitted when the interval ends")
+	require.Zero(t, clk.Pending())
+}
+
+func TestAtMostOnePerInterval(t *testing.T) {
+	t.Parallel()
+	clk, rec, c := setup(t)
+	// 1000 updates over one second, one every millisecond.
+	for i := 1; i <= 1000; i++ {
+		require.NoError(t, c.Add(i))
+		clk.Advance(time.Millisecond)
+	}
+	require.NoError(t, c.Flush())
+	got := rec.values()
+	require.LessOrEqual(t, len(got), 11, "at most 10 a second plus the first")
+	require.GreaterOrEqual(t, len(got), 10)
+	require.Equal(t, 1000, got[len(got)-1], "the latest update is never lost")
+	for i := 1; i < len(got); i++ {
+		require.Greater(t, got[i], got[i-1], "order is kept")
+	}
+}
+
+func TestSpacedUpdatesAllEmitted(t *testing.T) {
+	t.Parallel()
+	clk, rec, c := setup(t)
+	for i := 1; i <= 5; i++ {
+		require.NoError(t, c.Add(i))
+		clk.Advance(150 * time.Millisecond)
+	}
+	require.Equal(t, []int{1, 2, 3, 4, 5}, rec.values())
+}
+
+func TestFlushEmitsPendingAndCloseDrops(t *testing.T) {
+	t.Parallel()
+	clk, rec, c := setup(t)
+	require.NoError(t, c.Add(1))
+	require.NoError(t, c.Add(2))
+	require.NoError(t, c.Flush())
+	require.Equal(t, []int{1, 2}, rec.values())
+	require.NoError(t, c.Flush(), "flush with nothing pending is a no-op")
+	require.Equal(t, []int{1, 2}, rec.values())
+	require.NoError(t, c.Add(3))
+	c.Close()
+	clk.Advance(time.Second)
+	require.Equal(t, []int{1, 2}, rec.values(), "close drops the pending update")
+	require.NoError(t, c.Add(4))
+	require.Equal(t, []int{1, 2}, rec.values(), "nothing is emitted after close")
+}
+
+func TestEmitErrorStopsCoalescer(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	calls := 0
+	c := progress.NewCoalescer(0, nil, func(int) error { calls++; return boom })
+	defer c.Close()
+	require.ErrorIs(t, c.Add(1), boom)
+	require.ErrorIs(t, c.Add(2), boom)
+	require.Equal(t, 1, calls)
+}
+
+func TestZeroIntervalEmitsEverything(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	c := progress.NewCoalescer(0, nil, rec.emit)
+	defer c.Close()
+	for i := range 5 {
+		require.NoError(t, c.Add(i))
+	}
+	require.Equal(t, []int{0, 1, 2, 3, 4}, rec.values())
+}
+
+func TestRealClockConcurrent(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	c := progress.NewCoalescer(time.Millisecond, nil, rec.emit)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				_ = c.Add(g*1000 + i)
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, c.Flush())
+	c.Close()
+	require.NotEmpty(t, rec.values())
+}
+
+func BenchmarkCoalescerAdd(b *testing.B) {
+	var n int
+	c := progress.NewCoalescer(100*time.Millisecond, nil, func(int) error { n++; return nil })
+	defer c.Close()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		_ = c.Add(i)
+	}
+	b.ReportMetric(float64(n), "emits")
+}
