@@ -563,7 +563,7 @@ func splitResult(text string, budget int) []string {
 	start, size := 0, 2
 	for i := 0; i < len(text); {
 		r, n := utf8.DecodeRuneInString(text[i:])
-		w := quotedLen(text[i : i+n]) - 2
+		w := quotedLen(text[i:i+n]) - 2
 		if r == utf8.RuneError && n == 1 {
 			w = 6
 		}

@@ -598,10 +598,6 @@ func (a *App) handleCancel(ctx context.Context, conn Conn, f *Frame) error {
 // canceled by the client.
 var ErrCanceled = errors.New("streamer: request canceled")
 
-// errShutdown is the cause of a handler's context when the embedded worker
-// stops; the request is re-queued, not failed.
-var errShutdown = errors.New("streamer: worker shutting down")
-
 func (a *App) cancelLocal(key storage.Key) bool {
 	a.mu.Lock()
 	cancel, ok := a.running[key.String()]
@@ -611,4 +607,3 @@ func (a *App) cancelLocal(key storage.Key) bool {
 	}
 	return ok
 }
-

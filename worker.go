@@ -3,6 +3,7 @@ package streamer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -122,7 +123,10 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 	}()
 
 	if err := a.recoverWork(ctx, w); err != nil {
-		return err
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("streamer: pick up unfinished requests: %w", err)
 	}
 
 	sem := make(chan struct{}, concurrency)

@@ -1,0 +1,88 @@
+package client
+
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/streamer-go/streamer"
+)
+
+// Sentinel errors. Branch on them with errors.Is.
+var (
+	// ErrUnauthorized is wrapped by the error of a connection attempt that
+	// the server refused with HTTP 401 (a missing, expired or bad token).
+	ErrUnauthorized = errors.New("client: unauthorized")
+	// ErrClosed is returned by calls made on, or pending at, a closed
+	// client.
+	ErrClosed = errors.New("client: closed")
+	// ErrDisconnected is wrapped by the error of calls pending when the
+	// client gave up reconnecting (see [Options.MaxReconnects]), and of
+	// every call made after.
+	ErrDisconnected = errors.New("client: disconnected")
+	// ErrInvalidArgument is wrapped when an argument breaks the protocol's
+	// rules (an action or id outside 1-128 characters of [A-Za-z0-9_.:-],
+	// a reserved action given to Request, a negative seq); nothing is sent.
+	ErrInvalidArgument = errors.New("client: invalid argument")
+	// ErrTooLarge is wrapped when a frame would exceed the protocol's
+	// 128 KiB message limit; nothing is sent.
+	ErrTooLarge = errors.New("client: message too large")
+	// ErrInFlight is wrapped when a request id is already used by a
+	// Request or Resume pending on the same client.
+	ErrInFlight = errors.New("client: request id already in flight")
+	// ErrInvalidResult is wrapped when a result sent in chunks cannot be
+	// reassembled: a chunk is missing or malformed, or the joined text is
+	// not JSON.
+	ErrInvalidResult = errors.New("client: invalid result")
+)
+
+// Error is a failure reported by the server: an error message, a failed
+// synchronous response (success false) or a terminal error event of an
+// asynchronous request. Code is the protocol code, such as NOT_FOUND or
+// CANCELED, or a handler's own upper snake case code.
+type Error struct {
+	// RequestID is the request the error is about, when the server said.
+	RequestID string
+	// Code is the protocol error code.
+	Code string
+	// Message is the server's explanation, safe to show.
+	Message string
+	// Details is optional structured data, such as the field list of a
+	// VALIDATION_ERROR or retry_after_ms of RATE_LIMITED.
+	Details json.RawMessage
+	// Retryable reports that the server marked the failure worth retrying.
+	Retryable bool
+}
+
+// Error returns "client: CODE: message".
+func (e *Error) Error() string {
+	return "client: " + e.Code + ": " + e.Message
+}
+
+// CodeOf returns the code of the first [*Error] in err's chain, or "" when
+// there is none.
+func CodeOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// newError converts a wire error body. A missing body becomes
+// INTERNAL_ERROR, so callers always get a code.
+func newError(requestID string, b *streamer.ErrorBody) *Error {
+	if b == nil {
+		return &Error{
+			RequestID: requestID,
+			Code:      streamer.CodeInternal,
+			Message:   "the server reported a failure without an error body",
+		}
+	}
+	return &Error{
+		RequestID: requestID,
+		Code:      b.Code,
+		Message:   b.Message,
+		Details:   b.Details,
+		Retryable: b.Retryable,
+	}
+}

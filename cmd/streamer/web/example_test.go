@@ -1,0 +1,19 @@
+package web_test
+
+import (
+	"fmt"
+	"io/fs"
+
+	"github.com/streamer-go/streamer/cmd/streamer/web"
+)
+
+// FS holds the demo page, ready for http.FileServerFS.
+func Example() {
+	names, err := fs.Glob(web.FS, "*")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(names)
+	// Output: [index.html]
+}

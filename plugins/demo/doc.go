@@ -1,0 +1,20 @@
+// Package demo is a plugin of small actions that exercise the framework from
+// a client: they are what the dev server's demo page and the acceptance tests
+// call.
+//
+// The actions, built by [New]:
+//
+//   - echo (sync): answers with its payload as given; no payload answers null.
+//   - delay (async): payload {"ms": 0..600000, "steps": 1..1000}, both
+//     required. Reports steps progress events spread evenly over ms (step i
+//     at i·ms/steps after the start, percentage 100·i/steps, message
+//     "step i/steps"), then completes with {"steps", "ms"}.
+//   - fail (async, never retried): payload {"code": "UPPER_SNAKE",
+//     "message": "..."}. Reports 50% and then fails with that code and
+//     message.
+//   - blob (async): payload {"bytes": 1..10485760}. Completes with a JSON
+//     string of exactly that many "x", large enough to be sent in chunks.
+//
+// Invalid payloads are refused with VALIDATION_ERROR and a detail per field
+// before anything is stored or run.
+package demo

@@ -1,0 +1,805 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
+
+	"github.com/streamer-go/streamer/storage"
+)
+
+var (
+	_ storage.Store   = (*Store)(nil)
+	_ storage.Lister  = (*Store)(nil)
+	_ storage.Sweeper = (*Store)(nil)
+)
+
+// ErrLocked means the database file is in use by another process (or another
+// [Store] of this one): its lock was not acquired within [Options.Timeout].
+var ErrLocked = errors.New("bolt: database is in use by another process")
+
+// DefaultTimeout is how long [Open] waits for the file lock when
+// [Options.Timeout] is zero.
+const DefaultTimeout = time.Second
+
+// formatVersion is the version of the on-disk layout, stored in meta.
+const formatVersion = "1"
+
+var (
+	bucketMeta       = []byte("meta")
+	bucketConns      = []byte("connections")
+	bucketRequests   = []byte("requests")
+	bucketEvents     = []byte("events")
+	bucketSubsByReq  = []byte("subs_by_request")
+	bucketSubsByConn = []byte("subs_by_connection")
+	keyVersion       = []byte("version")
+)
+
+// Options configures [Open]. The zero value gives the defaults.
+type Options struct {
+	// Timeout is how long Open waits for the file lock held by another
+	// process before failing with ErrLocked. Zero or negative means
+	// DefaultTimeout (1s).
+	Timeout time.Duration
+}
+
+// Store is a [storage.Store], [storage.Lister] and [storage.Sweeper] kept in
+// a bbolt file. It is safe for concurrent use. Close it when done.
+type Store struct {
+	db *bbolt.DB
+}
+
+// Open opens the database at path, creating the file (mode 0600, not its
+// directory) when it does not exist. It fails with an error wrapping
+// [ErrLocked] when another process holds the file for longer than
+// opts.Timeout.
+func Open(path string, opts Options) (*Store, error) {
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
+	if errors.Is(err, bberrors.ErrTimeout) {
+		return nil, fmt.Errorf("bolt: open %s: lock not acquired within %s: %w", path, timeout, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketConns, bucketRequests, bucketEvents, bucketSubsByReq, bucketSubsByConn} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(keyVersion); {
+		case v == nil:
+			return meta.Put(keyVersion, []byte(formatVersion))
+		case string(v) != formatVersion:
+			return fmt.Errorf("unsupported format version %q (want %q)", v, formatVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database file, waiting for running transactions. Calls
+// after Close fail.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("bolt: close: %w", err)
+	}
+	return nil
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.db.Path() }
+
+// view runs fn in a read-only transaction, failing first if ctx is done.
+func (s *Store) view(ctx context.Context, op string, fn func(tx *bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt: %s: %w", op, err)
+	}
+	if err := s.db.View(fn); err != nil {
+		return fmt.Errorf("bolt: %s: %w", op, err)
+	}
+	return nil
+}
+
+// update runs fn in a read-write transaction, failing first if ctx is done.
+// The transaction is rolled back when fn fails.
+func (s *Store) update(ctx context.Context, op string, fn func(tx *bbolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt: %s: %w", op, err)
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		// The writer lock may have been a long wait.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: %s: %w", op, err)
+	}
+	return nil
+}
+
+// expired reports whether an item with the given expiry is gone at now.
+func expired(expiresAt, now time.Time) bool {
+	return !expiresAt.IsZero() && expiresAt.Before(now)
+}
+
+func seqKey(seq int64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(seq))
+	return b[:]
+}
+
+// --- connections ----------------------------------------------------------
+
+// PutConnection creates or replaces a connection.
+func (s *Store) PutConnection(ctx context.Context, c storage.Connection) error {
+	if c.ID == "" {
+		return errors.New("bolt: put connection: empty connection id")
+	}
+	v, err := json.Marshal(fromConn(c))
+	if err != nil {
+		return fmt.Errorf("bolt: put connection %q: %w", c.ID, err)
+	}
+	return s.update(ctx, "put connection", func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketConns).Put([]byte(c.ID), v)
+	})
+}
+
+// GetConnection returns the connection id, or [storage.ErrNotFound] when it
+// does not exist or has expired.
+func (s *Store) GetConnection(ctx context.Context, id string) (storage.Connection, error) {
+	var c storage.Connection
+	err := s.view(ctx, "get connection", func(tx *bbolt.Tx) error {
+		var err error
+		c, err = getConn(tx, id, time.Now())
+		return err
+	})
+	return c, err
+}
+
+func getConn(tx *bbolt.Tx, id string, now time.Time) (storage.Connection, error) {
+	if id == "" {
+		return storage.Connection{}, fmt.Errorf("connection %q: %w", id, storage.ErrNotFound)
+	}
+	v := tx.Bucket(bucketConns).Get([]byte(id))
+	if v == nil {
+		return storage.Connection{}, fmt.Errorf("connection %q: %w", id, storage.ErrNotFound)
+	}
+	var rec connRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return storage.Connection{}, fmt.Errorf("decoding connection %q: %w", id, err)
+	}
+	c := rec.conn()
+	if expired(c.ExpiresAt, now) {
+		return storage.Connection{}, fmt.Errorf("connection %q: %w", id, storage.ErrNotFound)
+	}
+	return c, nil
+}
+
+// DeleteConnection removes a connection and all its subscriptions in one
+// transaction. A missing connection is not an error.
+func (s *Store) DeleteConnection(ctx context.Context, id string) error {
+	if id == "" {
+		return nil
+	}
+	return s.update(ctx, "delete connection", func(tx *bbolt.Tx) error {
+		return deleteConn(tx, []byte(id))
+	})
+}
+
+func deleteConn(tx *bbolt.Tx, id []byte) error {
+	if err := tx.Bucket(bucketConns).Delete(id); err != nil {
+		return err
+	}
+	byConn := tx.Bucket(bucketSubsByConn)
+	subs := byConn.Bucket(id)
+	if subs == nil {
+		return nil
+	}
+	byReq := tx.Bucket(bucketSubsByReq)
+	err := subs.ForEach(func(k, _ []byte) error {
+		return deleteNested(byReq, k, id)
+	})
+	if err != nil {
+		return err
+	}
+	return byConn.DeleteBucket(id)
+}
+
+// deleteNested deletes key from the nested bucket name of parent, and the
+// nested bucket when it becomes empty.
+func deleteNested(parent *bbolt.Bucket, name, key []byte) error {
+	b := parent.Bucket(name)
+	if b == nil {
+		return nil
+	}
+	if err := b.Delete(key); err != nil {
+		return err
+	}
+	if k, _ := b.Cursor().First(); k == nil {
+		return parent.DeleteBucket(name)
+	}
+	return nil
+}
+
+// --- subscriptions --------------------------------------------------------
+
+// Subscribe subscribes connID to k's events; subscribing twice is not an
+// error.
+func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string) error {
+	if connID == "" {
+		return errors.New("bolt: subscribe: empty connection id")
+	}
+	rk, cid := []byte(k.String()), []byte(connID)
+	return s.update(ctx, "subscribe", func(tx *bbolt.Tx) error {
+		byReq, err := tx.Bucket(bucketSubsByReq).CreateBucketIfNotExists(rk)
+		if err != nil {
+			return err
+		}
+		if err := byReq.Put(cid, nil); err != nil {
+			return err
+		}
+		byConn, err := tx.Bucket(bucketSubsByConn).CreateBucketIfNotExists(cid)
+		if err != nil {
+			return err
+		}
+		return byConn.Put(rk, nil)
+	})
+}
+
+// Unsubscribe removes one subscription; a missing one is not an error.
+func (s *Store) Unsubscribe(ctx context.Context, k storage.Key, connID string) error {
+	if connID == "" {
+		return nil
+	}
+	rk, cid := []byte(k.String()), []byte(connID)
+	return s.update(ctx, "unsubscribe", func(tx *bbolt.Tx) error {
+		if err := deleteNested(tx.Bucket(bucketSubsByReq), rk, cid); err != nil {
+			return err
+		}
+		return deleteNested(tx.Bucket(bucketSubsByConn), cid, rk)
+	})
+}
+
+// Subscribers lists the connections subscribed to k, in no particular order.
+func (s *Store) Subscribers(ctx context.Context, k storage.Key) ([]string, error) {
+	var out []string
+	err := s.view(ctx, "subscribers", func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketSubsByReq).Bucket([]byte(k.String()))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(id, _ []byte) error {
+			out = append(out, string(id))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Subscriptions lists the requests connID is subscribed to, in no
+// particular order.
+func (s *Store) Subscriptions(ctx context.Context, connID string) ([]storage.Key, error) {
+	var out []storage.Key
+	err := s.view(ctx, "subscriptions", func(tx *bbolt.Tx) error {
+		if connID == "" {
+			return nil
+		}
+		b := tx.Bucket(bucketSubsByConn).Bucket([]byte(connID))
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(rk, _ []byte) error {
+			k, err := storage.ParseKey(string(rk))
+			if err != nil {
+				return fmt.Errorf("decoding key %q: %w", rk, err)
+			}
+			out = append(out, k)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// --- requests -------------------------------------------------------------
+
+// CreateRequest stores a new request, or returns [storage.ErrExists] and
+// stores nothing when a live request has the same key. An expired request
+// with the same key is replaced, events and subscriptions included.
+func (s *Store) CreateRequest(ctx context.Context, r storage.Request) error {
+	rk := []byte(r.Key.String())
+	v, err := json.Marshal(fromRequest(r))
+	if err != nil {
+		return fmt.Errorf("bolt: create request %s: %w", r.Key, err)
+	}
+	return s.update(ctx, "create request", func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketRequests).Get(rk) != nil {
+			if _, err := getRequest(tx, rk, time.Now()); err == nil {
+				return fmt.Errorf("request %s: %w", r.Key, storage.ErrExists)
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+			if _, err := deleteRequest(tx, rk); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketRequests).Put(rk, v)
+	})
+}
+
+// deleteRequest deletes a request, its events and its subscriptions, and
+// returns how many events it had.
+func deleteRequest(tx *bbolt.Tx, rk []byte) (int, error) {
+	if err := tx.Bucket(bucketRequests).Delete(rk); err != nil {
+		return 0, err
+	}
+	n := 0
+	events := tx.Bucket(bucketEvents)
+	if b := events.Bucket(rk); b != nil {
+		n = b.Stats().KeyN
+		if err := events.DeleteBucket(rk); err != nil {
+			return 0, err
+		}
+	}
+	byReq := tx.Bucket(bucketSubsByReq)
+	subs := byReq.Bucket(rk)
+	if subs == nil {
+		return n, nil
+	}
+	byConn := tx.Bucket(bucketSubsByConn)
+	err := subs.ForEach(func(cid, _ []byte) error {
+		return deleteNested(byConn, cid, rk)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, byReq.DeleteBucket(rk)
+}
+
+// getRequest returns the live request stored under rk.
+func getRequest(tx *bbolt.Tx, rk []byte, now time.Time) (storage.Request, error) {
+	v := tx.Bucket(bucketRequests).Get(rk)
+	if v == nil {
+		return storage.Request{}, fmt.Errorf("request %s: %w", rk, storage.ErrNotFound)
+	}
+	r, err := decodeRequest(rk, v)
+	if err != nil {
+		return storage.Request{}, err
+	}
+	if expired(r.ExpiresAt, now) {
+		return storage.Request{}, fmt.Errorf("request %s: %w", rk, storage.ErrNotFound)
+	}
+	return r, nil
+}
+
+func decodeRequest(rk, v []byte) (storage.Request, error) {
+	var rec requestRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return storage.Request{}, fmt.Errorf("decoding request %s: %w", rk, err)
+	}
+	k, err := storage.ParseKey(string(rk))
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("decoding request key %q: %w", rk, err)
+	}
+	return rec.request(k), nil
+}
+
+func putRequest(tx *bbolt.Tx, r storage.Request) error {
+	v, err := json.Marshal(fromRequest(r))
+	if err != nil {
+		return fmt.Errorf("encoding request %s: %w", r.Key, err)
+	}
+	return tx.Bucket(bucketRequests).Put([]byte(r.Key.String()), v)
+}
+
+// GetRequest returns the request k, or [storage.ErrNotFound] when it does not
+// exist or has expired.
+func (s *Store) GetRequest(ctx context.Context, k storage.Key) (storage.Request, error) {
+	var r storage.Request
+	err := s.view(ctx, "get request", func(tx *bbolt.Tx) error {
+		var err error
+		r, err = getRequest(tx, []byte(k.String()), time.Now())
+		return err
+	})
+	return r, err
+}
+
+// modify runs fn on the live request k in a write transaction and stores
+// the request when fn returns nil.
+func (s *Store) modify(ctx context.Context, op string, k storage.Key, fn func(r *storage.Request) error) (storage.Request, error) {
+	var r storage.Request
+	err := s.update(ctx, op, func(tx *bbolt.Tx) error {
+		var err error
+		r, err = getRequest(tx, []byte(k.String()), time.Now())
+		if err != nil {
+			return err
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+		return putRequest(tx, r)
+	})
+	return r, err
+}
+
+// errUnchanged stops modify without writing, with no error.
+var errUnchanged = errors.New("unchanged")
+
+// ClaimRequest claims k as described by [storage.Store.ClaimRequest] and
+// sets UpdatedAt to c.Now.
+func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim) (storage.Request, error) {
+	return s.modify(ctx, "claim request", k, func(r *storage.Request) error {
+		switch r.Status {
+		case storage.StatusQueued:
+			if r.NotBefore.After(c.Now) {
+				return fmt.Errorf("request %s not before %s: %w", k, r.NotBefore, storage.ErrConflict)
+			}
+			r.Status = storage.StatusRunning
+		case storage.StatusRunning, storage.StatusCanceling:
+			if !c.Now.After(r.LeaseUntil) {
+				return fmt.Errorf("request %s leased until %s: %w", k, r.LeaseUntil, storage.ErrConflict)
+			}
+		default:
+			return fmt.Errorf("request %s is %s: %w", k, r.Status, storage.ErrConflict)
+		}
+		r.Attempt++
+		r.LeaseUntil = c.LeaseUntil
+		r.UpdatedAt = c.Now
+		return nil
+	})
+}
+
+// ExtendLease moves LeaseUntil of a running or canceling request claimed as
+// attempt; [storage.ErrConflict] otherwise.
+func (s *Store) ExtendLease(ctx context.Context, k storage.Key, attempt int, until time.Time) error {
+	_, err := s.modify(ctx, "extend lease", k, func(r *storage.Request) error {
+		if (r.Status != storage.StatusRunning && r.Status != storage.StatusCanceling) || r.Attempt != attempt {
+			return fmt.Errorf("request %s is %s attempt %d, want attempt %d: %w", k, r.Status, r.Attempt, attempt, storage.ErrConflict)
+		}
+		r.LeaseUntil = until
+		return nil
+	})
+	return err
+}
+
+// RequeueRequest moves a running request claimed as attempt back to queued
+// with the given NotBefore; [storage.ErrConflict] otherwise.
+func (s *Store) RequeueRequest(ctx context.Context, k storage.Key, attempt int, notBefore time.Time) error {
+	_, err := s.modify(ctx, "requeue request", k, func(r *storage.Request) error {
+		if r.Status != storage.StatusRunning || r.Attempt != attempt {
+			return fmt.Errorf("request %s is %s attempt %d, want running attempt %d: %w", k, r.Status, r.Attempt, attempt, storage.ErrConflict)
+		}
+		r.Status = storage.StatusQueued
+		r.NotBefore = notBefore
+		r.LeaseUntil = time.Time{}
+		return nil
+	})
+	return err
+}
+
+// CancelRequest marks a queued or running request canceling, setting
+// UpdatedAt to now. A canceling or finished request is returned unchanged.
+func (s *Store) CancelRequest(ctx context.Context, k storage.Key, now time.Time) (storage.Request, error) {
+	r, err := s.modify(ctx, "cancel request", k, func(r *storage.Request) error {
+		if r.Status != storage.StatusQueued && r.Status != storage.StatusRunning {
+			return errUnchanged
+		}
+		r.Status = storage.StatusCanceling
+		r.UpdatedAt = now
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return r, nil
+	}
+	return r, err
+}
+
+// FinishRequest appends f.Event and sets the final state in one
+// transaction, with UpdatedAt set to f.Now. It returns
+// [storage.ErrConflict], writing nothing, when the request has finished or
+// the event's seq is taken.
+func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Finish) error {
+	if !f.Status.Final() {
+		return fmt.Errorf("bolt: finish request %s: status %q is not final", k, f.Status)
+	}
+	if f.Event.Seq < 1 {
+		return fmt.Errorf("bolt: finish request %s: seq %d is not positive", k, f.Event.Seq)
+	}
+	ev, err := json.Marshal(fromEvent(f.Event))
+	if err != nil {
+		return fmt.Errorf("bolt: finish request %s: %w", k, err)
+	}
+	return s.update(ctx, "finish request", func(tx *bbolt.Tx) error {
+		rk := []byte(k.String())
+		r, err := getRequest(tx, rk, time.Now())
+		if err != nil {
+			return err
+		}
+		if r.Status.Final() {
+			return fmt.Errorf("request %s is %s: %w", k, r.Status, storage.ErrConflict)
+		}
+		if err := putEvent(tx, rk, f.Event.Seq, ev); err != nil {
+			return err
+		}
+		r.Status = f.Status
+		r.Result = f.Result
+		r.ResultChunks = f.ResultChunks
+		r.Error = f.Error
+		r.UpdatedAt = f.Now
+		return putRequest(tx, r)
+	})
+}
+
+// --- events ---------------------------------------------------------------
+
+// putEvent stores an encoded event, or fails with ErrConflict when its seq
+// is taken.
+func putEvent(tx *bbolt.Tx, rk []byte, seq int64, v []byte) error {
+	b, err := tx.Bucket(bucketEvents).CreateBucketIfNotExists(rk)
+	if err != nil {
+		return err
+	}
+	sk := seqKey(seq)
+	if b.Get(sk) != nil {
+		return fmt.Errorf("request %s seq %d: %w", rk, seq, storage.ErrConflict)
+	}
+	// Events are appended in order: let bbolt fill pages completely.
+	b.FillPercent = 0.9
+	return b.Put(sk, v)
+}
+
+// AppendEvent appends a non-terminal event; see [storage.Store.AppendEvent].
+func (s *Store) AppendEvent(ctx context.Context, k storage.Key, e storage.Event) error {
+	if e.Seq < 1 {
+		return fmt.Errorf("bolt: append event %s: seq %d is not positive", k, e.Seq)
+	}
+	v, err := json.Marshal(fromEvent(e))
+	if err != nil {
+		return fmt.Errorf("bolt: append event %s: %w", k, err)
+	}
+	return s.update(ctx, "append event", func(tx *bbolt.Tx) error {
+		rk := []byte(k.String())
+		r, err := getRequest(tx, rk, time.Now())
+		if err != nil {
+			return err
+		}
+		if r.Status.Final() {
+			return fmt.Errorf("request %s is %s: %w", k, r.Status, storage.ErrConflict)
+		}
+		return putEvent(tx, rk, e.Seq, v)
+	})
+}
+
+// events returns the event bucket of a live request, or nil.
+func events(tx *bbolt.Tx, rk []byte, now time.Time) (*bbolt.Bucket, error) {
+	if _, err := getRequest(tx, rk, now); err != nil {
+		return nil, err
+	}
+	return tx.Bucket(bucketEvents).Bucket(rk), nil
+}
+
+func decodeEvent(rk, v []byte) (storage.Event, error) {
+	var rec eventRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return storage.Event{}, fmt.Errorf("decoding event of %s: %w", rk, err)
+	}
+	return rec.event(), nil
+}
+
+// ReadEvents returns up to limit unexpired events of k with Seq > after, in
+// order; limit ≤ 0 means no limit. An unknown request has no events.
+func (s *Store) ReadEvents(ctx context.Context, k storage.Key, after int64, limit int) ([]storage.Event, error) {
+	var out []storage.Event
+	err := s.view(ctx, "read events", func(tx *bbolt.Tx) error {
+		rk := []byte(k.String())
+		now := time.Now()
+		b, err := events(tx, rk, now)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil || b == nil {
+			return err
+		}
+		c := b.Cursor()
+		var sk, v []byte
+		if after < 0 {
+			sk, v = c.First()
+		} else {
+			sk, v = c.Seek(seqKey(after + 1))
+		}
+		for ; sk != nil; sk, v = c.Next() {
+			if limit > 0 && len(out) == limit {
+				break
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			ev, err := decodeEvent(rk, v)
+			if err != nil {
+				return err
+			}
+			if !expired(ev.ExpiresAt, now) {
+				out = append(out, ev)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LastEvent returns the unexpired event of k with the highest seq, or
+// [storage.ErrNotFound] when there is none.
+func (s *Store) LastEvent(ctx context.Context, k storage.Key) (storage.Event, error) {
+	var out storage.Event
+	err := s.view(ctx, "last event", func(tx *bbolt.Tx) error {
+		rk := []byte(k.String())
+		now := time.Now()
+		b, err := events(tx, rk, now)
+		if err != nil {
+			return err
+		}
+		if b != nil {
+			c := b.Cursor()
+			for sk, v := c.Last(); sk != nil; sk, v = c.Prev() {
+				ev, err := decodeEvent(rk, v)
+				if err != nil {
+					return err
+				}
+				if !expired(ev.ExpiresAt, now) {
+					out = ev
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("request %s has no events: %w", k, storage.ErrNotFound)
+	})
+	return out, err
+}
+
+// --- optional capabilities -----------------------------------------------
+
+// ListUnfinished returns every unexpired request whose status is not final,
+// in key order. It reads every request.
+func (s *Store) ListUnfinished(ctx context.Context) ([]storage.Request, error) {
+	var out []storage.Request
+	err := s.view(ctx, "list unfinished", func(tx *bbolt.Tx) error {
+		now := time.Now()
+		return tx.Bucket(bucketRequests).ForEach(func(rk, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r, err := decodeRequest(rk, v)
+			if err != nil {
+				return err
+			}
+			if !r.Status.Final() && !expired(r.ExpiresAt, now) {
+				out = append(out, r)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Sweep deletes connections, requests and events whose ExpiresAt is before
+// now, with the subscriptions of deleted connections and requests, in one
+// transaction, and reports how many connections, requests and events it
+// deleted. It reads every record.
+func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
+	n := 0
+	err := s.update(ctx, "sweep", func(tx *bbolt.Tx) error {
+		n = 0
+		var conns, reqs [][]byte
+		err := tx.Bucket(bucketConns).ForEach(func(id, v []byte) error {
+			var rec connRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decoding connection %q: %w", id, err)
+			}
+			if expired(rec.ExpiresAt, now) {
+				conns = append(conns, bytes.Clone(id))
+			}
+			return ctx.Err()
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range conns {
+			if err := deleteConn(tx, id); err != nil {
+				return err
+			}
+			n++
+		}
+
+		err = tx.Bucket(bucketRequests).ForEach(func(rk, v []byte) error {
+			var rec requestRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("decoding request %s: %w", rk, err)
+			}
+			if expired(rec.ExpiresAt, now) {
+				reqs = append(reqs, bytes.Clone(rk))
+			}
+			return ctx.Err()
+		})
+		if err != nil {
+			return err
+		}
+		for _, rk := range reqs {
+			evs, err := deleteRequest(tx, rk)
+			if err != nil {
+				return err
+			}
+			n += 1 + evs
+		}
+
+		// Expired events of live requests.
+		events := tx.Bucket(bucketEvents)
+		var names [][]byte
+		err = events.ForEachBucket(func(rk []byte) error {
+			names = append(names, bytes.Clone(rk))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, rk := range names {
+			deleted, err := sweepEvents(ctx, events.Bucket(rk), rk, now)
+			if err != nil {
+				return err
+			}
+			n += deleted
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// sweepEvents deletes the expired events of one request's log.
+func sweepEvents(ctx context.Context, b *bbolt.Bucket, rk []byte, now time.Time) (int, error) {
+	var seqs [][]byte
+	err := b.ForEach(func(sk, v []byte) error {
+		var rec eventRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("decoding event of %s: %w", rk, err)
+		}
+		if expired(rec.ExpiresAt, now) {
+			seqs = append(seqs, bytes.Clone(sk))
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, sk := range seqs {
+		if err := b.Delete(sk); err != nil {
+			return 0, err
+		}
+	}
+	return len(seqs), nil
+}

@@ -1,0 +1,25 @@
+// Package bolt is the durable embedded [storage.Store], kept in one file with
+// go.etcd.io/bbolt. It is the default store of `streamer dev`.
+//
+// Every method runs in one bbolt transaction (a read-only one for reads), so
+// multi-item changes such as FinishRequest and DeleteConnection are atomic,
+// and bbolt fsyncs every write transaction before it returns: a write that
+// returned nil survives a crash. Writes are serialised by bbolt; reads run
+// concurrently with each other and with writes.
+//
+// Only one process may open a database file at a time: [Open] waits up to
+// [Options.Timeout] for the file lock and then fails with [ErrLocked].
+//
+// Layout, all records JSON-encoded:
+//
+//	meta                     "version" → format version
+//	connections              connection id → connection
+//	requests                 Key.String() → request
+//	events/<key>             big-endian uint64 seq → event (ordered by seq)
+//	subs_by_request/<key>    connection id → empty
+//	subs_by_connection/<id>  Key.String() → empty
+//
+// Expired items (a non-zero ExpiresAt before now) are invisible: lookups
+// return [storage.ErrNotFound] and listings skip them. [Store.Sweep] deletes
+// them; nothing deletes them in the background.
+package bolt
