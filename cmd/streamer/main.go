@@ -1,0 +1,103 @@
+// Command streamer runs Streamer on one machine and talks to it.
+//
+//	streamer dev                      run the whole stack locally
+//	streamer token --sub alice        mint a dev token
+//	streamer call ACTION [JSON]       send a request and wait for its result
+//
+// Run "streamer help" or "streamer COMMAND -h" for details.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `streamer: long-running requests over WebSocket, on AWS Lambda or this machine.
+
+Usage:
+  streamer dev   [--addr 127.0.0.1:8080] [--data-dir DIR]
+  streamer token --sub SUBJECT [--tenant T] [--scope "a b"] [--ttl 1h]
+  streamer call  ACTION [JSON] [--url URL] [--token JWT] [--id ID] [--resume ID]
+
+Environment:
+  STREAMER_JWT_SECRET   HS256 secret (at least 32 bytes) used by dev, token and call.
+                        dev makes one and keeps it in its data dir when unset.
+  STREAMER_URL          default --url of call (ws://127.0.0.1:8080/ws)
+  STREAMER_TOKEN        default --token of call
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "dev":
+		err = runDev(ctx, args[1:], stdout, stderr)
+	case "token":
+		err = runToken(args[1:], stdout, stderr)
+	case "call":
+		return runCall(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "streamer: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "streamer %s: %v\n", args[0], err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// usageError marks a command-line mistake (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// parseInterleaved parses flags that may come before, between or after the
+// positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
