@@ -30,7 +30,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("call", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	url := fs.String("url", envOr("STREAMER_URL", defaultWSURL), "WebSocket URL of the server")
-	token := fs.String("token", os.Getenv("STREAMER_TOKEN"), "JWT (default $STREAMER_TOKEN, or one minted with $STREAMER_JWT_SECRET)")
+	token := fs.String("token", "", "JWT (default $STREAMER_TOKEN, or one minted with $STREAMER_JWT_SECRET)")
 	id := fs.String("id", "", "request id (default: a new one); re-sending an id attaches to that request")
 	resume := fs.String("resume", "", "attach to an existing request by id instead of sending one")
 	timeout := fs.Duration("timeout", 0, "give up waiting after this long (default: wait for the result)")
@@ -70,16 +70,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *token == "" {
-		secret, err := secretFromEnv()
-		if err != nil {
-			fmt.Fprintf(stderr, "streamer call: %v\n", err)
-			return exitUsage
-		}
-		if secret == nil {
-			fmt.Fprintln(stderr, "streamer call: no token: pass --token, set STREAMER_TOKEN, or set STREAMER_JWT_SECRET to mint one")
-			return exitUsage
-		}
-		*token, err = middleware.SignHS256(secret, middleware.Claims{Subject: "cli", TTL: time.Hour})
+		*token, err = tokenFromEnv()
 		if err != nil {
 			fmt.Fprintf(stderr, "streamer call: %v\n", err)
 			return exitUsage
@@ -128,6 +119,22 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s\n", res)
 	return exitOK
+}
+
+// tokenFromEnv returns $STREAMER_TOKEN, or a token for subject "cli"
+// minted with $STREAMER_JWT_SECRET.
+func tokenFromEnv() (string, error) {
+	if t := os.Getenv("STREAMER_TOKEN"); t != "" {
+		return t, nil
+	}
+	secret, err := secretFromEnv()
+	if err != nil {
+		return "", err
+	}
+	if secret == nil {
+		return "", errors.New("no token: pass --token, set STREAMER_TOKEN, or set STREAMER_JWT_SECRET to mint one")
+	}
+	return middleware.SignHS256(secret, middleware.Claims{Subject: "cli", TTL: time.Hour})
 }
 
 func envOr(key, def string) string {

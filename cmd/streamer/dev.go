@@ -117,6 +117,7 @@ func serveDev(ctx context.Context, cfg devConfig, generatedSecret bool, stdout i
 	if err != nil {
 		return fmt.Errorf("--addr %s: %w", cfg.addr, err)
 	}
+	defer ln.Close() //nolint:errcheck // Serve closes it first on a clean shutdown
 	base := "http://" + ln.Addr().String()
 
 	auth, err := middleware.NewJWT(middleware.JWTConfig{Secret: cfg.secret})

@@ -3,6 +3,7 @@
 //	streamer dev                      run the whole stack locally
 //	streamer token --sub alice        mint a dev token
 //	streamer call ACTION [JSON]       send a request and wait for its result
+//	streamer load                     measure a server with closed-loop load
 //
 // Run "streamer help" or "streamer COMMAND -h" for details.
 package main
@@ -24,12 +25,13 @@ Usage:
   streamer dev   [--addr 127.0.0.1:8080] [--data-dir DIR]
   streamer token --sub SUBJECT [--tenant T] [--scope "a b"] [--ttl 1h]
   streamer call  ACTION [JSON] [--url URL] [--token JWT] [--id ID] [--resume ID]
+  streamer load  [--url URL] [--conns 200] [--requests 50] [--action echo] [--payload JSON]
 
 Environment:
   STREAMER_JWT_SECRET   HS256 secret (at least 32 bytes) used by dev, token and call.
                         dev makes one and keeps it in its data dir when unset.
-  STREAMER_URL          default --url of call (ws://127.0.0.1:8080/ws)
-  STREAMER_TOKEN        default --token of call
+  STREAMER_URL          default --url of call and load (ws://127.0.0.1:8080/ws)
+  STREAMER_TOKEN        default --token of call and load
 `
 
 func main() {
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runToken(args[1:], stdout, stderr)
 	case "call":
 		return runCall(ctx, args[1:], stdout, stderr)
+	case "load":
+		err = runLoadCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
