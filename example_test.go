@@ -89,4 +89,3 @@ func ExampleTyped() {
 	// → conn-1: {"type":"progress","request_id":"r2","seq":1,"percentage":50,"message":"resizing"}
 	// → conn-1: {"type":"complete","request_id":"r2","seq":2,"result":{"pixels":307200}}
 }
-
