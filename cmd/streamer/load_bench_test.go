@@ -31,7 +31,7 @@ func startBenchDev(tb testing.TB) (string, string) {
 	done := make(chan error, 1)
 	cfg := devConfig{addr: "127.0.0.1:0", dataDir: tb.TempDir(), secret: []byte(benchSecret), idle: time.Hour, lifetime: time.Hour}
 	go func() {
-		done <- serveDev(ctx, cfg, false, pw, zerolog.Nop())
+		done <- serveDev(ctx, cfg, pw, zerolog.Nop())
 		_ = pw.Close()
 	}()
 	tb.Cleanup(func() {

@@ -1,0 +1,250 @@
+// Package devserver runs a whole Streamer stack in one process: the local
+// WebSocket gateway, the router, the embedded worker and the durable bolt
+// store. It is what `streamer dev` runs, and what a program of your own runs
+// to try its plugins on a laptop:
+//
+//	err := devserver.Run(ctx, devserver.Config{Plugins: []streamer.Plugin{myplugin.New()}})
+//
+// Clients connect to ws://ADDR/ws with a JWT; the Management API is served
+// at /@connections/{id}, as API Gateway does.
+package devserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/middleware"
+	"github.com/streamer-go/streamer/storage"
+	"github.com/streamer-go/streamer/storage/bolt"
+	"github.com/streamer-go/streamer/transport/local"
+)
+
+// Defaults of [Config].
+const (
+	DefaultAddr    = "127.0.0.1:8080"
+	DefaultDataDir = ".streamer"
+	// MinSecretLen is the shortest HS256 secret accepted.
+	MinSecretLen = middleware.MinSecretLen
+)
+
+// Config configures [Run]. Zero values mean the documented defaults.
+type Config struct {
+	// Addr is where to listen; default 127.0.0.1:8080. Port 0 picks a free
+	// port (see Ready). Ignored when Listener is set.
+	Addr string
+	// Listener, when set, is used instead of listening on Addr; Run closes
+	// it.
+	Listener net.Listener
+	// DataDir holds the bolt database and, when Secret is nil, the
+	// generated secret. Default ".streamer". Ignored when Store is set.
+	DataDir string
+	// Store replaces the bolt store (for tests: storage/memory).
+	Store storage.Store
+	// Secret is the HS256 key tokens are checked with (at least 32 bytes).
+	// When nil, one is generated on first use and kept in DataDir, so
+	// tokens stay valid across restarts.
+	Secret []byte
+	// Plugins provide the actions.
+	Plugins []streamer.Plugin
+	// Middleware wraps every action, inside the server's own logging and
+	// token-expiry middleware.
+	Middleware []streamer.Middleware
+	// Handlers are extra HTTP routes (patterns as for http.ServeMux), such
+	// as a file server for results. "/ws" and "/@connections/" are taken.
+	Handlers map[string]http.Handler
+	// Logger receives the logs; the zero value is quiet.
+	Logger zerolog.Logger
+	// IdleTimeout and MaxLifetime bound connections as API Gateway does;
+	// defaults 10 minutes and 2 hours.
+	IdleTimeout time.Duration
+	MaxLifetime time.Duration
+	// Ready, when set, is called once the server listens.
+	Ready func(Info)
+}
+
+// Info describes a running server.
+type Info struct {
+	// Addr is the address listened on, e.g. 127.0.0.1:8080.
+	Addr string
+	// URL is the HTTP base URL, e.g. http://127.0.0.1:8080.
+	URL string
+	// WebSocketURL is where clients connect, e.g. ws://127.0.0.1:8080/ws.
+	WebSocketURL string
+	// Token is a ready token for subject "dev", valid 24 hours.
+	Token string
+	// SecretFile is the file holding a generated secret ("" when the
+	// secret was given).
+	SecretFile string
+}
+
+// Run serves until ctx is canceled, then closes every connection, stops the
+// worker (running requests are re-queued and resume at the next start) and
+// returns. Bad configuration is reported before anything starts, naming the
+// setting.
+func Run(ctx context.Context, cfg Config) (err error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.IdleTimeout < 0 || cfg.MaxLifetime < 0 {
+		return errors.New("devserver: IdleTimeout and MaxLifetime must not be negative")
+	}
+	secretFile := ""
+	if cfg.Secret == nil || cfg.Store == nil {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return fmt.Errorf("devserver: DataDir %s: %w", cfg.DataDir, err)
+		}
+	}
+	if cfg.Secret == nil {
+		secretFile = filepath.Join(cfg.DataDir, "jwt-secret")
+		if cfg.Secret, err = loadOrMakeSecret(secretFile); err != nil {
+			return err
+		}
+	}
+	auth, err := middleware.NewJWT(middleware.JWTConfig{Secret: cfg.Secret})
+	if err != nil {
+		return fmt.Errorf("devserver: Secret: %w", err)
+	}
+	store := cfg.Store
+	if store == nil {
+		bs, err := bolt.Open(filepath.Join(cfg.DataDir, "streamer.db"), bolt.Options{})
+		if err != nil {
+			return fmt.Errorf("devserver: DataDir %s: %w", cfg.DataDir, err)
+		}
+		defer func() {
+			if cerr := bs.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+		store = bs
+	}
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return fmt.Errorf("devserver: Addr %s: %w", cfg.Addr, err)
+		}
+	}
+	defer ln.Close() //nolint:errcheck // Serve closes it first on a clean shutdown
+
+	h := &gatewayHandler{}
+	gw, err := local.New(local.Config{Handler: h, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	mw := append([]streamer.Middleware{middleware.Logging(cfg.Logger), middleware.Auth(middleware.AuthOptions{})}, cfg.Middleware...)
+	app, err := streamer.New(streamer.Config{
+		Store: store, Sender: gw, Authenticator: auth,
+		Plugins: cfg.Plugins, Middleware: mw, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	h.app = app
+
+	mux := http.NewServeMux()
+	mux.Handle("/ws", gw)
+	mux.Handle("/@connections/", gw.Management())
+	for pattern, handler := range cfg.Handlers {
+		mux.Handle(pattern, handler)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	if cfg.Ready != nil {
+		token, err := middleware.SignHS256(cfg.Secret, middleware.Claims{Subject: "dev", TTL: 24 * time.Hour})
+		if err != nil {
+			return err
+		}
+		addr := ln.Addr().String()
+		cfg.Ready(Info{Addr: addr, URL: "http://" + addr, WebSocketURL: "ws://" + addr + "/ws", Token: token, SecretFile: secretFile})
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("devserver: serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return app.Run(workCtx, 0) })
+	g.Go(func() error {
+		<-gctx.Done()
+		cfg.Logger.Info().Msg("shutting down")
+		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutCtx)
+		_ = gw.Close(shutCtx)
+		stopWork()
+		return nil
+	})
+	return g.Wait()
+}
+
+// loadOrMakeSecret returns the secret kept in path, making it on first use.
+func loadOrMakeSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if len(s) < MinSecretLen {
+			return nil, fmt.Errorf("devserver: %s holds a secret shorter than %d bytes; delete it to make a new one", path, MinSecretLen)
+		}
+		return []byte(s), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("devserver: read %s: %w", path, err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	secret := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("devserver: write %s: %w", path, err)
+	}
+	return []byte(secret), nil
+}
+
+// gatewayHandler connects the gateway's routes to the App, as API Gateway's
+// $connect, $default and $disconnect routes do to the Lambdas.
+type gatewayHandler struct {
+	app *streamer.App
+}
+
+func (h *gatewayHandler) Connect(ctx context.Context, c *local.Conn) error {
+	token := middleware.TokenFromRequest(c.Request.Header, c.Request.URL.Query())
+	p, err := h.app.HandleConnect(ctx, c.ID, "", token)
+	if err != nil {
+		return err
+	}
+	c.Value = &p
+	return nil
+}
+
+func (h *gatewayHandler) Message(ctx context.Context, c *local.Conn, m local.Inbound) {
+	p, _ := c.Value.(*streamer.Principal)
+	_ = h.app.HandleMessage(ctx, streamer.Conn{ID: c.ID, Principal: p}, m.Data, m.Binary)
+}
+
+func (h *gatewayHandler) Disconnect(ctx context.Context, c *local.Conn) {
+	if err := h.app.HandleDisconnect(ctx, c.ID); err != nil {
+		log := h.app.Logger()
+		log.Warn().Err(err).Str("connection_id", c.ID).Msg("disconnect failed")
+	}
+}
