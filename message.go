@@ -1,8 +1,9 @@
 package streamer
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
+	"strings"
 	"strconv"
 	"unicode/utf8"
 )
@@ -68,10 +69,10 @@ func ValidName(s string) bool {
 }
 
 type rawFrame struct {
-	Action   json.RawMessage `json:"action"`
-	ID       json.RawMessage `json:"id"`
-	Payload  json.RawMessage `json:"payload"`
-	Metadata json.RawMessage `json:"metadata"`
+	Action   *string           `json:"action"`
+	ID       *string           `json:"id"`
+	Payload  json.RawMessage   `json:"payload"`
+	Metadata map[string]string `json:"metadata"`
 }
 
 // DecodeFrame parses a client frame. On failure it returns an INVALID_MESSAGE
@@ -83,33 +84,37 @@ func DecodeFrame(data []byte) (Frame, *Error) {
 		return f, invalid("the frame is not valid UTF-8")
 	}
 	var raw rawFrame
-	if err := json.Unmarshal(data, &raw); err != nil {
-		// Not an object at all, or not JSON.
-		return f, invalid("the frame is not a JSON object")
-	}
-	if len(raw.ID) > 0 && !isNull(raw.ID) {
-		id, ok := rawString(raw.ID)
-		if !ok || !ValidName(id) {
-			return f, invalid("id must be 1-128 characters of [A-Za-z0-9_.:-]")
+	// A field of the wrong type stops neither the decoding of the others
+	// nor the report of which field it was.
+	err := json.Unmarshal(data, &raw)
+	badField := ""
+	if err != nil {
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) || te.Field == "" {
+			return f, invalid("the frame is not a JSON object")
 		}
-		f.ID = id
+		badField, _, _ = strings.Cut(te.Field, ".")
 	}
-	if len(raw.Action) == 0 || isNull(raw.Action) {
-		return f, invalid("action is required")
+	if badField == "id" || (raw.ID != nil && !ValidName(*raw.ID)) {
+		return f, invalid("id must be 1-128 characters of [A-Za-z0-9_.:-]")
 	}
-	action, ok := rawString(raw.Action)
-	if !ok || !ValidName(action) {
+	if raw.ID != nil {
+		f.ID = *raw.ID
+	}
+	switch {
+	case badField == "action":
 		return f, invalid("action must be 1-128 characters of [A-Za-z0-9_.:-]")
+	case raw.Action == nil:
+		return f, invalid("action is required")
+	case !ValidName(*raw.Action):
+		return f, invalid("action must be 1-128 characters of [A-Za-z0-9_.:-]")
+	case badField == "metadata":
+		return f, invalid("metadata must be an object of string values")
+	case badField != "":
+		return f, invalid("the frame is not a JSON object of the protocol's shape")
 	}
-	f.Action = action
-	if len(raw.Metadata) > 0 && !isNull(raw.Metadata) {
-		if raw.Metadata[0] != '{' {
-			return f, invalid("metadata must be an object of string values")
-		}
-		if err := json.Unmarshal(raw.Metadata, &f.Metadata); err != nil {
-			return f, invalid("metadata must be an object of string values")
-		}
-	}
+	f.Action = *raw.Action
+	f.Metadata = raw.Metadata
 	if len(raw.Payload) > 0 && !isNull(raw.Payload) {
 		f.Payload = raw.Payload
 	}
@@ -119,23 +124,6 @@ func DecodeFrame(data []byte) (Frame, *Error) {
 func invalid(msg string) *Error { return &Error{Code: CodeInvalidMessage, Message: msg} }
 
 func isNull(b json.RawMessage) bool { return string(b) == "null" }
-
-// rawString decodes a JSON string token without allocating when it holds no
-// escapes.
-func rawString(b json.RawMessage) (string, bool) {
-	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
-		return "", false
-	}
-	inner := b[1 : len(b)-1]
-	if bytes.IndexByte(inner, '\\') < 0 {
-		return string(inner), true
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return "", false
-	}
-	return s, true
-}
 
 // Message is a server-to-client message. One struct serves every type; which
 // fields are sent depends on Type, as docs/protocol.md lists. Clients decode

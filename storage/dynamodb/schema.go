@@ -1,0 +1,134 @@
+package dynamodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// The table's schema. Deployment templates (serverless.yml) must describe
+// the same table as [Schema].
+const (
+	// AttrPK is the partition key attribute (a string).
+	AttrPK = "pk"
+	// AttrSK is the sort key attribute (a string).
+	AttrSK = "sk"
+	// AttrTTL is the table's TTL attribute: an item's expiry in epoch
+	// seconds, set on every item that has an ExpiresAt.
+	AttrTTL = "ttl"
+	// StreamViewType is the view type of the table's stream: consumers see
+	// each change's item before and after, so they can tell status
+	// transitions apart.
+	StreamViewType = types.StreamViewTypeNewAndOldImages
+)
+
+// Schema describes the table Streamer needs, named table: string keys
+// [AttrPK] and [AttrSK], on-demand billing and a stream of
+// [StreamViewType]. It has no secondary index. The TTL attribute
+// ([AttrTTL]) is not part of CreateTableInput; [CreateTable] enables it.
+//
+// Schema is plain data, so a test can compare a deployment template against
+// it. Each call returns a fresh value the caller may modify.
+func Schema(table string) *ddb.CreateTableInput {
+	return &ddb.CreateTableInput{
+		TableName: aws.String(table),
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(AttrSK), KeyType: types.KeyTypeRange},
+		},
+		BillingMode: types.BillingModePayPerRequest,
+		StreamSpecification: &types.StreamSpecification{
+			StreamEnabled:  aws.Bool(true),
+			StreamViewType: StreamViewType,
+		},
+	}
+}
+
+// TableAPI is the part of *dynamodb.Client that [CreateTable] uses.
+type TableAPI interface {
+	CreateTable(ctx context.Context, in *ddb.CreateTableInput, optFns ...func(*ddb.Options)) (*ddb.CreateTableOutput, error)
+	DescribeTable(ctx context.Context, in *ddb.DescribeTableInput, optFns ...func(*ddb.Options)) (*ddb.DescribeTableOutput, error)
+	UpdateTimeToLive(ctx context.Context, in *ddb.UpdateTimeToLiveInput, optFns ...func(*ddb.Options)) (*ddb.UpdateTimeToLiveOutput, error)
+	DescribeTimeToLive(ctx context.Context, in *ddb.DescribeTimeToLiveInput, optFns ...func(*ddb.Options)) (*ddb.DescribeTimeToLiveOutput, error)
+}
+
+// tableWaitTimeout bounds how long CreateTable waits for the table to
+// become active.
+const tableWaitTimeout = 5 * time.Minute
+
+// CreateTable creates table as [Schema] describes it, waits until it is
+// active and enables TTL on [AttrTTL]. It is idempotent: an existing table is
+// left as it is (its schema is not checked) and only TTL is enabled when it
+// is not yet. It is meant for development and tests (such as `streamer dev
+// --aws-local`); deployments create the table from their template.
+func CreateTable(ctx context.Context, client TableAPI, table string) error {
+	if client == nil {
+		return errors.New("dynamodb: create table: nil client")
+	}
+	if err := validTableName(table); err != nil {
+		return fmt.Errorf("dynamodb: create table: %w", err)
+	}
+	_, err := client.CreateTable(ctx, Schema(table))
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("dynamodb: create table %s: %w", table, err)
+	}
+	waiter := ddb.NewTableExistsWaiter(client, func(o *ddb.TableExistsWaiterOptions) {
+		o.MinDelay = 100 * time.Millisecond
+		o.MaxDelay = 5 * time.Second
+	})
+	if err := waiter.Wait(ctx, &ddb.DescribeTableInput{TableName: aws.String(table)}, tableWaitTimeout); err != nil {
+		return fmt.Errorf("dynamodb: create table %s: waiting until active: %w", table, err)
+	}
+
+	ttl, err := client.DescribeTimeToLive(ctx, &ddb.DescribeTimeToLiveInput{TableName: aws.String(table)})
+	if err != nil {
+		return fmt.Errorf("dynamodb: create table %s: describing TTL: %w", table, err)
+	}
+	if d := ttl.TimeToLiveDescription; d != nil && aws.ToString(d.AttributeName) == AttrTTL &&
+		(d.TimeToLiveStatus == types.TimeToLiveStatusEnabled || d.TimeToLiveStatus == types.TimeToLiveStatusEnabling) {
+		return nil
+	}
+	_, err = client.UpdateTimeToLive(ctx, &ddb.UpdateTimeToLiveInput{
+		TableName: aws.String(table),
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{
+			AttributeName: aws.String(AttrTTL),
+			Enabled:       aws.Bool(true),
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("dynamodb: create table %s: enabling TTL: %w", table, err)
+	}
+	return nil
+}
+
+// validTableName checks DynamoDB's table naming rules.
+func validTableName(name string) error {
+	if len(name) < 3 || len(name) > 255 {
+		return fmt.Errorf("table name %q must have 3 to 255 characters", name)
+	}
+	for _, c := range name {
+		if !tableNameChar(c) {
+			return fmt.Errorf("table name %q may only contain a-z, A-Z, 0-9, '_', '-' and '.'", name)
+		}
+	}
+	return nil
+}
+
+func tableNameChar(c rune) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	default:
+		return c == '_' || c == '-' || c == '.'
+	}
+}

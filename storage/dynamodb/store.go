@@ -1,0 +1,780 @@
+package dynamodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/rs/zerolog"
+
+	"github.com/streamer-go/streamer/storage"
+)
+
+var _ storage.Store = (*Store)(nil)
+
+// API is the part of *dynamodb.Client that a [Store] uses.
+type API interface {
+	GetItem(ctx context.Context, in *ddb.GetItemInput, optFns ...func(*ddb.Options)) (*ddb.GetItemOutput, error)
+	PutItem(ctx context.Context, in *ddb.PutItemInput, optFns ...func(*ddb.Options)) (*ddb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *ddb.UpdateItemInput, optFns ...func(*ddb.Options)) (*ddb.UpdateItemOutput, error)
+	Query(ctx context.Context, in *ddb.QueryInput, optFns ...func(*ddb.Options)) (*ddb.QueryOutput, error)
+	TransactWriteItems(ctx context.Context, in *ddb.TransactWriteItemsInput, optFns ...func(*ddb.Options)) (*ddb.TransactWriteItemsOutput, error)
+	BatchWriteItem(ctx context.Context, in *ddb.BatchWriteItemInput, optFns ...func(*ddb.Options)) (*ddb.BatchWriteItemOutput, error)
+}
+
+// Config configures a [Store].
+type Config struct {
+	// Client talks to DynamoDB, usually a *dynamodb.Client. Required.
+	Client API
+	// Table is the name of a table created from [Schema]. Required.
+	Table string
+	// Logger receives debug logs of retried writes. The zero value logs
+	// nothing.
+	Logger zerolog.Logger
+}
+
+// Store is a [storage.Store] kept in one DynamoDB table. It is safe for
+// concurrent use. Create it with [New].
+type Store struct {
+	api   API
+	table *string
+	log   zerolog.Logger
+	// now is the clock that decides whether an item has expired.
+	now func() time.Time
+}
+
+// New validates cfg and returns a store. The error names the invalid field.
+// New makes no call to DynamoDB.
+func New(cfg Config) (*Store, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("dynamodb: Config.Client is required")
+	}
+	if cfg.Table == "" {
+		return nil, errors.New("dynamodb: Config.Table is required")
+	}
+	if err := validTableName(cfg.Table); err != nil {
+		return nil, fmt.Errorf("dynamodb: Config.Table: %w", err)
+	}
+	return &Store{api: cfg.Client, table: aws.String(cfg.Table), log: cfg.Logger, now: time.Now}, nil
+}
+
+// Table returns the name of the store's table.
+func (s *Store) Table() string { return *s.table }
+
+// Cancellation reason codes of TransactionCanceledException.
+const (
+	reasonConditionalCheckFailed = "ConditionalCheckFailed"
+	reasonTransactionConflict    = "TransactionConflict"
+)
+
+// Retries of writes that collided with a concurrent transaction on the same
+// item (DynamoDB rejects rather than queues them; nothing was written).
+const (
+	conflictRetries  = 10
+	conflictMinDelay = 5 * time.Millisecond
+	conflictMaxDelay = 500 * time.Millisecond
+)
+
+// isTxConflict reports whether err is a write rejected because a transaction
+// was in progress on one of its items.
+func isTxConflict(err error) bool {
+	var conflict *types.TransactionConflictException
+	if errors.As(err, &conflict) {
+		return true
+	}
+	var canceled *types.TransactionCanceledException
+	if !errors.As(err, &canceled) {
+		return false
+	}
+	found := false
+	for _, r := range canceled.CancellationReasons {
+		switch aws.ToString(r.Code) {
+		case reasonConditionalCheckFailed:
+			return false
+		case reasonTransactionConflict:
+			found = true
+		}
+	}
+	return found
+}
+
+// write runs fn, again after a jittered backoff while it fails with a
+// transaction conflict.
+func (s *Store) write(ctx context.Context, op string, fn func() error) error {
+	delay := conflictMinDelay
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !isTxConflict(err) || attempt == conflictRetries {
+			return err
+		}
+		wait := delay/2 + rand.N(delay) //nolint:gosec // jitter needs no crypto
+		s.log.Debug().Err(err).Str("op", op).Int("attempt", attempt).Dur("wait", wait).Msg("dynamodb: retrying after a transaction conflict")
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(2*delay, conflictMaxDelay)
+	}
+}
+
+// conditionFailed returns the item that failed a conditional write (nil
+// when there was none), when err is a ConditionalCheckFailedException.
+func conditionFailed(err error) (item, bool) {
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return ccf.Item, true
+	}
+	return nil, false
+}
+
+// canceledReasons returns the cancellation reasons of a transaction that a
+// condition canceled.
+func canceledReasons(err error) ([]types.CancellationReason, bool) {
+	var canceled *types.TransactionCanceledException
+	if errors.As(err, &canceled) {
+		return canceled.CancellationReasons, true
+	}
+	return nil, false
+}
+
+func reasonFailed(reasons []types.CancellationReason, i int) (item, bool) {
+	if i >= len(reasons) || aws.ToString(reasons[i].Code) != reasonConditionalCheckFailed {
+		return nil, false
+	}
+	return reasons[i].Item, true
+}
+
+// query runs in page by page, calling fn with each item until fn returns
+// false or the pages end.
+func (s *Store) query(ctx context.Context, in *ddb.QueryInput, fn func(it item) (bool, error)) error {
+	in.TableName = s.table
+	in.ConsistentRead = aws.Bool(true)
+	for {
+		out, err := s.api.Query(ctx, in)
+		if err != nil {
+			return err
+		}
+		for _, it := range out.Items {
+			more, err := fn(it)
+			if err != nil || !more {
+				return err
+			}
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+// getItem reads an item with a strongly consistent read; nil when missing.
+func (s *Store) getItem(ctx context.Context, key item) (item, error) {
+	out, err := s.api.GetItem(ctx, &ddb.GetItemInput{TableName: s.table, Key: key, ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return nil, err
+	}
+	return out.Item, nil
+}
+
+// --- connections ------------------------------------------------------------
+
+// PutConnection creates or replaces a connection with one PutItem.
+func (s *Store) PutConnection(ctx context.Context, c storage.Connection) error {
+	if c.ID == "" {
+		return errors.New("dynamodb: put connection: empty connection id")
+	}
+	err := s.write(ctx, "put connection", func() error {
+		_, err := s.api.PutItem(ctx, &ddb.PutItemInput{TableName: s.table, Item: encodeConnection(c)})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("dynamodb: put connection %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// GetConnection reads a connection with one GetItem.
+func (s *Store) GetConnection(ctx context.Context, id string) (storage.Connection, error) {
+	if id == "" {
+		return storage.Connection{}, fmt.Errorf("dynamodb: get connection %q: %w", id, storage.ErrNotFound)
+	}
+	it, err := s.getItem(ctx, primaryKey(connPK(id), sortConnection))
+	if err != nil {
+		return storage.Connection{}, fmt.Errorf("dynamodb: get connection %s: %w", id, err)
+	}
+	if it == nil || expired(it, s.now()) {
+		return storage.Connection{}, fmt.Errorf("dynamodb: get connection %s: %w", id, storage.ErrNotFound)
+	}
+	c, err := decodeConnection(it)
+	if err != nil {
+		return storage.Connection{}, fmt.Errorf("dynamodb: get connection %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// DeleteConnection queries the connection's partition for its
+// subscriptions, then deletes both items of each subscription and the
+// connection with BatchWriteItem. It is not atomic: a failure may leave some
+// subscriptions, and calling it again removes them.
+func (s *Store) DeleteConnection(ctx context.Context, id string) error {
+	if id == "" {
+		return nil
+	}
+	var deletes []item
+	e := newExpr()
+	err := s.query(ctx, &ddb.QueryInput{
+		KeyConditionExpression:    aws.String(e.n(AttrPK) + " = " + e.s(connPK(id)) + " AND begins_with(" + e.n(AttrSK) + ", " + e.s(prefixSub) + ")"),
+		ProjectionExpression:      aws.String(e.n(AttrSK)),
+		ExpressionAttributeNames:  e.names,
+		ExpressionAttributeValues: e.values,
+	}, func(it item) (bool, error) {
+		sk := (&reader{it: it}).str(AttrSK)
+		rk := strings.TrimPrefix(sk, prefixSub)
+		deletes = append(deletes,
+			primaryKey(connPK(id), sk),
+			primaryKey(prefixRequest+rk, prefixSub+id))
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("dynamodb: delete connection %s: %w", id, err)
+	}
+	// The connection item goes last: until its subscriptions are gone, the
+	// connection stays visible.
+	deletes = append(deletes, primaryKey(connPK(id), sortConnection))
+	if err := s.deleteAll(ctx, deletes); err != nil {
+		return fmt.Errorf("dynamodb: delete connection %s: %w", id, err)
+	}
+	return nil
+}
+
+// batchSize is BatchWriteItem's limit.
+const batchSize = 25
+
+// deleteAll deletes keys with BatchWriteItem, retrying unprocessed items.
+func (s *Store) deleteAll(ctx context.Context, keys []item) error {
+	for start := 0; start < len(keys); start += batchSize {
+		batch := keys[start:min(start+batchSize, len(keys))]
+		reqs := make([]types.WriteRequest, len(batch))
+		for i, k := range batch {
+			reqs[i] = types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: k}}
+		}
+		pending := map[string][]types.WriteRequest{*s.table: reqs}
+		delay := conflictMinDelay
+		for attempt := 1; len(pending) > 0; attempt++ {
+			var out *ddb.BatchWriteItemOutput
+			err := s.write(ctx, "batch delete", func() error {
+				var err error
+				out, err = s.api.BatchWriteItem(ctx, &ddb.BatchWriteItemInput{RequestItems: pending})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			pending = out.UnprocessedItems
+			if len(pending) == 0 {
+				break
+			}
+			if attempt == conflictRetries {
+				return fmt.Errorf("%d items left unprocessed after %d attempts", len(pending[*s.table]), attempt)
+			}
+			t := time.NewTimer(delay/2 + rand.N(delay)) //nolint:gosec // jitter needs no crypto
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+			delay = min(2*delay, conflictMaxDelay)
+		}
+	}
+	return nil
+}
+
+// --- subscriptions ----------------------------------------------------------
+
+// subscriptionItems returns the two items of a subscription: one in the
+// request's partition (for Subscribers) and one in the connection's (for
+// Subscriptions and DeleteConnection).
+func subscriptionItems(k storage.Key, connID string) (byRequest, byConn item) {
+	byRequest = primaryKey(requestPK(k), prefixSub+connID)
+	byRequest[attrConnID] = str(connID)
+	byConn = primaryKey(connPK(connID), prefixSub+k.String())
+	byConn[attrRequestKey] = str(k.String())
+	return byRequest, byConn
+}
+
+// Subscribe writes the subscription's two items with one TransactWriteItems
+// of two Puts.
+func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string) error {
+	if connID == "" {
+		return errors.New("dynamodb: subscribe: empty connection id")
+	}
+	byReq, byConn := subscriptionItems(k, connID)
+	err := s.write(ctx, "subscribe", func() error {
+		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Put: &types.Put{TableName: s.table, Item: byReq}},
+			{Put: &types.Put{TableName: s.table, Item: byConn}},
+		}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("dynamodb: subscribe %s to %s: %w", connID, k, err)
+	}
+	return nil
+}
+
+// Unsubscribe deletes the subscription's two items with one
+// TransactWriteItems of two Deletes.
+func (s *Store) Unsubscribe(ctx context.Context, k storage.Key, connID string) error {
+	if connID == "" {
+		return nil
+	}
+	err := s.write(ctx, "unsubscribe", func() error {
+		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Delete: &types.Delete{TableName: s.table, Key: primaryKey(requestPK(k), prefixSub+connID)}},
+			{Delete: &types.Delete{TableName: s.table, Key: primaryKey(connPK(connID), prefixSub+k.String())}},
+		}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("dynamodb: unsubscribe %s from %s: %w", connID, k, err)
+	}
+	return nil
+}
+
+// querySubs lists the sort keys under prefixSub of partition pk, without the
+// prefix.
+func (s *Store) querySubs(ctx context.Context, pk string) ([]string, error) {
+	var out []string
+	e := newExpr()
+	err := s.query(ctx, &ddb.QueryInput{
+		KeyConditionExpression:    aws.String(e.n(AttrPK) + " = " + e.s(pk) + " AND begins_with(" + e.n(AttrSK) + ", " + e.s(prefixSub) + ")"),
+		ProjectionExpression:      aws.String(e.n(AttrSK)),
+		ExpressionAttributeNames:  e.names,
+		ExpressionAttributeValues: e.values,
+	}, func(it item) (bool, error) {
+		out = append(out, strings.TrimPrefix((&reader{it: it}).str(AttrSK), prefixSub))
+		return true, nil
+	})
+	return out, err
+}
+
+// Subscribers queries the request's partition (one or more strongly
+// consistent Query pages).
+func (s *Store) Subscribers(ctx context.Context, k storage.Key) ([]string, error) {
+	ids, err := s.querySubs(ctx, requestPK(k))
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb: subscribers of %s: %w", k, err)
+	}
+	return ids, nil
+}
+
+// Subscriptions queries the connection's partition (one or more strongly
+// consistent Query pages).
+func (s *Store) Subscriptions(ctx context.Context, connID string) ([]storage.Key, error) {
+	if connID == "" {
+		return nil, nil
+	}
+	rks, err := s.querySubs(ctx, connPK(connID))
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb: subscriptions of %s: %w", connID, err)
+	}
+	keys := make([]storage.Key, 0, len(rks))
+	for _, rk := range rks {
+		k, err := storage.ParseKey(rk)
+		if err != nil {
+			return nil, fmt.Errorf("dynamodb: subscriptions of %s: decoding key %q: %w", connID, rk, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// --- requests ---------------------------------------------------------------
+
+// CreateRequest stores a request with one conditional PutItem. A request
+// that has expired but that TTL has not deleted yet is replaced (its events
+// and subscriptions are not deleted; they expire on their own).
+func (s *Store) CreateRequest(ctx context.Context, r storage.Request) error {
+	e := newExpr()
+	cond := "attribute_not_exists(" + e.n(AttrPK) + ") OR " + e.n(attrExpiresAt) + " < " + e.ms(s.now())
+	err := s.write(ctx, "create request", func() error {
+		_, err := s.api.PutItem(ctx, &ddb.PutItemInput{
+			TableName:                 s.table,
+			Item:                      encodeRequest(r),
+			ConditionExpression:       aws.String(cond),
+			ExpressionAttributeNames:  e.names,
+			ExpressionAttributeValues: e.values,
+		})
+		return err
+	})
+	if _, ok := conditionFailed(err); ok {
+		return fmt.Errorf("dynamodb: create request %s: %w", r.Key, storage.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("dynamodb: create request %s: %w", r.Key, err)
+	}
+	return nil
+}
+
+// GetRequest reads a request with one GetItem.
+func (s *Store) GetRequest(ctx context.Context, k storage.Key) (storage.Request, error) {
+	it, err := s.getItem(ctx, requestKey(k))
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("dynamodb: get request %s: %w", k, err)
+	}
+	if it == nil || expired(it, s.now()) {
+		return storage.Request{}, fmt.Errorf("dynamodb: get request %s: %w", k, storage.ErrNotFound)
+	}
+	r, err := decodeRequest(it)
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("dynamodb: get request %s: %w", k, err)
+	}
+	return r, nil
+}
+
+// errRejected is returned by updateRequest when the condition failed; old
+// is then the request as it was (nil when there is none).
+var errRejected = errors.New("condition failed")
+
+// updateRequest runs one conditional UpdateItem on request k and returns the
+// request as updated. When the condition fails it returns the item as it was
+// (nil when missing) and errRejected, with no extra read.
+func (s *Store) updateRequest(ctx context.Context, op string, k storage.Key, e *expr, cond string) (item, error) {
+	var out *ddb.UpdateItemOutput
+	err := s.write(ctx, op, func() error {
+		var err error
+		out, err = s.api.UpdateItem(ctx, &ddb.UpdateItemInput{
+			TableName:                           s.table,
+			Key:                                 requestKey(k),
+			UpdateExpression:                    e.update(),
+			ConditionExpression:                 aws.String(cond),
+			ExpressionAttributeNames:            e.namesOrNil(),
+			ExpressionAttributeValues:           e.valuesOrNil(),
+			ReturnValues:                        types.ReturnValueAllNew,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		})
+		return err
+	})
+	if old, ok := conditionFailed(err); ok {
+		return old, errRejected
+	}
+	if err != nil {
+		return nil, err
+	}
+	return out.Attributes, nil
+}
+
+// rejection turns a failed condition on request k into ErrNotFound (no
+// request, or an expired one) or ErrConflict.
+func (s *Store) rejection(op string, k storage.Key, old item) error {
+	if old == nil || expired(old, s.now()) {
+		return fmt.Errorf("dynamodb: %s %s: %w", op, k, storage.ErrNotFound)
+	}
+	r := reader{it: old}
+	return fmt.Errorf("dynamodb: %s %s: request is %s, attempt %d: %w",
+		op, k, r.str(attrStatus), r.int(attrAttempt), storage.ErrConflict)
+}
+
+var (
+	queued    = string(storage.StatusQueued)
+	running   = string(storage.StatusRunning)
+	canceling = string(storage.StatusCanceling)
+)
+
+// ClaimRequest claims with one conditional UpdateItem (ReturnValues
+// ALL_NEW). A failed condition returns the old item (ALL_OLD), which tells
+// ErrNotFound from ErrConflict without a read.
+//
+// The status a claim sets is if_not_exists(claim_status, "running"): the
+// internal claim_status attribute is "canceling" on canceled requests, so
+// a canceling request stays canceling, in the same single write.
+func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim) (storage.Request, error) {
+	const op = "claim request"
+	e := newExpr()
+	now := e.ms(c.Now)
+	e.setTo(attrStatus, "if_not_exists("+e.n(attrClaimStatus)+", "+e.s(running)+")")
+	e.setTime(attrLeaseUntil, c.LeaseUntil)
+	e.setTime(attrUpdatedAt, c.Now)
+	e.increment(attrAttempt)
+	st, nb, lease := e.n(attrStatus), e.n(attrNotBefore), e.n(attrLeaseUntil)
+	cond := e.alive(s.now()) + " AND ((" +
+		st + " = " + e.s(queued) + " AND (attribute_not_exists(" + nb + ") OR " + nb + " <= " + now + ")) OR (" +
+		e.statusIn(running, canceling) + " AND (attribute_not_exists(" + lease + ") OR " + lease + " < " + now + ")))"
+	it, err := s.updateRequest(ctx, op, k, e, cond)
+	if errors.Is(err, errRejected) {
+		return storage.Request{}, s.rejection(op, k, it)
+	}
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+	}
+	r, err := decodeRequest(it)
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+	}
+	return r, nil
+}
+
+// ExtendLease is one conditional UpdateItem.
+func (s *Store) ExtendLease(ctx context.Context, k storage.Key, attempt int, until time.Time) error {
+	const op = "extend lease"
+	e := newExpr()
+	e.setTime(attrLeaseUntil, until)
+	cond := e.alive(s.now()) + " AND " + e.statusIn(running, canceling) +
+		" AND " + e.n(attrAttempt) + " = " + e.v(num(int64(attempt)))
+	it, err := s.updateRequest(ctx, op, k, e, cond)
+	if errors.Is(err, errRejected) {
+		return s.rejection(op, k, it)
+	}
+	if err != nil {
+		return fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+	}
+	return nil
+}
+
+// RequeueRequest is one conditional UpdateItem. It clears the lease.
+func (s *Store) RequeueRequest(ctx context.Context, k storage.Key, attempt int, notBefore time.Time) error {
+	const op = "requeue request"
+	e := newExpr()
+	e.setTo(attrStatus, e.s(queued))
+	e.setTime(attrNotBefore, notBefore)
+	e.del(attrLeaseUntil)
+	cond := e.alive(s.now()) + " AND " + e.n(attrStatus) + " = " + e.s(running) +
+		" AND " + e.n(attrAttempt) + " = " + e.v(num(int64(attempt)))
+	it, err := s.updateRequest(ctx, op, k, e, cond)
+	if errors.Is(err, errRejected) {
+		return s.rejection(op, k, it)
+	}
+	if err != nil {
+		return fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+	}
+	return nil
+}
+
+// CancelRequest is one conditional UpdateItem that moves a queued or running
+// request to canceling. A request that is already canceling or finished is
+// returned as it is, from the failed condition's ALL_OLD item, with no
+// extra read.
+func (s *Store) CancelRequest(ctx context.Context, k storage.Key, now time.Time) (storage.Request, error) {
+	const op = "cancel request"
+	e := newExpr()
+	e.setTo(attrStatus, e.s(canceling))
+	e.setTo(attrClaimStatus, e.s(canceling))
+	e.setTime(attrUpdatedAt, now)
+	cond := e.alive(s.now()) + " AND " + e.statusIn(queued, running)
+	it, err := s.updateRequest(ctx, op, k, e, cond)
+	if errors.Is(err, errRejected) {
+		if it == nil || expired(it, s.now()) {
+			return storage.Request{}, fmt.Errorf("dynamodb: %s %s: %w", op, k, storage.ErrNotFound)
+		}
+		err = nil // canceling or finished: returned unchanged
+	}
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+	}
+	r, err := decodeRequest(it)
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+	}
+	return r, nil
+}
+
+// FinishRequest is one TransactWriteItems: an Update of the request
+// (condition: it exists, has not expired and is live) and a Put of the
+// terminal event (condition: its seq is free).
+func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Finish) error {
+	const op = "finish request"
+	if !f.Status.Final() {
+		return fmt.Errorf("dynamodb: %s %s: status %q is not final", op, k, f.Status)
+	}
+	ev, err := encodeEvent(k, f.Event)
+	if err != nil {
+		return fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+	}
+
+	e := newExpr()
+	e.setTo(attrStatus, e.s(string(f.Status)))
+	e.setTime(attrUpdatedAt, f.Now)
+	if len(f.Result) > 0 {
+		e.setTo(attrResult, e.v(bin(f.Result)))
+	} else {
+		e.del(attrResult)
+	}
+	if f.ResultChunks != 0 {
+		e.setTo(attrResultChunks, e.v(num(int64(f.ResultChunks))))
+	} else {
+		e.del(attrResultChunks)
+	}
+	if f.Error != nil {
+		e.setTo(attrError, e.v(encodeError(f.Error)))
+	} else {
+		e.del(attrError)
+	}
+	e.del(attrClaimStatus)
+	cond := e.alive(s.now()) + " AND " + e.statusIn(queued, running, canceling)
+
+	pe := newExpr()
+	err = s.write(ctx, op, func() error {
+		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Update: &types.Update{
+				TableName:                           s.table,
+				Key:                                 requestKey(k),
+				UpdateExpression:                    e.update(),
+				ConditionExpression:                 aws.String(cond),
+				ExpressionAttributeNames:            e.namesOrNil(),
+				ExpressionAttributeValues:           e.valuesOrNil(),
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}},
+			{Put: &types.Put{
+				TableName:                s.table,
+				Item:                     ev,
+				ConditionExpression:      aws.String("attribute_not_exists(" + pe.n(AttrPK) + ")"),
+				ExpressionAttributeNames: pe.names,
+			}},
+		}})
+		return err
+	})
+	if err != nil {
+		return s.transactError(op, k, f.Event.Seq, err)
+	}
+	return nil
+}
+
+// transactError translates the error of a transaction whose first item is
+// the request's condition and whose second is the event's Put.
+func (s *Store) transactError(op string, k storage.Key, seq int64, err error) error {
+	if reasons, ok := canceledReasons(err); ok {
+		if old, failed := reasonFailed(reasons, 0); failed {
+			return s.rejection(op, k, old)
+		}
+		if _, failed := reasonFailed(reasons, 1); failed {
+			return fmt.Errorf("dynamodb: %s %s: seq %d is taken: %w", op, k, seq, storage.ErrConflict)
+		}
+	}
+	return fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+}
+
+// AppendEvent is exactly one TransactWriteItems and no read: a
+// ConditionCheck of the request (it exists, has not expired and is live;
+// ALL_OLD on failure tells ErrNotFound from ErrConflict) and a Put of the
+// event (its seq is free).
+func (s *Store) AppendEvent(ctx context.Context, k storage.Key, ev storage.Event) error {
+	const op = "append event"
+	it, err := encodeEvent(k, ev)
+	if err != nil {
+		return fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+	}
+	e := newExpr()
+	cond := e.alive(s.now()) + " AND " + e.statusIn(queued, running, canceling)
+	pe := newExpr()
+	err = s.write(ctx, op, func() error {
+		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{ConditionCheck: &types.ConditionCheck{
+				TableName:                           s.table,
+				Key:                                 requestKey(k),
+				ConditionExpression:                 aws.String(cond),
+				ExpressionAttributeNames:            e.names,
+				ExpressionAttributeValues:           e.values,
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}},
+			{Put: &types.Put{
+				TableName:                s.table,
+				Item:                     it,
+				ConditionExpression:      aws.String("attribute_not_exists(" + pe.n(AttrPK) + ")"),
+				ExpressionAttributeNames: pe.names,
+			}},
+		}})
+		return err
+	})
+	if err != nil {
+		return s.transactError(op, k, ev.Seq, err)
+	}
+	return nil
+}
+
+// eventRange returns the key condition of k's events with seq in [from, to].
+func eventRange(k storage.Key, from, to int64) (*expr, string) {
+	e := newExpr()
+	return e, e.n(AttrPK) + " = " + e.s(requestPK(k)) + " AND " + e.n(AttrSK) +
+		" BETWEEN " + e.s(eventSK(from)) + " AND " + e.s(eventSK(to))
+}
+
+// ReadEvents queries the request's partition between the event sort keys
+// (strongly consistent Query pages). Events whose ExpiresAt has passed are
+// skipped. It does not read the request: an unknown request has no events.
+func (s *Store) ReadEvents(ctx context.Context, k storage.Key, after int64, limit int) ([]storage.Event, error) {
+	const op = "read events"
+	after = max(after, 0)
+	if after == math.MaxInt64 {
+		return nil, nil
+	}
+	e, cond := eventRange(k, after+1, math.MaxInt64)
+	in := &ddb.QueryInput{
+		KeyConditionExpression:    aws.String(cond),
+		ExpressionAttributeNames:  e.names,
+		ExpressionAttributeValues: e.values,
+	}
+	if limit > 0 && limit <= math.MaxInt32 {
+		in.Limit = aws.Int32(int32(limit))
+	}
+	now := s.now()
+	var out []storage.Event
+	err := s.query(ctx, in, func(it item) (bool, error) {
+		if expired(it, now) {
+			return true, nil
+		}
+		ev, err := decodeEvent(it)
+		if err != nil {
+			return false, err
+		}
+		out = append(out, ev)
+		return limit <= 0 || len(out) < limit, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+	}
+	return out, nil
+}
+
+// LastEvent queries the request's events backwards with Limit 1 (one
+// strongly consistent Query, more only to skip expired events).
+func (s *Store) LastEvent(ctx context.Context, k storage.Key) (storage.Event, error) {
+	const op = "last event"
+	e, cond := eventRange(k, 1, math.MaxInt64)
+	now := s.now()
+	var last *storage.Event
+	err := s.query(ctx, &ddb.QueryInput{
+		KeyConditionExpression:    aws.String(cond),
+		ExpressionAttributeNames:  e.names,
+		ExpressionAttributeValues: e.values,
+		ScanIndexForward:          aws.Bool(false),
+		Limit:                     aws.Int32(1),
+	}, func(it item) (bool, error) {
+		if expired(it, now) {
+			return true, nil
+		}
+		ev, err := decodeEvent(it)
+		if err != nil {
+			return false, err
+		}
+		last = &ev
+		return false, nil
+	})
+	if err != nil {
+		return storage.Event{}, fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+	}
+	if last == nil {
+		return storage.Event{}, fmt.Errorf("dynamodb: %s %s: no events: %w", op, k, storage.ErrNotFound)
+	}
+	return *last, nil
+}

@@ -1,0 +1,433 @@
+package dynamodb_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/config"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go/middleware"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamer-go/streamer/storage"
+	"github.com/streamer-go/streamer/storage/dynamodb"
+	"github.com/streamer-go/streamer/storage/storagetest"
+)
+
+// endpointEnv names the DynamoDB endpoint the tests use (DynamoDB Local).
+const endpointEnv = "AWS_ENDPOINT_URL_DYNAMODB"
+
+// shared is the table every test of this binary run uses, created by
+// TestMain when endpointEnv is set.
+var shared struct {
+	cfg   aws.Config
+	table string
+	err   error
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Getenv(endpointEnv) == "" {
+		return m.Run()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	shared.cfg, shared.err = config.LoadDefaultConfig(ctx)
+	if shared.err != nil {
+		return m.Run()
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	shared.table = "streamer-test-" + hex.EncodeToString(b[:])
+	client := newClient(shared.cfg)
+	if shared.err = dynamodb.CreateTable(ctx, client, shared.table); shared.err != nil {
+		return m.Run()
+	}
+	code := m.Run()
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := client.DeleteTable(ctx, &ddb.DeleteTableInput{TableName: aws.String(shared.table)}); err != nil {
+		fmt.Fprintf(os.Stderr, "deleting table %s: %v\n", shared.table, err)
+	}
+	return code
+}
+
+// newClient returns a DynamoDB client for cfg. DynamoDB Local does not
+// send the response checksums the SDK validates by default.
+func newClient(cfg aws.Config, optFns ...func(*ddb.Options)) *ddb.Client {
+	return ddb.NewFromConfig(cfg, append([]func(*ddb.Options){func(o *ddb.Options) {
+		o.DisableValidateResponseChecksum = true
+	}}, optFns...)...)
+}
+
+// requireTable skips the test when no DynamoDB endpoint is configured, and
+// fails it instead in CI, where missing infrastructure is an error.
+func requireTable(t testing.TB) {
+	t.Helper()
+	if os.Getenv(endpointEnv) == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set: DynamoDB Local is required in CI", endpointEnv)
+		}
+		t.Skipf("%s is not set: start DynamoDB Local to run this test", endpointEnv)
+	}
+	require.NoError(t, shared.err, "setting up table %s", shared.table)
+}
+
+type testBundle struct {
+	client *ddb.Client
+	store  *dynamodb.Store
+	ops    *opCounter
+}
+
+// setup returns a store on the shared table whose client counts the
+// operations it calls.
+func setup(t testing.TB) *testBundle {
+	t.Helper()
+	requireTable(t)
+	ops := &opCounter{}
+	client := newClient(shared.cfg, func(o *ddb.Options) {
+		o.APIOptions = append(o.APIOptions, ops.register)
+	})
+	s, err := dynamodb.New(dynamodb.Config{Client: client, Table: shared.table})
+	require.NoError(t, err)
+	return &testBundle{client: client, store: s, ops: ops}
+}
+
+// opCounter counts SDK operations (not HTTP attempts) by name.
+type opCounter struct {
+	mu  sync.Mutex
+	ops map[string]int
+}
+
+func (c *opCounter) register(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("countOperations",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			c.mu.Lock()
+			if c.ops == nil {
+				c.ops = map[string]int{}
+			}
+			c.ops[awsmiddleware.GetOperationName(ctx)]++
+			c.mu.Unlock()
+			return next.HandleInitialize(ctx, in)
+		}), middleware.Before)
+}
+
+// take returns the counts since the last take and resets them.
+func (c *opCounter) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.ops
+	c.ops = nil
+	return out
+}
+
+func uniqueKey(t testing.TB) storage.Key {
+	var b [8]byte
+	_, err := rand.Read(b[:])
+	require.NoError(t, err)
+	return storage.Key{Tenant: "t", Subject: "s", ID: t.Name() + "-" + hex.EncodeToString(b[:])}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	storagetest.Run(t, func(t *testing.T) storage.Store { return b.store })
+}
+
+func TestNew(t *testing.T) {
+	t.Parallel()
+	client := ddb.New(ddb.Options{Region: "us-east-1"})
+	for _, tc := range []struct {
+		name string
+		cfg  dynamodb.Config
+		want string
+	}{
+		{"no client", dynamodb.Config{Table: "streamer"}, "dynamodb: Config.Client is required"},
+		{"no table", dynamodb.Config{Client: client}, "dynamodb: Config.Table is required"},
+		{"short table", dynamodb.Config{Client: client, Table: "ab"}, "Config.Table"},
+		{"bad table", dynamodb.Config{Client: client, Table: "has space"}, "Config.Table"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := dynamodb.New(tc.cfg)
+			require.Error(t, err)
+			require.Nil(t, s)
+			require.Contains(t, err.Error(), tc.want)
+		})
+	}
+	s, err := dynamodb.New(dynamodb.Config{Client: client, Table: "streamer-prod.v1"})
+	require.NoError(t, err)
+	require.Equal(t, "streamer-prod.v1", s.Table())
+}
+
+func TestCreateTable(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+
+	// The table exists: creating it again is fine.
+	require.NoError(t, dynamodb.CreateTable(ctx, b.client, shared.table))
+
+	out, err := b.client.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(shared.table)})
+	require.NoError(t, err)
+	tbl := out.Table
+	require.Equal(t, types.TableStatusActive, tbl.TableStatus)
+	want := dynamodb.Schema(shared.table)
+	require.ElementsMatch(t, want.KeySchema, tbl.KeySchema)
+	require.ElementsMatch(t, want.AttributeDefinitions, tbl.AttributeDefinitions)
+	require.Empty(t, tbl.GlobalSecondaryIndexes)
+	require.NotNil(t, tbl.StreamSpecification)
+	require.True(t, aws.ToBool(tbl.StreamSpecification.StreamEnabled))
+	require.Equal(t, types.StreamViewTypeNewAndOldImages, tbl.StreamSpecification.StreamViewType)
+	require.NotEmpty(t, aws.ToString(tbl.LatestStreamArn))
+	require.NotNil(t, tbl.BillingModeSummary)
+	require.Equal(t, types.BillingModePayPerRequest, tbl.BillingModeSummary.BillingMode)
+
+	ttl, err := b.client.DescribeTimeToLive(ctx, &ddb.DescribeTimeToLiveInput{TableName: aws.String(shared.table)})
+	require.NoError(t, err)
+	require.NotNil(t, ttl.TimeToLiveDescription)
+	require.Equal(t, types.TimeToLiveStatusEnabled, ttl.TimeToLiveDescription.TimeToLiveStatus)
+	require.Equal(t, dynamodb.AttrTTL, aws.ToString(ttl.TimeToLiveDescription.AttributeName))
+}
+
+func TestCreateTableInvalid(t *testing.T) {
+	t.Parallel()
+	client := ddb.New(ddb.Options{Region: "us-east-1"})
+	require.Error(t, dynamodb.CreateTable(t.Context(), nil, "streamer"))
+	require.Error(t, dynamodb.CreateTable(t.Context(), client, "x"))
+}
+
+func TestSchema(t *testing.T) {
+	t.Parallel()
+	s := dynamodb.Schema("tbl")
+	require.Equal(t, "tbl", aws.ToString(s.TableName))
+	require.Equal(t, types.BillingModePayPerRequest, s.BillingMode)
+	require.Equal(t, dynamodb.StreamViewType, s.StreamSpecification.StreamViewType)
+	require.Empty(t, s.GlobalSecondaryIndexes)
+	// Each call is a fresh value.
+	s.TableName = aws.String("changed")
+	require.Equal(t, "tbl", aws.ToString(dynamodb.Schema("tbl").TableName))
+}
+
+// TestOperations pins the SDK calls of the hot paths: AppendEvent is one
+// write and never reads, whatever its outcome.
+func TestOperations(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	k := uniqueKey(t)
+	ev := func(seq int64) storage.Event {
+		return storage.Event{Seq: seq, Type: "progress", Percentage: 1, Data: []byte(`{}`), CreatedAt: now}
+	}
+
+	require.NoError(t, b.store.CreateRequest(ctx, storage.Request{Key: k, Status: storage.StatusQueued}))
+	require.Equal(t, map[string]int{"PutItem": 1}, b.ops.take())
+
+	_, err := b.store.ClaimRequest(ctx, k, storage.Claim{Now: now, LeaseUntil: now.Add(time.Minute)})
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"UpdateItem": 1}, b.ops.take(), "claim")
+
+	oneWrite := map[string]int{"TransactWriteItems": 1}
+	require.NoError(t, b.store.AppendEvent(ctx, k, ev(1)))
+	require.Equal(t, oneWrite, b.ops.take(), "append")
+
+	require.ErrorIs(t, b.store.AppendEvent(ctx, k, ev(1)), storage.ErrConflict)
+	require.Equal(t, oneWrite, b.ops.take(), "append to a taken seq")
+
+	require.ErrorIs(t, b.store.AppendEvent(ctx, uniqueKey(t), ev(1)), storage.ErrNotFound)
+	require.Equal(t, oneWrite, b.ops.take(), "append to an unknown request")
+
+	// A canceling request is claimed again in the same single write.
+	_, err = b.store.CancelRequest(ctx, k, now)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"UpdateItem": 1}, b.ops.take(), "cancel")
+	r, err := b.store.ClaimRequest(ctx, k, storage.Claim{Now: now.Add(2 * time.Minute), LeaseUntil: now.Add(3 * time.Minute)})
+	require.NoError(t, err)
+	require.Equal(t, storage.StatusCanceling, r.Status)
+	require.Equal(t, map[string]int{"UpdateItem": 1}, b.ops.take(), "takeover of a canceling request")
+
+	_, err = b.store.ClaimRequest(ctx, k, storage.Claim{Now: now.Add(2 * time.Minute), LeaseUntil: now.Add(3 * time.Minute)})
+	require.ErrorIs(t, err, storage.ErrConflict)
+	require.Equal(t, map[string]int{"UpdateItem": 1}, b.ops.take(), "a rejected claim needs no read")
+
+	require.NoError(t, b.store.FinishRequest(ctx, k, storage.Finish{
+		Event: storage.Event{Seq: 2, Type: "error"}, Status: storage.StatusCanceled, Now: now,
+	}))
+	require.Equal(t, oneWrite, b.ops.take(), "finish")
+
+	got, err := b.store.CancelRequest(ctx, k, now)
+	require.NoError(t, err)
+	require.Equal(t, storage.StatusCanceled, got.Status)
+	require.Equal(t, map[string]int{"UpdateItem": 1}, b.ops.take(), "cancel of a finished request needs no read")
+
+	_, err = b.store.LastEvent(ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"Query": 1}, b.ops.take(), "last event")
+}
+
+// TestItems checks what is stored: the TTL attribute in epoch seconds and
+// binary attributes.
+func TestItems(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	k := uniqueKey(t)
+	exp := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	r := storage.Request{
+		Key:       k,
+		Status:    storage.StatusQueued,
+		Payload:   []byte(`{"a": 1}`),
+		ExpiresAt: exp,
+	}
+	require.NoError(t, b.store.CreateRequest(ctx, r))
+	require.NoError(t, b.store.AppendEvent(ctx, k, storage.Event{Seq: 7, Type: "progress", ExpiresAt: exp}))
+
+	ttl := exp.Unix()
+	if exp.Nanosecond() > 0 {
+		ttl++
+	}
+	for _, sk := range []string{"REQ", "EV#00000000000000000007"} {
+		out, err := b.client.GetItem(ctx, &ddb.GetItemInput{
+			TableName:      aws.String(shared.table),
+			Key:            map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "REQ#" + k.String()}, "sk": &types.AttributeValueMemberS{Value: sk}},
+			ConsistentRead: aws.Bool(true),
+		})
+		require.NoError(t, err)
+		require.NotNil(t, out.Item, sk)
+		n, ok := out.Item[dynamodb.AttrTTL].(*types.AttributeValueMemberN)
+		require.True(t, ok, "%s has a numeric %s", sk, dynamodb.AttrTTL)
+		assert.Equal(t, strconv.FormatInt(ttl, 10), n.Value, sk)
+		if sk == "REQ" {
+			p, ok := out.Item["payload"].(*types.AttributeValueMemberB)
+			require.True(t, ok, "the payload is binary")
+			assert.Equal(t, []byte(r.Payload), p.Value)
+		}
+	}
+}
+
+// TestExpiredRequestIsMissing checks that writes, not only reads, treat an
+// expired request as missing, and that it may be created again.
+func TestExpiredRequestIsMissing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	k := uniqueKey(t)
+	old := storage.Request{Key: k, Status: storage.StatusQueued, Action: "old", ExpiresAt: now.Add(-time.Second)}
+	require.NoError(t, b.store.CreateRequest(ctx, old))
+
+	_, err := b.store.ClaimRequest(ctx, k, storage.Claim{Now: now, LeaseUntil: now.Add(time.Minute)})
+	require.ErrorIs(t, err, storage.ErrNotFound)
+	_, err = b.store.CancelRequest(ctx, k, now)
+	require.ErrorIs(t, err, storage.ErrNotFound)
+	require.ErrorIs(t, b.store.AppendEvent(ctx, k, storage.Event{Seq: 1, Type: "progress"}), storage.ErrNotFound)
+	err = b.store.FinishRequest(ctx, k, storage.Finish{Event: storage.Event{Seq: 1, Type: "complete"}, Status: storage.StatusSucceeded})
+	require.ErrorIs(t, err, storage.ErrNotFound)
+
+	fresh := storage.Request{Key: k, Status: storage.StatusQueued, Action: "new"}
+	require.NoError(t, b.store.CreateRequest(ctx, fresh))
+	got, err := b.store.GetRequest(ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, "new", got.Action)
+	require.ErrorIs(t, b.store.CreateRequest(ctx, fresh), storage.ErrExists)
+}
+
+func TestInvalidInput(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	k := uniqueKey(t)
+	require.NoError(t, b.store.CreateRequest(ctx, storage.Request{Key: k, Status: storage.StatusQueued}))
+	b.ops.take()
+
+	require.Error(t, b.store.AppendEvent(ctx, k, storage.Event{Seq: 0}))
+	require.Error(t, b.store.AppendEvent(ctx, k, storage.Event{Seq: 1, Percentage: nan()}))
+	require.Error(t, b.store.FinishRequest(ctx, k, storage.Finish{Event: storage.Event{Seq: 1}, Status: storage.StatusRunning}))
+	require.Error(t, b.store.PutConnection(ctx, storage.Connection{}))
+	require.Error(t, b.store.Subscribe(ctx, k, ""))
+	require.Empty(t, b.ops.take(), "bad input is rejected before any call")
+}
+
+func nan() float64 {
+	zero := 0.0
+	return zero / zero
+}
+
+// TestDeleteConnectionManySubscriptions needs several BatchWriteItem calls
+// (25 items each).
+func TestDeleteConnectionManySubscriptions(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	conn, other := t.Name()+"-conn", t.Name()+"-other"
+	require.NoError(t, b.store.PutConnection(ctx, storage.Connection{ID: conn}))
+	keys := make([]storage.Key, 30)
+	for i := range keys {
+		keys[i] = uniqueKey(t)
+		require.NoError(t, b.store.Subscribe(ctx, keys[i], conn))
+		require.NoError(t, b.store.Subscribe(ctx, keys[i], other))
+	}
+	got, err := b.store.Subscriptions(ctx, conn)
+	require.NoError(t, err)
+	require.ElementsMatch(t, keys, got)
+	b.ops.take()
+
+	require.NoError(t, b.store.DeleteConnection(ctx, conn))
+	require.Equal(t, map[string]int{"Query": 1, "BatchWriteItem": 3}, b.ops.take(), "61 deletes")
+
+	_, err = b.store.GetConnection(ctx, conn)
+	require.ErrorIs(t, err, storage.ErrNotFound)
+	got, err = b.store.Subscriptions(ctx, conn)
+	require.NoError(t, err)
+	require.Empty(t, got)
+	for _, k := range keys {
+		subs, err := b.store.Subscribers(ctx, k)
+		require.NoError(t, err)
+		require.Equal(t, []string{other}, subs)
+	}
+}
+
+// TestExpiredEvents checks that reads skip events whose ExpiresAt passed
+// before DynamoDB's TTL deleted them.
+func TestExpiredEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	k := uniqueKey(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	require.NoError(t, b.store.CreateRequest(ctx, storage.Request{Key: k, Status: storage.StatusQueued}))
+	for seq := int64(1); seq <= 4; seq++ {
+		ev := storage.Event{Seq: seq, Type: "progress", CreatedAt: now}
+		if seq%2 == 0 {
+			ev.ExpiresAt = now.Add(-time.Second)
+		}
+		require.NoError(t, b.store.AppendEvent(ctx, k, ev))
+	}
+	evs, err := b.store.ReadEvents(ctx, k, 0, 0)
+	require.NoError(t, err)
+	require.Len(t, evs, 2)
+	require.Equal(t, []int64{1, 3}, []int64{evs[0].Seq, evs[1].Seq})
+
+	evs, err = b.store.ReadEvents(ctx, k, 1, 1)
+	require.NoError(t, err)
+	require.Len(t, evs, 1)
+	require.Equal(t, int64(3), evs[0].Seq, "the limit counts live events")
+
+	last, err := b.store.LastEvent(ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), last.Seq)
+}
