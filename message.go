@@ -3,8 +3,8 @@ package streamer
 import (
 	"encoding/json"
 	"errors"
-	"strings"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
