@@ -82,7 +82,9 @@ func ExampleTyped() {
 	_ = app.HandleMessage(ctx, conn, []byte(`{"action":"resize","id":"r2","payload":{"width":640,"height":480}}`), false)
 	<-done
 	stop()
-	<-worker
+	if err := <-worker; err != nil {
+		panic(err)
+	}
 	// Output:
 	// → conn-1: {"type":"error","request_id":"r1","error":{"code":"VALIDATION_ERROR","message":"payload failed validation","details":[{"field":"width","rule":"required","message":"width is required"}]}}
 	// → conn-1: {"type":"acknowledgment","request_id":"r2","status":"queued","seq":0}

@@ -550,7 +550,10 @@ func (a *App) handleResume(ctx context.Context, conn Conn, f *Frame) error {
 		}
 		for _, ev := range evs {
 			if err := a.cfg.Sender.Send(ctx, conn.Endpoint, conn.ID, ev.Data); err != nil {
-				return nil // the connection is gone; the client resumes again
+				// The connection is gone or failing: the client resumes
+				// again when it reconnects, so this is not an error.
+				a.log.Debug().Err(err).Str("connection_id", conn.ID).Str("request_id", key.ID).Msg("replay stopped")
+				return nil //nolint:nilerr // see above
 			}
 			after = ev.Seq
 		}

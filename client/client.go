@@ -210,6 +210,9 @@ func (c *Client) connect(ctx context.Context) (*websocket.Conn, error) {
 		HTTPHeader: h,
 		HTTPClient: c.opts.HTTPClient,
 	})
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close() // coder/websocket keeps the upgraded connection, not the body
+	}
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
 			return nil, fmt.Errorf("client: dial: %w", ErrUnauthorized)

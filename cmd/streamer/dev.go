@@ -68,7 +68,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // serveDev runs the dev stack with the demo and report plugins and the
 // demo page, printing where to find it.
 func serveDev(ctx context.Context, cfg devConfig, stdout io.Writer, log zerolog.Logger) error {
-	ln, err := net.Listen("tcp", cfg.addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("--addr %s: %w", cfg.addr, err)
 	}

@@ -136,7 +136,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	ln := cfg.Listener
 	if ln == nil {
-		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.Addr); err != nil {
 			return fmt.Errorf("devserver: Addr %s: %w", cfg.Addr, err)
 		}
 	}
