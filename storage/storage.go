@@ -9,6 +9,17 @@
 // never both win: one of them gets [ErrConflict]. The processor relies on this
 // to run a request once when a queue delivers it twice, to keep sequence
 // numbers contiguous, and to store exactly one terminal event.
+//
+// Rules every backend follows (storagetest checks them):
+//   - Times may be stored at millisecond precision.
+//   - An item whose ExpiresAt has passed (by the store's own clock) counts as
+//     missing for every operation; a zero ExpiresAt never expires.
+//   - Claims, cancels and finishes set UpdatedAt to the time they are given.
+//   - A lease has passed when the claim's Now is after LeaseUntil.
+//   - Connection ids are never empty.
+//   - For an unknown request, ReadEvents returns no events (or
+//     ErrNotFound), and ExtendLease, RequeueRequest and FinishRequest return
+//     ErrNotFound or ErrConflict.
 package storage
 
 import (
