@@ -353,30 +353,48 @@ func (g *Gateway) serve(lc *liveConn) {
 	sup.Wait()
 }
 
-// readLoop reads messages and starts a Message call for each, at most
-// MaxInFlight at a time. It returns when the connection fails or closes, or
-// a close is requested.
+// readLoop reads messages and hands each to a Message call, at most
+// MaxInFlight at a time. Calls run on per-connection worker goroutines that
+// are started as needed and reused while the connection lives, so a busy
+// connection does not pay for a new goroutine (and its stack growth) per
+// message. readLoop returns when the connection fails or closes, or a close
+// is requested; the workers end once their call returns.
 func (g *Gateway) readLoop(lc *liveConn) {
-	slots := make(chan struct{}, g.cfg.MaxInFlight)
+	work := make(chan Inbound)
+	defer close(work)
+	workers := 0
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-lc.closing:
-			return
-		}
-		typ, data, err := lc.ws.Read(g.baseCtx)
+		// A context that is never canceled costs coder/websocket no watcher
+		// per read; closing the connection ends the read instead.
+		typ, data, err := lc.ws.Read(context.Background())
 		if err != nil {
-			<-slots
 			g.log.Debug().Err(err).Str("connection_id", lc.c.ID).
 				Int("close_status", int(websocket.CloseStatus(err))).Msg("local: read ended")
 			return
 		}
 		lc.touch()
 		m := Inbound{Data: data, Binary: typ == websocket.MessageBinary}
-		g.wg.Go(func() {
-			defer func() { <-slots }()
-			g.message(lc, m)
-		})
+		select {
+		case work <- m: // an idle worker takes it
+			continue
+		default:
+		}
+		if workers < g.cfg.MaxInFlight {
+			workers++
+			g.wg.Go(func() {
+				g.message(lc, m)
+				for next := range work {
+					g.message(lc, next)
+				}
+			})
+			continue
+		}
+		// Every worker is busy: wait for one (backpressure on the reader).
+		select {
+		case work <- m:
+		case <-lc.closing:
+			return
+		}
 	}
 }
 
@@ -466,9 +484,15 @@ func (g *Gateway) Send(ctx context.Context, endpoint, connID string, data []byte
 		return fmt.Errorf("local: send to %s: %w", connID, transport.ErrGone)
 	default:
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.WriteTimeout)
-	defer cancel()
-	if err := lc.ws.Write(wctx, websocket.MessageText, data); err != nil {
+	// The write timeout is a timer of the connection's own, re-armed per
+	// write, not a context: coder/websocket arms a context watcher for
+	// every write whose context can be canceled, and this is the hot path.
+	lc.writing.Store(true)
+	lc.writeTimer.Reset(g.cfg.WriteTimeout)
+	err := lc.ws.Write(context.Background(), websocket.MessageText, data)
+	lc.writing.Store(false)
+	lc.writeTimer.Stop()
+	if err != nil {
 		// coder/websocket closes the connection on any write error.
 		g.requestClose(lc, websocket.StatusInternalError, "write failed")
 		return fmt.Errorf("local: send to %s: %w: %w", connID, transport.ErrGone, err)
@@ -543,6 +567,11 @@ type liveConn struct {
 	ws      *websocket.Conn
 	writeMu chan struct{} // a lock whose wait honours ctx
 
+	// writeTimer closes the connection when a write takes longer than
+	// WriteTimeout; writing tells it a write is in progress.
+	writeTimer *time.Timer
+	writing    atomic.Bool
+
 	lastActive atomic.Int64 // nanoseconds after c.ConnectedAt of the last inbound message
 
 	closeOnce   sync.Once
@@ -558,6 +587,12 @@ func newLiveConn(c *Conn, ws *websocket.Conn) *liveConn {
 		writeMu: make(chan struct{}, 1),
 		closing: make(chan struct{}),
 	}
+	lc.writeTimer = time.AfterFunc(time.Hour, func() {
+		if lc.writing.Load() {
+			_ = ws.CloseNow() // the write in progress fails; Send reports the connection gone
+		}
+	})
+	lc.writeTimer.Stop()
 	lc.touch()
 	return lc
 }
