@@ -15,5 +15,5 @@ func Example() {
 		return
 	}
 	fmt.Println(names)
-	// Output: [index.html]
+	// Output: [app.js index.html]
 }

@@ -1,0 +1,74 @@
+import type { ErrorBody } from './types.js';
+
+/**
+ * Error codes the client itself produces, next to the protocol's codes
+ * (`INVALID_ACTION`, `VALIDATION_ERROR`, `NOT_FOUND`, ...; see
+ * docs/protocol.md section 4), which are passed through from the server.
+ */
+export const ClientErrorCode = {
+  /**
+   * The caller gave up: its AbortSignal fired. The client has asked the
+   * server to cancel the request. Also the code of the server's own
+   * terminal error when a request is canceled by anyone.
+   */
+  CANCELED: 'CANCELED',
+  /** The request's `timeoutMs` passed; the client has asked the server to cancel it. */
+  TIMEOUT: 'TIMEOUT',
+  /** `close()` was called before the request finished. */
+  CLOSED: 'CLOSED',
+  /** The result's chunks were missing, inconsistent or not JSON. */
+  INVALID_RESULT: 'INVALID_RESULT',
+  /** A request with the same id is already in flight on this client. */
+  ALREADY_PENDING: 'ALREADY_PENDING',
+  /** The request frame exceeds the protocol's 128 KiB message limit. */
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  /** No WebSocket implementation: in Node 20, install the `ws` package or pass `options.WebSocket`. */
+  NO_WEBSOCKET: 'NO_WEBSOCKET',
+} as const;
+
+/** StreamerErrorInit are the fields of a {@link StreamerError}. */
+export interface StreamerErrorInit {
+  code: string;
+  message: string;
+  details?: unknown;
+  requestId?: string;
+  retryable?: boolean;
+  cause?: unknown;
+}
+
+/**
+ * StreamerError is the error every promise of the client rejects with: a
+ * protocol error sent by the server (its `code`, `message`, `details`), or one
+ * of {@link ClientErrorCode}. Branch on `code`, never on `message`.
+ */
+export class StreamerError extends Error {
+  /** The protocol error code, such as `VALIDATION_ERROR` or `CANCELED`. */
+  readonly code: string;
+  /** Extra information: for `VALIDATION_ERROR` a list of `{field, rule, message}`. */
+  readonly details: unknown;
+  /** The id of the request the error is about, when known. */
+  readonly requestId: string | undefined;
+  /** Whether the server said retrying may succeed. */
+  readonly retryable: boolean;
+
+  constructor(init: StreamerErrorInit) {
+    super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
+    this.name = 'StreamerError';
+    this.code = init.code;
+    this.details = init.details;
+    this.requestId = init.requestId;
+    this.retryable = init.retryable ?? false;
+  }
+
+  /** fromBody makes a StreamerError of an `error` object of the protocol. */
+  static fromBody(body: ErrorBody | undefined, requestId: string | undefined): StreamerError {
+    const code = body && typeof body.code === 'string' && body.code !== '' ? body.code : 'INTERNAL_ERROR';
+    const message = body && typeof body.message === 'string' && body.message !== '' ? body.message : 'request failed';
+    return new StreamerError({ code, message, details: body?.details, requestId, retryable: body?.retryable === true });
+  }
+}
+
+/** isStreamerError reports whether err is a {@link StreamerError}, optionally of the given code. */
+export function isStreamerError(err: unknown, code?: string): err is StreamerError {
+  return err instanceof StreamerError && (code === undefined || err.code === code);
+}

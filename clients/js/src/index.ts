@@ -1,0 +1,28 @@
+/**
+ * @streamer-go/client: the browser and Node client of the Streamer WebSocket
+ * protocol (docs/protocol.md). See {@link StreamerClient}.
+ *
+ * @packageDocumentation
+ */
+export { StreamerClient, MAX_MESSAGE_BYTES } from './client.js';
+export { StreamerError, ClientErrorCode, isStreamerError } from './errors.js';
+export type { StreamerErrorInit } from './errors.js';
+export { Emitter } from './emitter.js';
+export type { Listener } from './emitter.js';
+export type {
+  Ack,
+  CallOptions,
+  ClientMessage,
+  ConnectionState,
+  ErrorBody,
+  Progress,
+  RequestOptions,
+  RequestStatus,
+  ResumeOptions,
+  ServerMessage,
+  StatusInfo,
+  StreamerClientEvents,
+  StreamerClientOptions,
+  WebSocketConstructor,
+  WebSocketLike,
+} from './types.js';
