@@ -1,0 +1,55 @@
+# Streamer — developer and CI entry points. `make help` lists the targets.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO            ?= go
+GOBIN         := $(shell $(GO) env GOPATH)/bin
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT ?= $(GOBIN)/golangci-lint
+FUZZTIME      ?= 30s
+FUZZ          ?= FuzzDecodeFrame
+
+.PHONY: help test tools browser dynamodb-local lint golangci-lint vet fmt-check bench fuzz clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+test: browser ## Full test run: npm ci (if stale), DynamoDB Local, go vet, go test -race
+	@bash scripts/test.sh
+
+tools: ## npm ci in tools/ (skipped when node_modules matches the lockfile)
+	@bash scripts/tools.sh
+
+browser: ## Install Debian's chromium if /usr/bin/chromium is missing
+	@bash scripts/browser.sh
+
+dynamodb-local: tools ## Run DynamoDB Local in the foreground and print the env line to export
+	@bash scripts/dynamodb-local.sh foreground
+
+lint: fmt-check vet golangci-lint ## gofmt check, go vet, golangci-lint
+
+fmt-check: ## Fail if any Go file needs gofmt
+	@files="$$(find . -name '*.go' -not -path './tools/*' -not -path './.cache/*' -not -path '*/testdata/*' -print0 | xargs -0 -r gofmt -l)"; \
+	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
+
+vet: ## go vet ./...
+	$(GO) vet ./...
+
+golangci-lint: ## golangci-lint run (installs it with go install if missing)
+	@if ! [ -x "$(GOLANGCI_LINT)" ]; then \
+		echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) ..."; \
+		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	fi
+	$(GOLANGCI_LINT) config verify
+	$(GOLANGCI_LINT) run ./...
+
+bench: ## Benchmarks (no tests)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz: ## Fuzz FuzzDecodeFrame in the root package for 30s (FUZZ=, FUZZTIME= override)
+	$(GO) test -run '^$$' -fuzz '^$(FUZZ)$$' -fuzztime $(FUZZTIME) .
+
+clean: ## Remove tools/node_modules and .cache/
+	rm -rf tools/node_modules .cache
