@@ -488,9 +488,14 @@ func (a *App) handleStatus(ctx context.Context, conn Conn, f *Frame) error {
 		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
 		return fmt.Errorf("streamer: read request %s: %w", key.ID, err)
 	}
+	return a.replyStatus(ctx, conn, r)
+}
+
+// replyStatus answers with the status message of r.
+func (a *App) replyStatus(ctx context.Context, conn Conn, r storage.Request) error {
 	m, err := a.statusMessage(ctx, r)
 	if err != nil {
-		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+		a.replyError(ctx, conn, r.Key.ID, NewError(CodeInternal, "internal error"))
 		return err
 	}
 	a.reply(ctx, conn, m)
@@ -577,12 +582,9 @@ func (a *App) handleCancel(ctx context.Context, conn Conn, f *Frame) error {
 		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
 		return fmt.Errorf("streamer: cancel %s: %w", key.ID, err)
 	}
-	m, err := a.statusMessage(ctx, r)
-	if err != nil {
-		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+	if err := a.replyStatus(ctx, conn, r); err != nil {
 		return err
 	}
-	a.reply(ctx, conn, m)
 	if r.Status.Final() {
 		return nil
 	}

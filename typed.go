@@ -33,9 +33,15 @@ type typed[In, Out any] struct {
 	fn func(ctx context.Context, in In, rep Reporter) (Out, error)
 }
 
-func (t *typed[In, Out]) decode(req *Request) (In, error) {
-	var in In
-	payload := req.Payload
+func (t *typed[In, Out]) decode(req *Request) (In, error) { return DecodePayload[In](req.Payload) }
+
+// DecodePayload decodes a payload into T with encoding/json (an absent
+// payload decodes as null) and checks it with [ValidateStruct] and, when T
+// or *T implements it, [SelfValidator]. Failures are VALIDATION_ERROR
+// errors whose details name each field, as [Typed] and the validation
+// middleware send them.
+func DecodePayload[T any](payload json.RawMessage) (T, error) {
+	var in T
 	if len(payload) == 0 {
 		payload = json.RawMessage("null")
 	}
@@ -45,14 +51,19 @@ func (t *typed[In, Out]) decode(req *Request) (In, error) {
 	if err := ValidateStruct(in); err != nil {
 		return in, err
 	}
-	if sv, ok := any(&in).(SelfValidator); ok {
-		if err := sv.Validate(); err != nil {
-			var se *Error
-			if errors.As(err, &se) {
-				return in, se
-			}
-			return in, &Error{Code: CodeValidation, Message: err.Error()}
+	sv, ok := any(&in).(SelfValidator)
+	if !ok {
+		sv, ok = any(in).(SelfValidator)
+	}
+	if !ok {
+		return in, nil
+	}
+	if err := sv.Validate(); err != nil {
+		var se *Error
+		if errors.As(err, &se) {
+			return in, se
 		}
+		return in, &Error{Code: CodeValidation, Message: err.Error()}
 	}
 	return in, nil
 }
@@ -91,7 +102,15 @@ func decodeError(err error) *Error {
 }
 
 func jsonKind(t reflect.Type) string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return "value"
+	}
 	switch t.Kind() {
+	case reflect.Interface:
+		return "value"
 	case reflect.String:
 		return "string"
 	case reflect.Bool:
