@@ -11,7 +11,7 @@ GOLANGCI_LINT ?= $(GOBIN)/golangci-lint
 FUZZTIME      ?= 30s
 FUZZ          ?= FuzzDecodeFrame
 
-.PHONY: help test tools browser dynamodb-local lint golangci-lint vet fmt-check bench fuzz clean
+.PHONY: help test tools browser dynamodb-local lint golangci-lint vet fmt-check bench fuzz clean package
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ golangci-lint: ## golangci-lint run (installs it with go install if missing)
 	fi
 	$(GOLANGCI_LINT) config verify
 	$(GOLANGCI_LINT) run ./...
+
+package: ## Build the Lambdas into dist/<function>.zip (provided.al2023, arm64)
+	@bash scripts/package.sh
 
 bench: ## Benchmarks (no tests)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
