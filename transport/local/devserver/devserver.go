@@ -112,8 +112,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 	}
 	if cfg.Secret == nil {
-		secretFile = filepath.Join(cfg.DataDir, "jwt-secret")
-		if cfg.Secret, err = loadOrMakeSecret(secretFile); err != nil {
+		if cfg.Secret, secretFile, err = Secret(cfg.DataDir); err != nil {
 			return err
 		}
 	}
@@ -195,6 +194,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return nil
 	})
 	return g.Wait()
+}
+
+// Secret returns the HS256 secret kept in dataDir/jwt-secret, making it on
+// first use, and the file's path.
+func Secret(dataDir string) ([]byte, string, error) {
+	path := filepath.Join(dataDir, "jwt-secret")
+	s, err := loadOrMakeSecret(path)
+	return s, path, err
 }
 
 // loadOrMakeSecret returns the secret kept in path, making it on first use.
