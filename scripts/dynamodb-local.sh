@@ -149,11 +149,12 @@ cmd_start() {
 start_watchdog() {
 	local owner="$1" java="$2"
 	(
-		trap '' INT
+		set +e
+		trap '' INT TERM HUP
 		while kill -0 "$owner" 2>/dev/null && kill -0 "$java" 2>/dev/null; do
 			sleep 1
 		done
-		kill -TERM "$java" 2>/dev/null || true
+		kill -TERM "$java" 2>/dev/null
 	) </dev/null >/dev/null 2>&1 &
 	disown "$!" 2>/dev/null || true
 }
