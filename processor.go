@@ -16,8 +16,10 @@ import (
 	"github.com/streamer-go/streamer/transport"
 )
 
-// NotDueError is returned by [App.Process] for a queued request whose retry
-// delay has not passed: process it again at At.
+// NotDueError is returned by [App.Process] for a request that cannot run
+// yet: a queued one whose retry delay has not passed, or one claimed by
+// another processor (which may have died) whose lease has not expired.
+// Process it again at At.
 type NotDueError struct {
 	At time.Time
 }
@@ -60,14 +62,31 @@ func (a *App) Process(ctx context.Context, key storage.Key) error {
 		return nil
 	case errors.Is(err, storage.ErrConflict):
 		cur, gerr := a.cfg.Store.GetRequest(ctx, key)
-		if gerr == nil && cur.Status == storage.StatusQueued && cur.NotBefore.After(now) {
+		switch {
+		case gerr != nil || cur.Status.Final():
+			return nil
+		case cur.Status == storage.StatusQueued && cur.NotBefore.After(now):
 			return &NotDueError{At: cur.NotBefore}
+		case a.runningHere(key):
+			return nil // a duplicate delivery of a run in this process
+		case cur.Status != storage.StatusQueued && cur.LeaseUntil.After(now):
+			// Claimed by a processor that may have died: its lease says
+			// when the request may be taken over. Delivered again then, it
+			// runs, so a crash loses nothing.
+			return &NotDueError{At: cur.LeaseUntil.Add(time.Millisecond)}
 		}
 		return nil
 	case err != nil:
 		return fmt.Errorf("streamer: claim %s: %w", key.ID, err)
 	}
 	return a.run(ctx, r)
+}
+
+func (a *App) runningHere(key storage.Key) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.running[key.String()]
+	return ok
 }
 
 // runState is one run of one request.
