@@ -63,7 +63,11 @@ func (a *App) Process(ctx context.Context, key storage.Key) error {
 	case errors.Is(err, storage.ErrConflict):
 		cur, gerr := a.cfg.Store.GetRequest(ctx, key)
 		switch {
-		case gerr != nil || cur.Status.Final():
+		case errors.Is(gerr, storage.ErrNotFound):
+			return nil
+		case gerr != nil:
+			return fmt.Errorf("streamer: read request %s after a lost claim: %w", key.ID, gerr)
+		case cur.Status.Final():
 			return nil
 		case cur.Status == storage.StatusQueued && cur.NotBefore.After(now):
 			return &NotDueError{At: cur.NotBefore}

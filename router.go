@@ -418,7 +418,7 @@ func (a *App) attach(ctx context.Context, ad *admission, key storage.Key, fp str
 	// Subscribe before reading the last seq: every event stored after the
 	// read is then sent live, so none is lost between the two.
 	if existing.ConnectionID != ad.conn.ID {
-		if err := a.cfg.Store.Subscribe(ctx, key, ad.conn.ID); err != nil {
+		if err := a.cfg.Store.Subscribe(ctx, key, ad.conn.ID, a.now().Add(a.cfg.ConnectionTTL)); err != nil {
 			return fmt.Errorf("streamer: subscribe %s: %w", key.ID, err)
 		}
 	}
@@ -541,7 +541,7 @@ func (a *App) handleResume(ctx context.Context, conn Conn, f *Frame) error {
 	// Subscribe first, then replay: an event stored meanwhile is sent live,
 	// replayed, or both; never neither. Clients drop duplicate seqs.
 	if !r.Status.Final() && r.ConnectionID != conn.ID {
-		if err := a.cfg.Store.Subscribe(ctx, key, conn.ID); err != nil {
+		if err := a.cfg.Store.Subscribe(ctx, key, conn.ID, a.now().Add(a.cfg.ConnectionTTL)); err != nil {
 			a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
 			return fmt.Errorf("streamer: subscribe %s: %w", key.ID, err)
 		}

@@ -258,9 +258,14 @@ type Store interface {
 	// is not an error when the connection does not exist.
 	DeleteConnection(ctx context.Context, id string) error
 
-	// Subscribe subscribes a connection to a request's events. Subscribing
-	// twice is not an error.
-	Subscribe(ctx context.Context, k Key, connID string) error
+	// Subscribe subscribes a connection to a request's events until
+	// expiresAt: once it has passed (by the store's clock, like every other
+	// item's ExpiresAt) the subscription counts as missing, and Subscribers
+	// and Subscriptions leave it out; a zero expiresAt never expires.
+	// Subscribing again is not an error and sets the expiry to the new
+	// expiresAt, so a later one extends the subscription (and revives an
+	// expired one).
+	Subscribe(ctx context.Context, k Key, connID string, expiresAt time.Time) error
 	// Unsubscribe removes one subscription; a missing one is not an error.
 	Unsubscribe(ctx context.Context, k Key, connID string) error
 	// Subscribers lists the connections subscribed with Subscribe, in no
@@ -322,7 +327,8 @@ type Lister interface {
 // Sweeper is implemented by stores that delete expired items themselves
 // (stores with a native TTL, such as DynamoDB, need not).
 type Sweeper interface {
-	// Sweep deletes connections, requests and events whose ExpiresAt is
-	// before now, and reports how many items it deleted.
+	// Sweep deletes connections, subscriptions, requests and events whose
+	// expiry is before now, and reports how many items it deleted (each
+	// subscription counts once).
 	Sweep(ctx context.Context, now time.Time) (int, error)
 }

@@ -242,26 +242,48 @@ func deleteNested(parent *bbolt.Bucket, name, key []byte) error {
 
 // --- subscriptions --------------------------------------------------------
 
-// Subscribe subscribes connID to k's events; subscribing twice is not an
-// error.
-func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string) error {
+// subExpiry encodes a subscription's expiry, the value of both its entries:
+// empty for never, else the epoch milliseconds as a big-endian int64.
+func subExpiry(t time.Time) []byte {
+	if t.IsZero() {
+		return []byte{}
+	}
+	return seqKey(t.UnixMilli())
+}
+
+// subExpired decodes a subscription's expiry and reports whether it has
+// passed at now.
+func subExpired(v []byte, now time.Time) (bool, error) {
+	switch len(v) {
+	case 0:
+		return false, nil
+	case 8:
+		return expired(time.UnixMilli(int64(binary.BigEndian.Uint64(v))), now), nil //nolint:gosec // the inverse of seqKey
+	default:
+		return false, fmt.Errorf("malformed subscription expiry of %d bytes", len(v))
+	}
+}
+
+// Subscribe subscribes connID to k's events until expiresAt (zero: never).
+// Subscribing again is not an error and replaces the expiry.
+func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string, expiresAt time.Time) error {
 	if connID == "" {
 		return errors.New("bolt: subscribe: empty connection id")
 	}
-	rk, cid := []byte(k.String()), []byte(connID)
+	rk, cid, exp := []byte(k.String()), []byte(connID), subExpiry(expiresAt)
 	return s.update(ctx, "subscribe", func(tx *bbolt.Tx) error {
 		byReq, err := tx.Bucket(bucketSubsByReq).CreateBucketIfNotExists(rk)
 		if err != nil {
 			return err
 		}
-		if err := byReq.Put(cid, nil); err != nil {
+		if err := byReq.Put(cid, exp); err != nil {
 			return err
 		}
 		byConn, err := tx.Bucket(bucketSubsByConn).CreateBucketIfNotExists(cid)
 		if err != nil {
 			return err
 		}
-		return byConn.Put(rk, nil)
+		return byConn.Put(rk, exp)
 	})
 }
 
@@ -279,7 +301,8 @@ func (s *Store) Unsubscribe(ctx context.Context, k storage.Key, connID string) e
 	})
 }
 
-// Subscribers lists the connections subscribed to k, in no particular order.
+// Subscribers lists the connections subscribed to k, in connection id
+// order, leaving expired subscriptions out.
 func (s *Store) Subscribers(ctx context.Context, k storage.Key) ([]string, error) {
 	var out []string
 	err := s.view(ctx, "subscribers", func(tx *bbolt.Tx) error {
@@ -287,16 +310,26 @@ func (s *Store) Subscribers(ctx context.Context, k storage.Key) ([]string, error
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(id, _ []byte) error {
-			out = append(out, string(id))
+		now := time.Now()
+		return b.ForEach(func(id, v []byte) error {
+			gone, err := subExpired(v, now)
+			if err != nil {
+				return fmt.Errorf("subscription of %q to %s: %w", id, k, err)
+			}
+			if !gone {
+				out = append(out, string(id))
+			}
 			return nil
 		})
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-// Subscriptions lists the requests connID is subscribed to, in no
-// particular order.
+// Subscriptions lists the requests connID is subscribed to, in key order,
+// leaving expired subscriptions out.
 func (s *Store) Subscriptions(ctx context.Context, connID string) ([]storage.Key, error) {
 	var out []storage.Key
 	err := s.view(ctx, "subscriptions", func(tx *bbolt.Tx) error {
@@ -307,7 +340,15 @@ func (s *Store) Subscriptions(ctx context.Context, connID string) ([]storage.Key
 		if b == nil {
 			return nil
 		}
-		return b.ForEach(func(rk, _ []byte) error {
+		now := time.Now()
+		return b.ForEach(func(rk, v []byte) error {
+			gone, err := subExpired(v, now)
+			if err != nil {
+				return fmt.Errorf("subscription of %q to %s: %w", connID, rk, err)
+			}
+			if gone {
+				return nil
+			}
 			k, err := storage.ParseKey(string(rk))
 			if err != nil {
 				return fmt.Errorf("decoding key %q: %w", rk, err)
@@ -316,7 +357,10 @@ func (s *Store) Subscriptions(ctx context.Context, connID string) ([]storage.Key
 			return nil
 		})
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // --- requests -------------------------------------------------------------
@@ -705,10 +749,10 @@ func (s *Store) ListUnfinished(ctx context.Context) ([]storage.Request, error) {
 	return out, nil
 }
 
-// Sweep deletes connections, requests and events whose ExpiresAt is before
-// now, with the subscriptions of deleted connections and requests, in one
-// transaction, and reports how many connections, requests and events it
-// deleted. It reads every record.
+// Sweep deletes connections, requests, events and subscriptions whose
+// expiry is before now, with the subscriptions of deleted connections and
+// requests, in one transaction, and reports how many connections, requests,
+// events and expired subscriptions it deleted. It reads every record.
 func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	err := s.update(ctx, "sweep", func(tx *bbolt.Tx) error {
@@ -772,12 +816,50 @@ func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 			}
 			n += deleted
 		}
+
+		deleted, err := sweepSubs(ctx, tx, now)
+		if err != nil {
+			return err
+		}
+		n += deleted
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
 	return n, nil
+}
+
+// sweepSubs deletes the expired subscriptions, both entries of each.
+func sweepSubs(ctx context.Context, tx *bbolt.Tx, now time.Time) (int, error) {
+	type sub struct{ cid, rk []byte }
+	var gone []sub
+	byConn := tx.Bucket(bucketSubsByConn)
+	err := byConn.ForEachBucket(func(cid []byte) error {
+		return byConn.Bucket(cid).ForEach(func(rk, v []byte) error {
+			exp, err := subExpired(v, now)
+			if err != nil {
+				return fmt.Errorf("subscription of %q to %s: %w", cid, rk, err)
+			}
+			if exp {
+				gone = append(gone, sub{bytes.Clone(cid), bytes.Clone(rk)})
+			}
+			return ctx.Err()
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	byReq := tx.Bucket(bucketSubsByReq)
+	for _, s := range gone {
+		if err := deleteNested(byReq, s.rk, s.cid); err != nil {
+			return 0, err
+		}
+		if err := deleteNested(byConn, s.cid, s.rk); err != nil {
+			return 0, err
+		}
+	}
+	return len(gone), nil
 }
 
 // sweepEvents deletes the expired events of one request's log.

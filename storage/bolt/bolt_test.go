@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.etcd.io/bbolt"
 
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/bolt"
@@ -59,7 +60,9 @@ func TestReopen(t *testing.T) {
 	}
 	progress := storage.Event{Seq: 1, Type: "progress", Percentage: 40, Message: "m", Data: []byte(`{"x":1}`), CreatedAt: now}
 	require.NoError(t, s.AppendEvent(ctx, running, progress))
-	require.NoError(t, s.Subscribe(ctx, running, conn.ID))
+	require.NoError(t, s.Subscribe(ctx, running, conn.ID, now.Add(time.Hour)))
+	require.NoError(t, s.Subscribe(ctx, running, "forever", time.Time{}))
+	require.NoError(t, s.Subscribe(ctx, running, "expired", now.Add(-time.Minute)))
 	complete := storage.Event{Seq: 1, Type: "complete", Percentage: 100, Data: []byte(`{"done":true}`), CreatedAt: now}
 	require.NoError(t, s.FinishRequest(ctx, done, storage.Finish{
 		Event: complete, Status: storage.StatusSucceeded, Result: json.RawMessage(`"ok"`), Now: now,
@@ -102,7 +105,7 @@ func TestReopen(t *testing.T) {
 
 	subs, err := s.Subscribers(ctx, running)
 	require.NoError(t, err)
-	require.Equal(t, []string{conn.ID}, subs)
+	require.ElementsMatch(t, []string{conn.ID, "forever"}, subs, "subscription expiries survive a reopen")
 
 	list, err := s.ListUnfinished(ctx)
 	require.NoError(t, err)
@@ -168,7 +171,7 @@ func TestBadInput(t *testing.T) {
 	require.NoError(t, s.CreateRequest(ctx, storage.Request{Key: k, Status: storage.StatusQueued}))
 
 	require.Error(t, s.PutConnection(ctx, storage.Connection{}))
-	require.Error(t, s.Subscribe(ctx, k, ""))
+	require.Error(t, s.Subscribe(ctx, k, "", time.Time{}))
 	require.Error(t, s.AppendEvent(ctx, k, storage.Event{Seq: 0, Type: "progress"}))
 	require.Error(t, s.AppendEvent(ctx, k, storage.Event{Seq: -1, Type: "progress"}))
 	err := s.FinishRequest(ctx, k, storage.Finish{Event: storage.Event{Seq: 1, Type: "complete"}, Status: storage.StatusRunning})
@@ -232,4 +235,80 @@ func byteSize(n int) string {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// rawUpdate runs fn on the store's file directly, with the store closed.
+func rawUpdate(t *testing.T, path string, fn func(tx *bbolt.Tx) error) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(fn))
+	require.NoError(t, db.Close())
+}
+
+// TestSubscriptionEntries checks the stored subscription entries: empty
+// values (files written before subscriptions expired) never expire, a
+// malformed expiry is an error rather than a silent skip, and
+// DeleteConnection and Sweep delete expired entries from both buckets.
+func TestSubscriptionEntries(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "streamer.db")
+	k := storage.Key{Tenant: "t", Subject: "alice", ID: "r"}
+	rk := []byte(k.String())
+	now := time.Now()
+
+	s, err := bolt.Open(path, bolt.Options{})
+	require.NoError(t, err)
+	require.NoError(t, s.Subscribe(ctx, k, "deleted", now.Add(-time.Minute)))
+	require.NoError(t, s.Subscribe(ctx, k, "swept", now.Add(time.Minute)))
+	require.NoError(t, s.DeleteConnection(ctx, "deleted"))
+	n, err := s.Sweep(ctx, now.Add(time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "one expired subscription swept")
+	require.NoError(t, s.Close())
+
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
+		for _, name := range []string{"subs_by_request", "subs_by_connection"} {
+			c := tx.Bucket([]byte(name)).Cursor()
+			k, _ := c.First()
+			require.Nil(t, k, "%s is empty", name)
+		}
+		byReq, err := tx.Bucket([]byte("subs_by_request")).CreateBucketIfNotExists(rk)
+		require.NoError(t, err)
+		byConn, err := tx.Bucket([]byte("subs_by_connection")).CreateBucketIfNotExists([]byte("legacy"))
+		require.NoError(t, err)
+		require.NoError(t, byReq.Put([]byte("legacy"), nil))
+		return byConn.Put(rk, nil)
+	})
+
+	s, err = bolt.Open(path, bolt.Options{})
+	require.NoError(t, err)
+	n, err = s.Sweep(ctx, now.Add(1000*time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, n)
+	subs, err := s.Subscribers(ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, []string{"legacy"}, subs, "an entry without expiry never expires")
+	keys, err := s.Subscriptions(ctx, "legacy")
+	require.NoError(t, err)
+	require.Equal(t, []storage.Key{k}, keys)
+	require.NoError(t, s.Close())
+
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
+		if err := tx.Bucket([]byte("subs_by_request")).Bucket(rk).Put([]byte("legacy"), []byte("bad")); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("subs_by_connection")).Bucket([]byte("legacy")).Put(rk, []byte("bad"))
+	})
+
+	s, err = bolt.Open(path, bolt.Options{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Close()) }()
+	_, err = s.Subscribers(ctx, k)
+	require.Error(t, err)
+	_, err = s.Subscriptions(ctx, "legacy")
+	require.Error(t, err)
+	_, err = s.Sweep(ctx, now)
+	require.Error(t, err)
 }

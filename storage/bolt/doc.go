@@ -16,8 +16,12 @@
 //	connections              connection id → connection
 //	requests                 Key.String() → request
 //	events/<key>             big-endian uint64 seq → event (ordered by seq)
-//	subs_by_request/<key>    connection id → empty
-//	subs_by_connection/<id>  Key.String() → empty
+//	subs_by_request/<key>    connection id → subscription expiry
+//	subs_by_connection/<id>  Key.String() → subscription expiry
+//
+// A subscription's expiry, the same in both of its entries, is empty when it
+// never expires (as in files written before subscriptions had one), else
+// epoch milliseconds as a big-endian int64.
 //
 // Expired items (a non-zero ExpiresAt before now) are invisible: lookups
 // return [storage.ErrNotFound] and listings skip them. [Store.Sweep] deletes

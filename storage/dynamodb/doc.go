@@ -39,6 +39,8 @@
 // the item are retried with a short jittered backoff; throttling and
 // transient errors are retried by the SDK client.
 //
-// Requests do not record subscription expiries: subscription items carry no
-// TTL and are removed by Unsubscribe and DeleteConnection.
+// Both items of a subscription carry the expiry given to Subscribe (and
+// ttl), so a subscription whose $disconnect was lost does not stay forever;
+// Subscribers and Subscriptions leave expired ones out, and Unsubscribe and
+// DeleteConnection remove them, expired or not.
 package dynamodb

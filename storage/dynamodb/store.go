@@ -304,22 +304,25 @@ func (s *Store) deleteAll(ctx context.Context, keys []item) error {
 
 // subscriptionItems returns the two items of a subscription: one in the
 // request's partition (for Subscribers) and one in the connection's (for
-// Subscriptions and DeleteConnection).
-func subscriptionItems(k storage.Key, connID string) (byRequest, byConn item) {
+// Subscriptions and DeleteConnection). Both carry the expiry and its TTL.
+func subscriptionItems(k storage.Key, connID string, expiresAt time.Time) (byRequest, byConn item) {
 	byRequest = primaryKey(requestPK(k), prefixSub+connID)
 	byRequest[attrConnID] = str(connID)
+	builder(byRequest).expiry(expiresAt)
 	byConn = primaryKey(connPK(connID), prefixSub+k.String())
 	byConn[attrRequestKey] = str(k.String())
+	builder(byConn).expiry(expiresAt)
 	return byRequest, byConn
 }
 
-// Subscribe writes the subscription's two items with one TransactWriteItems
-// of two Puts.
-func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string) error {
+// Subscribe writes the subscription's two items, with expiresAt and the TTL
+// attribute when it is not zero, with one TransactWriteItems of two Puts.
+// Subscribing again replaces both items, and so the expiry.
+func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string, expiresAt time.Time) error {
 	if connID == "" {
 		return errors.New("dynamodb: subscribe: empty connection id")
 	}
-	byReq, byConn := subscriptionItems(k, connID)
+	byReq, byConn := subscriptionItems(k, connID, expiresAt)
 	err := s.write(ctx, "subscribe", func() error {
 		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
 			{Put: &types.Put{TableName: s.table, Item: byReq}},
@@ -353,24 +356,27 @@ func (s *Store) Unsubscribe(ctx context.Context, k storage.Key, connID string) e
 }
 
 // querySubs lists the sort keys under prefixSub of partition pk, without the
-// prefix.
+// prefix, leaving out the subscriptions that have expired.
 func (s *Store) querySubs(ctx context.Context, pk string) ([]string, error) {
 	var out []string
+	now := s.now()
 	e := newExpr()
 	err := s.query(ctx, &ddb.QueryInput{
 		KeyConditionExpression:    aws.String(e.n(AttrPK) + " = " + e.s(pk) + " AND begins_with(" + e.n(AttrSK) + ", " + e.s(prefixSub) + ")"),
-		ProjectionExpression:      aws.String(e.n(AttrSK)),
+		ProjectionExpression:      aws.String(e.n(AttrSK) + ", " + e.n(attrExpiresAt)),
 		ExpressionAttributeNames:  e.names,
 		ExpressionAttributeValues: e.values,
 	}, func(it item) (bool, error) {
-		out = append(out, strings.TrimPrefix((&reader{it: it}).str(AttrSK), prefixSub))
+		if !expired(it, now) {
+			out = append(out, strings.TrimPrefix((&reader{it: it}).str(AttrSK), prefixSub))
+		}
 		return true, nil
 	})
 	return out, err
 }
 
 // Subscribers queries the request's partition (one or more strongly
-// consistent Query pages).
+// consistent Query pages), leaving expired subscriptions out.
 func (s *Store) Subscribers(ctx context.Context, k storage.Key) ([]string, error) {
 	ids, err := s.querySubs(ctx, requestPK(k))
 	if err != nil {
@@ -380,7 +386,7 @@ func (s *Store) Subscribers(ctx context.Context, k storage.Key) ([]string, error
 }
 
 // Subscriptions queries the connection's partition (one or more strongly
-// consistent Query pages).
+// consistent Query pages), leaving expired subscriptions out.
 func (s *Store) Subscriptions(ctx context.Context, connID string) ([]storage.Key, error) {
 	if connID == "" {
 		return nil, nil

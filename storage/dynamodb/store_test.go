@@ -295,28 +295,54 @@ func TestItems(t *testing.T) {
 	}
 	require.NoError(t, b.store.CreateRequest(ctx, r))
 	require.NoError(t, b.store.AppendEvent(ctx, k, storage.Event{Seq: 7, Type: "progress", ExpiresAt: exp}))
+	conn := t.Name() + "-conn"
+	require.NoError(t, b.store.Subscribe(ctx, k, conn, exp))
 
 	ttl := exp.Unix()
 	if exp.Nanosecond() > 0 {
 		ttl++
 	}
-	for _, sk := range []string{"REQ", "EV#00000000000000000007"} {
-		out, err := b.client.GetItem(ctx, &ddb.GetItemInput{
-			TableName:      aws.String(shared.table),
-			Key:            map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "REQ#" + k.String()}, "sk": &types.AttributeValueMemberS{Value: sk}},
-			ConsistentRead: aws.Bool(true),
-		})
-		require.NoError(t, err)
-		require.NotNil(t, out.Item, sk)
-		n, ok := out.Item[dynamodb.AttrTTL].(*types.AttributeValueMemberN)
-		require.True(t, ok, "%s has a numeric %s", sk, dynamodb.AttrTTL)
-		assert.Equal(t, strconv.FormatInt(ttl, 10), n.Value, sk)
-		if sk == "REQ" {
-			p, ok := out.Item["payload"].(*types.AttributeValueMemberB)
+	for _, key := range [][2]string{
+		{"REQ#" + k.String(), "REQ"},
+		{"REQ#" + k.String(), "EV#00000000000000000007"},
+		{"REQ#" + k.String(), "SUB#" + conn},
+		{"CONN#" + conn, "SUB#" + k.String()},
+	} {
+		it := rawItem(t, b, key[0], key[1])
+		require.NotNil(t, it, key[1])
+		n, ok := it[dynamodb.AttrTTL].(*types.AttributeValueMemberN)
+		require.True(t, ok, "%s has a numeric %s", key[1], dynamodb.AttrTTL)
+		assert.Equal(t, strconv.FormatInt(ttl, 10), n.Value, key[1])
+		if key[1] == "REQ" {
+			p, ok := it["payload"].(*types.AttributeValueMemberB)
 			require.True(t, ok, "the payload is binary")
 			assert.Equal(t, []byte(r.Payload), p.Value)
 		}
 	}
+
+	// Subscribing again replaces the expiry on both items: a zero one
+	// leaves no TTL.
+	require.NoError(t, b.store.Subscribe(ctx, k, conn, time.Time{}))
+	for _, key := range [][2]string{
+		{"REQ#" + k.String(), "SUB#" + conn},
+		{"CONN#" + conn, "SUB#" + k.String()},
+	} {
+		it := rawItem(t, b, key[0], key[1])
+		require.NotNil(t, it, key[1])
+		assert.NotContains(t, it, dynamodb.AttrTTL, key[1])
+	}
+}
+
+// rawItem reads one item of the shared table; nil when it does not exist.
+func rawItem(t *testing.T, b *testBundle, pk, sk string) map[string]types.AttributeValue {
+	t.Helper()
+	out, err := b.client.GetItem(t.Context(), &ddb.GetItemInput{
+		TableName:      aws.String(shared.table),
+		Key:            map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: pk}, "sk": &types.AttributeValueMemberS{Value: sk}},
+		ConsistentRead: aws.Bool(true),
+	})
+	require.NoError(t, err)
+	return out.Item
 }
 
 // TestExpiredRequestIsMissing checks that writes, not only reads, treat an
@@ -358,7 +384,7 @@ func TestInvalidInput(t *testing.T) {
 	require.Error(t, b.store.AppendEvent(ctx, k, storage.Event{Seq: 1, Percentage: nan()}))
 	require.Error(t, b.store.FinishRequest(ctx, k, storage.Finish{Event: storage.Event{Seq: 1}, Status: storage.StatusRunning}))
 	require.Error(t, b.store.PutConnection(ctx, storage.Connection{}))
-	require.Error(t, b.store.Subscribe(ctx, k, ""))
+	require.Error(t, b.store.Subscribe(ctx, k, "", time.Time{}))
 	require.Empty(t, b.ops.take(), "bad input is rejected before any call")
 }
 
@@ -374,20 +400,34 @@ func TestDeleteConnectionManySubscriptions(t *testing.T) {
 	b := setup(t)
 	ctx := t.Context()
 	conn, other := t.Name()+"-conn", t.Name()+"-other"
+	now := time.Now()
 	require.NoError(t, b.store.PutConnection(ctx, storage.Connection{ID: conn}))
 	keys := make([]storage.Key, 30)
 	for i := range keys {
 		keys[i] = uniqueKey(t)
-		require.NoError(t, b.store.Subscribe(ctx, keys[i], conn))
-		require.NoError(t, b.store.Subscribe(ctx, keys[i], other))
+		exp := now.Add(time.Hour)
+		if i%2 == 0 {
+			exp = time.Time{}
+		}
+		require.NoError(t, b.store.Subscribe(ctx, keys[i], conn, exp))
+		require.NoError(t, b.store.Subscribe(ctx, keys[i], other, now.Add(time.Hour)))
 	}
+	// An expired subscription, not listed but deleted all the same.
+	expiredKey := uniqueKey(t)
+	require.NoError(t, b.store.Subscribe(ctx, expiredKey, conn, now.Add(-time.Minute)))
 	got, err := b.store.Subscriptions(ctx, conn)
 	require.NoError(t, err)
 	require.ElementsMatch(t, keys, got)
 	b.ops.take()
 
 	require.NoError(t, b.store.DeleteConnection(ctx, conn))
-	require.Equal(t, map[string]int{"Query": 1, "BatchWriteItem": 3}, b.ops.take(), "61 deletes")
+	require.Equal(t, map[string]int{"Query": 1, "BatchWriteItem": 3}, b.ops.take(), "63 deletes")
+	for _, key := range [][2]string{
+		{"REQ#" + expiredKey.String(), "SUB#" + conn},
+		{"CONN#" + conn, "SUB#" + expiredKey.String()},
+	} {
+		require.Nil(t, rawItem(t, b, key[0], key[1]), "%s %s is deleted", key[0], key[1])
+	}
 
 	_, err = b.store.GetConnection(ctx, conn)
 	require.ErrorIs(t, err, storage.ErrNotFound)

@@ -31,11 +31,13 @@ var (
 // Store is an in-memory [storage.Store], [storage.Lister] and
 // [storage.Sweeper]. Create it with [New]; it is safe for concurrent use.
 type Store struct {
-	mu         sync.RWMutex
-	conns      map[string]storage.Connection
-	reqs       map[storage.Key]*entry
-	subsByReq  map[storage.Key]map[string]struct{}
-	subsByConn map[string]map[storage.Key]struct{}
+	mu    sync.RWMutex
+	conns map[string]storage.Connection
+	reqs  map[storage.Key]*entry
+	// subsByReq and subsByConn hold every subscription twice, with its
+	// expiry (zero: never).
+	subsByReq  map[storage.Key]map[string]time.Time
+	subsByConn map[string]map[storage.Key]time.Time
 }
 
 // entry is a stored request and its event log, sorted by Seq.
@@ -49,8 +51,8 @@ func New() *Store {
 	return &Store{
 		conns:      map[string]storage.Connection{},
 		reqs:       map[storage.Key]*entry{},
-		subsByReq:  map[storage.Key]map[string]struct{}{},
-		subsByConn: map[string]map[storage.Key]struct{}{},
+		subsByReq:  map[storage.Key]map[string]time.Time{},
+		subsByConn: map[string]map[storage.Key]time.Time{},
 	}
 }
 
@@ -115,9 +117,9 @@ func (s *Store) deleteConnLocked(id string) {
 	}
 }
 
-// Subscribe subscribes connID to k's events; subscribing twice is not an
-// error.
-func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string) error {
+// Subscribe subscribes connID to k's events until expiresAt (zero: never).
+// Subscribing again is not an error and replaces the expiry.
+func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string, expiresAt time.Time) error {
 	if err := errCtx(ctx, "subscribe"); err != nil {
 		return err
 	}
@@ -128,16 +130,16 @@ func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string) err
 	defer s.mu.Unlock()
 	byReq := s.subsByReq[k]
 	if byReq == nil {
-		byReq = map[string]struct{}{}
+		byReq = map[string]time.Time{}
 		s.subsByReq[k] = byReq
 	}
-	byReq[connID] = struct{}{}
+	byReq[connID] = expiresAt
 	byConn := s.subsByConn[connID]
 	if byConn == nil {
-		byConn = map[storage.Key]struct{}{}
+		byConn = map[storage.Key]time.Time{}
 		s.subsByConn[connID] = byConn
 	}
-	byConn[k] = struct{}{}
+	byConn[k] = expiresAt
 	return nil
 }
 
@@ -167,25 +169,37 @@ func (s *Store) removeSubLocked(k storage.Key, connID string) {
 	}
 }
 
-// Subscribers lists the connections subscribed to k, in no particular order.
+// Subscribers lists the connections subscribed to k, in no particular order,
+// leaving expired subscriptions out.
 func (s *Store) Subscribers(ctx context.Context, k storage.Key) ([]string, error) {
 	if err := errCtx(ctx, "subscribers"); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return slices.Collect(maps.Keys(s.subsByReq[k])), nil
+	return live(s.subsByReq[k], time.Now()), nil
 }
 
 // Subscriptions lists the requests connID is subscribed to, in no
-// particular order.
+// particular order, leaving expired subscriptions out.
 func (s *Store) Subscriptions(ctx context.Context, connID string) ([]storage.Key, error) {
 	if err := errCtx(ctx, "subscriptions"); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return slices.Collect(maps.Keys(s.subsByConn[connID])), nil
+	return live(s.subsByConn[connID], time.Now()), nil
+}
+
+// live returns the keys of subs whose expiry has not passed at now.
+func live[K comparable](subs map[K]time.Time, now time.Time) []K {
+	var out []K
+	for k, exp := range subs {
+		if !expired(exp, now) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // CreateRequest stores a new request, or returns [storage.ErrExists] and
@@ -471,9 +485,10 @@ func (s *Store) ListUnfinished(ctx context.Context) ([]storage.Request, error) {
 	return out, nil
 }
 
-// Sweep deletes connections, requests and events whose ExpiresAt is before
-// now, with the subscriptions of deleted connections and requests, and
-// reports how many connections, requests and events it deleted.
+// Sweep deletes connections, requests, events and subscriptions whose
+// expiry is before now, with the subscriptions of deleted connections and
+// requests, and reports how many connections, requests, events and expired
+// subscriptions it deleted.
 func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 	if err := errCtx(ctx, "sweep"); err != nil {
 		return 0, err
@@ -496,6 +511,14 @@ func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 		before := len(e.events)
 		e.events = slices.DeleteFunc(e.events, func(ev storage.Event) bool { return expired(ev.ExpiresAt, now) })
 		n += before - len(e.events)
+	}
+	for connID, byConn := range s.subsByConn {
+		for k, exp := range byConn {
+			if expired(exp, now) {
+				s.removeSubLocked(k, connID)
+				n++
+			}
+		}
 	}
 	return n, nil
 }

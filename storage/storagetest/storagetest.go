@@ -66,6 +66,8 @@ func groups() []group {
 			{"Empty", testSubEmpty},
 			{"OwnConnectionNotImplicit", testSubOwnConnection},
 			{"KeyEncoding", testSubKeyEncoding},
+			{"Expired", testSubExpired},
+			{"Resubscribe", testSubResubscribe},
 		}},
 		{"Request", []testCase{
 			{"CreateGet", testReqCreateGet},
@@ -167,6 +169,10 @@ func newEnv(t *testing.T, s storage.Store) *env {
 
 // at returns the base time moved by d.
 func (e *env) at(d time.Duration) time.Time { return e.now.Add(d) }
+
+// later returns an expiry so far ahead that nothing expires it during the
+// suite, not even the Sweeper test's sweep two hours ahead.
+func (e *env) later() time.Time { return e.at(1000 * time.Hour) }
 
 // key returns a key unique to the subtest.
 func (e *env) key(name string) storage.Key {
@@ -433,9 +439,10 @@ func testConnDeleteRemovesSubscriptions(t *testing.T, e *env) {
 	e.create(t, k1)
 	require.NoError(t, e.s.PutConnection(e.ctx, e.connection(gone)))
 	require.NoError(t, e.s.PutConnection(e.ctx, e.connection(stay)))
-	require.NoError(t, e.s.Subscribe(e.ctx, k1, gone))
-	require.NoError(t, e.s.Subscribe(e.ctx, k2, gone))
-	require.NoError(t, e.s.Subscribe(e.ctx, k1, stay))
+	require.NoError(t, e.s.Subscribe(e.ctx, k1, gone, e.later()))
+	require.NoError(t, e.s.Subscribe(e.ctx, k2, gone, time.Time{}))
+	require.NoError(t, e.s.Subscribe(e.ctx, e.key("r3"), gone, e.at(-time.Minute)))
+	require.NoError(t, e.s.Subscribe(e.ctx, k1, stay, e.later()))
 
 	require.NoError(t, e.s.DeleteConnection(e.ctx, gone))
 
@@ -454,6 +461,14 @@ func testConnDeleteRemovesSubscriptions(t *testing.T, e *env) {
 
 	// The request itself is untouched.
 	e.get(t, k1)
+
+	// Subscribing the same connection again starts from nothing: only the
+	// new subscription is listed.
+	k4 := e.key("r4")
+	require.NoError(t, e.s.Subscribe(e.ctx, k4, gone, e.later()))
+	keys, err = e.s.Subscriptions(e.ctx, gone)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []storage.Key{k4}, keys)
 }
 
 func testConnExpired(t *testing.T, e *env) {
@@ -476,8 +491,8 @@ func testConnExpired(t *testing.T, e *env) {
 
 func testSubIdempotent(t *testing.T, e *env) {
 	k, c := e.key("r"), e.conn("a")
-	require.NoError(t, e.s.Subscribe(e.ctx, k, c))
-	require.NoError(t, e.s.Subscribe(e.ctx, k, c))
+	require.NoError(t, e.s.Subscribe(e.ctx, k, c, e.later()))
+	require.NoError(t, e.s.Subscribe(e.ctx, k, c, e.later()))
 
 	subs, err := e.s.Subscribers(e.ctx, k)
 	require.NoError(t, err)
@@ -491,9 +506,9 @@ func testSubMany(t *testing.T, e *env) {
 	k1, k2 := e.key("r1"), e.key("r2")
 	a, b, c := e.conn("a"), e.conn("b"), e.conn("c")
 	for _, id := range []string{a, b, c} {
-		require.NoError(t, e.s.Subscribe(e.ctx, k1, id))
+		require.NoError(t, e.s.Subscribe(e.ctx, k1, id, e.later()))
 	}
-	require.NoError(t, e.s.Subscribe(e.ctx, k2, a))
+	require.NoError(t, e.s.Subscribe(e.ctx, k2, a, e.later()))
 
 	subs, err := e.s.Subscribers(e.ctx, k1)
 	require.NoError(t, err)
@@ -513,9 +528,9 @@ func testSubMany(t *testing.T, e *env) {
 func testSubUnsubscribe(t *testing.T, e *env) {
 	k1, k2 := e.key("r1"), e.key("r2")
 	a, b := e.conn("a"), e.conn("b")
-	require.NoError(t, e.s.Subscribe(e.ctx, k1, a))
-	require.NoError(t, e.s.Subscribe(e.ctx, k1, b))
-	require.NoError(t, e.s.Subscribe(e.ctx, k2, a))
+	require.NoError(t, e.s.Subscribe(e.ctx, k1, a, e.later()))
+	require.NoError(t, e.s.Subscribe(e.ctx, k1, b, e.later()))
+	require.NoError(t, e.s.Subscribe(e.ctx, k2, a, e.later()))
 
 	require.NoError(t, e.s.Unsubscribe(e.ctx, k1, a))
 
@@ -552,7 +567,7 @@ func testSubOwnConnection(t *testing.T, e *env) {
 	require.NoError(t, err)
 	require.Empty(t, subs, "the request's ConnectionID is not an implicit subscriber")
 
-	require.NoError(t, e.s.Subscribe(e.ctx, k, r.ConnectionID))
+	require.NoError(t, e.s.Subscribe(e.ctx, k, r.ConnectionID, e.later()))
 	subs, err = e.s.Subscribers(e.ctx, k)
 	require.NoError(t, err)
 	require.Equal(t, []string{r.ConnectionID}, subs)
@@ -563,11 +578,11 @@ func testSubKeyEncoding(t *testing.T, e *env) {
 	var all []storage.Key
 	for _, pair := range e.collidingKeys() {
 		for _, k := range pair {
-			require.NoError(t, e.s.Subscribe(e.ctx, k, c))
+			require.NoError(t, e.s.Subscribe(e.ctx, k, c, e.later()))
 			all = append(all, k)
 		}
 		// Only the first key of the pair gets a second subscriber.
-		require.NoError(t, e.s.Subscribe(e.ctx, pair[0], e.conn("first")))
+		require.NoError(t, e.s.Subscribe(e.ctx, pair[0], e.conn("first"), e.later()))
 	}
 	keys, err := e.s.Subscriptions(e.ctx, c)
 	require.NoError(t, err)
@@ -581,6 +596,72 @@ func testSubKeyEncoding(t *testing.T, e *env) {
 		require.NoError(t, err)
 		require.ElementsMatch(t, []string{c}, subs, "key %q", pair[1].String())
 	}
+}
+
+// testSubExpired checks that an expired subscription is listed neither way,
+// while a zero expiry never expires.
+func testSubExpired(t *testing.T, e *env) {
+	k1, k2 := e.key("r1"), e.key("r2")
+	expired, forever, live := e.conn("expired"), e.conn("forever"), e.conn("live")
+	require.NoError(t, e.s.Subscribe(e.ctx, k1, expired, e.at(-time.Minute)))
+	require.NoError(t, e.s.Subscribe(e.ctx, k2, expired, e.at(-time.Hour)))
+	require.NoError(t, e.s.Subscribe(e.ctx, k1, forever, time.Time{}))
+	require.NoError(t, e.s.Subscribe(e.ctx, k1, live, e.at(time.Hour)))
+	// Only expired subscriptions: listed as none.
+	require.NoError(t, e.s.Subscribe(e.ctx, e.key("r3"), e.conn("other"), e.at(-time.Second)))
+
+	subs, err := e.s.Subscribers(e.ctx, k1)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{forever, live}, subs)
+	subs, err = e.s.Subscribers(e.ctx, k2)
+	require.NoError(t, err)
+	require.Empty(t, subs, "an expired subscription is not a subscriber")
+	subs, err = e.s.Subscribers(e.ctx, e.key("r3"))
+	require.NoError(t, err)
+	require.Empty(t, subs)
+
+	keys, err := e.s.Subscriptions(e.ctx, expired)
+	require.NoError(t, err)
+	require.Empty(t, keys, "an expired subscription is not listed")
+	keys, err = e.s.Subscriptions(e.ctx, forever)
+	require.NoError(t, err)
+	require.Equal(t, []storage.Key{k1}, keys)
+	keys, err = e.s.Subscriptions(e.ctx, live)
+	require.NoError(t, err)
+	require.Equal(t, []storage.Key{k1}, keys)
+
+	// Unsubscribing an expired subscription is not an error.
+	require.NoError(t, e.s.Unsubscribe(e.ctx, k1, expired))
+	subs, err = e.s.Subscribers(e.ctx, k1)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{forever, live}, subs)
+}
+
+// testSubResubscribe checks that subscribing again with a later expiry
+// extends the subscription, here past its old expiry, and that doing so
+// twice lists it once.
+func testSubResubscribe(t *testing.T, e *env) {
+	k, c := e.key("r"), e.conn("a")
+	require.NoError(t, e.s.Subscribe(e.ctx, k, c, e.at(-time.Minute)))
+	subs, err := e.s.Subscribers(e.ctx, k)
+	require.NoError(t, err)
+	require.Empty(t, subs)
+
+	for range 2 {
+		require.NoError(t, e.s.Subscribe(e.ctx, k, c, e.at(time.Hour)))
+		subs, err = e.s.Subscribers(e.ctx, k)
+		require.NoError(t, err)
+		require.Equal(t, []string{c}, subs, "the subscription is extended")
+		keys, err := e.s.Subscriptions(e.ctx, c)
+		require.NoError(t, err)
+		require.Equal(t, []storage.Key{k}, keys)
+	}
+
+	// Extending to never.
+	require.NoError(t, e.s.Subscribe(e.ctx, k, c, time.Time{}))
+	subs, err = e.s.Subscribers(e.ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, []string{c}, subs)
 }
 
 // --- requests -------------------------------------------------------------
@@ -1553,13 +1634,24 @@ func testSweep(t *testing.T, e *env) {
 		ev.ExpiresAt = soon
 		require.NoError(t, e.s.AppendEvent(e.ctx, goneReq.Key, ev))
 	}
-	require.NoError(t, e.s.Subscribe(e.ctx, goneReq.Key, keptConn.ID))
-	require.NoError(t, e.s.Subscribe(e.ctx, e.key("kept"), goneConn.ID))
+	require.NoError(t, e.s.Subscribe(e.ctx, goneReq.Key, keptConn.ID, e.later()))
+	require.NoError(t, e.s.Subscribe(e.ctx, e.key("kept"), goneConn.ID, e.later()))
 
 	// A request kept, with one event that expires soon and two that do not.
 	keptReq := e.request(e.key("kept"))
 	keptReq.ExpiresAt = later
 	require.NoError(t, e.s.CreateRequest(e.ctx, keptReq))
+
+	// Subscriptions to the kept request: one expires soon, one expired soon
+	// until it was extended, one never expires.
+	subGone, subExtended, subForever := e.conn("sub-gone"), e.conn("sub-extended"), e.conn("sub-forever")
+	require.NoError(t, e.s.Subscribe(e.ctx, keptReq.Key, subGone, soon))
+	require.NoError(t, e.s.Subscribe(e.ctx, keptReq.Key, subExtended, soon))
+	require.NoError(t, e.s.Subscribe(e.ctx, keptReq.Key, subExtended, later))
+	require.NoError(t, e.s.Subscribe(e.ctx, keptReq.Key, subForever, time.Time{}))
+	subs, err := e.s.Subscribers(e.ctx, keptReq.Key)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{goneConn.ID, subGone, subExtended, subForever}, subs, "before the sweep")
 	ev1 := e.progress(1, 1)
 	ev1.ExpiresAt = soon
 	ev2, ev3 := e.progress(2, 2), e.progress(3, 3)
@@ -1570,8 +1662,9 @@ func testSweep(t *testing.T, e *env) {
 
 	n, err := sw.Sweep(e.ctx, sweepAt)
 	require.NoError(t, err)
-	// 1 connection, 1 request, 3 events at least (the store may be shared).
-	require.GreaterOrEqual(t, n, 5)
+	// 1 connection, 1 request, 3 events and 1 subscription at least (the
+	// store may be shared).
+	require.GreaterOrEqual(t, n, 6)
 
 	_, err = e.s.GetConnection(e.ctx, goneConn.ID)
 	require.ErrorIs(t, err, storage.ErrNotFound)
@@ -1585,15 +1678,23 @@ func testSweep(t *testing.T, e *env) {
 	keys, err := e.s.Subscriptions(e.ctx, goneConn.ID)
 	require.NoError(t, err)
 	require.Empty(t, keys, "a swept connection's subscriptions are gone")
-	subs, err := e.s.Subscribers(e.ctx, goneReq.Key)
+	subs, err = e.s.Subscribers(e.ctx, goneReq.Key)
 	require.NoError(t, err)
 	require.Empty(t, subs, "a swept request's subscriptions are gone")
 	keys, err = e.s.Subscriptions(e.ctx, keptConn.ID)
 	require.NoError(t, err)
 	require.Empty(t, keys, "a swept request's subscriptions are gone")
+	// The swept connection's subscription and the expired one are gone
+	// (the clock has not reached soon: only a deletion hides them).
 	subs, err = e.s.Subscribers(e.ctx, keptReq.Key)
 	require.NoError(t, err)
-	require.Empty(t, subs, "a swept connection's subscriptions are gone")
+	require.ElementsMatch(t, []string{subExtended, subForever}, subs, "an expired subscription is swept")
+	keys, err = e.s.Subscriptions(e.ctx, subGone)
+	require.NoError(t, err)
+	require.Empty(t, keys, "an expired subscription is swept")
+	keys, err = e.s.Subscriptions(e.ctx, subExtended)
+	require.NoError(t, err)
+	require.Equal(t, []storage.Key{keptReq.Key}, keys, "an extended subscription is kept")
 
 	got, err := e.s.GetConnection(e.ctx, keptConn.ID)
 	require.NoError(t, err)
@@ -1627,7 +1728,7 @@ func testContextCanceled(t *testing.T, e *env) {
 		"DeleteConnection": func() error {
 			return e.s.DeleteConnection(ctx, connID)
 		},
-		"Subscribe":     func() error { return e.s.Subscribe(ctx, k, connID) },
+		"Subscribe":     func() error { return e.s.Subscribe(ctx, k, connID, e.later()) },
 		"Unsubscribe":   func() error { return e.s.Unsubscribe(ctx, k, connID) },
 		"Subscribers":   func() error { _, err := e.s.Subscribers(ctx, k); return err },
 		"Subscriptions": func() error { _, err := e.s.Subscriptions(ctx, connID); return err },
