@@ -63,6 +63,13 @@ test_rc=0
 # shellcheck disable=SC2086
 "$GO" test -race -count=1 -timeout 12m ${GO_TEST_FLAGS:-} $GO_TEST_PKGS || test_rc=$?
 
+# The end-to-end suite again, against the AWS path: `streamer dev --aws-local`
+# (the Lambda handlers on DynamoDB Local and its stream).
+if ((test_rc == 0)); then
+	step "end-to-end suite against streamer dev --aws-local"
+	STREAMER_E2E_RUNTIME=aws-local "$GO" test -race -count=1 -timeout 10m ${GO_TEST_FLAGS:-} ./cmd/streamer/ || test_rc=$?
+fi
+
 # 4. The TypeScript client: unit tests, the stale-bundle check, and the
 # Chromium end-to-end tests against a real `streamer dev`.
 step "clients/js: npm ci (if stale) && npm test"

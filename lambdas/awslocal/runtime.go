@@ -108,7 +108,9 @@ func Run(ctx context.Context, cfg Config) error {
 	lcfg.LocalDynamoDB = true
 	dbCfg := awsCfg.Copy()
 	dbCfg.BaseEndpoint = endpoint // the store's client; the sender uses Endpoint
-	h, err := lambdaapp.New(ctx, lcfg, cfg.Plugins, lambdaapp.Options{AWS: &dbCfg, Logger: &cfg.Logger})
+	// A short lease: after a crash of this process the requests it ran are
+	// taken over seconds after the restart, not a minute.
+	h, err := lambdaapp.New(ctx, lcfg, cfg.Plugins, lambdaapp.Options{AWS: &dbCfg, Logger: &cfg.Logger, Lease: 5 * time.Second})
 	if err != nil {
 		return err
 	}

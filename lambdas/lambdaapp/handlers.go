@@ -43,6 +43,10 @@ type Options struct {
 	AWS *aws.Config
 	// Logger replaces the JSON logger on standard error.
 	Logger *zerolog.Logger
+	// Lease replaces the processor's claim lease (streamer.DefaultLease):
+	// how long a request a dead processor held waits before another may
+	// run it. The local AWS runtime uses a short one.
+	Lease time.Duration
 }
 
 // New builds the handlers: AWS clients from config.LoadDefaultConfig (so
@@ -89,6 +93,7 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		Middleware:    []streamer.Middleware{middleware.Logging(log), middleware.Auth(middleware.AuthOptions{})},
 		SyncThreshold: cfg.SyncThreshold, Retention: cfg.Retention,
 		SubscriberRefresh: cfg.SubscriberRefresh, CancelPoll: cfg.CancelPoll, Endpoint: cfg.Endpoint,
+		Lease: opts.Lease,
 	}
 	if cfg.JWTSecret != nil || cfg.JWTPublicKey != nil {
 		auth, err := middleware.NewJWT(cfg.jwtConfig())
