@@ -32,6 +32,12 @@ type stack struct {
 
 func newStack(t *testing.T, plugins ...streamer.Plugin) *stack {
 	t.Helper()
+	return newStackWith(t, lambdaapp.Options{}, plugins...)
+}
+
+// newStackWith is newStack with options for every function's handlers.
+func newStackWith(t *testing.T, opts lambdaapp.Options, plugins ...streamer.Plugin) *stack {
+	t.Helper()
 	if plugins == nil {
 		plugins = []streamer.Plugin{demo.New()}
 	}
@@ -49,7 +55,9 @@ func newStack(t *testing.T, plugins ...streamer.Plugin) *stack {
 		cfg, err := lambdaapp.ConfigFromEnv(fn, env(vars))
 		require.NoError(t, err)
 		log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-		h, err := lambdaapp.New(context.Background(), cfg, plugins, lambdaapp.Options{Logger: &log})
+		o := opts
+		o.Logger = &log
+		h, err := lambdaapp.New(context.Background(), cfg, plugins, o)
 		require.NoError(t, err)
 		return h
 	}
