@@ -675,3 +675,32 @@ func BenchmarkDispatchSync(b *testing.B) {
 type discard struct{}
 
 func (discard) Send(context.Context, string, string, []byte) error { return nil }
+
+func TestProcessRequeuesBeforeTheDeadline(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{noRun: true})
+	b.send(t, `{"action":"steps","id":"dl","payload":{"steps":1,"hold":true}}`)
+	key := storage.Key{Tenant: "t1", Subject: "alice", ID: "dl"}
+	// A Lambda-like deadline: the handler is stopped StopMargin before it,
+	// and the request goes back to the queue instead of failing.
+	ctx, cancel := context.WithTimeout(context.Background(), streamer.StopMargin+300*time.Millisecond)
+	defer cancel()
+	require.NoError(t, b.app.Process(ctx, key))
+	require.NoError(t, ctx.Err(), "Process returned before the deadline")
+	r, err := b.store.GetRequest(context.Background(), key)
+	require.NoError(t, err)
+	require.Equal(t, storage.StatusQueued, r.Status)
+	require.Equal(t, 1, r.Attempt)
+	for _, m := range b.msgs(t) {
+		require.False(t, m.Terminal(), "no terminal event: %+v", m)
+	}
+	// The next delivery runs it again, and its stream continues.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), streamer.StopMargin+300*time.Millisecond)
+	defer cancel2()
+	require.NoError(t, b.app.Process(ctx2, key), "due at once")
+	ms := b.msgs(t)
+	require.Equal(t, int64(2), ms[len(ms)-1].Seq)
+	r, err = b.store.GetRequest(context.Background(), key)
+	require.NoError(t, err)
+	require.Equal(t, 2, r.Attempt)
+}
