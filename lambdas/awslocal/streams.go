@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -44,7 +45,11 @@ type PollerConfig struct {
 	MaxRetries int
 	// Interval is the wait between polls of an idle shard; default 100ms.
 	Interval time.Duration
-	Logger   zerolog.Logger
+	// Parallelization is how many batches run at once, as the event
+	// source mapping's ParallelizationFactor; default 10. A batch whose
+	// handler runs a long request does not hold up the requests behind it.
+	Parallelization int
+	Logger          zerolog.Logger
 }
 
 // Poller reads a DynamoDB stream and invokes a handler with Lambda-shaped
@@ -54,7 +59,9 @@ type PollerConfig struct {
 // down are not missed (processing them again is harmless: the processor's
 // claim runs each request once).
 type Poller struct {
-	cfg PollerConfig
+	cfg      PollerConfig
+	inflight chan struct{}
+	wg       sync.WaitGroup
 }
 
 // NewPoller validates cfg.
@@ -79,12 +86,16 @@ func NewPoller(cfg PollerConfig) (*Poller, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
-	return &Poller{cfg: cfg}, nil
+	if cfg.Parallelization <= 0 {
+		cfg.Parallelization = 10
+	}
+	return &Poller{cfg: cfg, inflight: make(chan struct{}, cfg.Parallelization)}, nil
 }
 
-// Run polls until ctx is canceled, then returns nil after the invocation in
-// progress ends.
+// Run polls until ctx is canceled, then returns nil after the invocations in
+// progress end.
 func (p *Poller) Run(ctx context.Context) error {
+	defer p.wg.Wait()
 	iters := map[string]*string{} // open shards and their iterators
 	done := map[string]bool{}     // closed shards, fully read
 	rediscover := time.Time{}
@@ -167,7 +178,16 @@ func (p *Poller) poll(ctx context.Context, it *string) (int, *string, error) {
 	}
 	for len(batch) > 0 {
 		n := min(len(batch), p.cfg.BatchSize)
-		p.deliver(ctx, batch[:n])
+		select {
+		case p.inflight <- struct{}{}:
+		case <-ctx.Done():
+			return len(out.Records), out.NextShardIterator, nil
+		}
+		b := batch[:n]
+		p.wg.Go(func() {
+			defer func() { <-p.inflight }()
+			p.deliver(ctx, b)
+		})
 		batch = batch[n:]
 	}
 	return len(out.Records), out.NextShardIterator, nil

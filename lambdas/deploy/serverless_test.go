@@ -290,6 +290,7 @@ type cfnEventSourceMapping struct {
 	StartingPosition           string
 	MaximumRetryAttempts       *int
 	BisectBatchOnFunctionError bool
+	ParallelizationFactor      int
 	FunctionResponseTypes      []string
 	DestinationConfig          struct{ OnFailure struct{ Destination any } }
 	FilterCriteria             struct{ Filters []struct{ Pattern string } }
@@ -325,6 +326,7 @@ func checkStream(t *testing.T, tpl cfnTemplate) {
 	assert.Equal(t, 10, esm.BatchSize)
 	assert.Equal(t, "LATEST", esm.StartingPosition)
 	assert.True(t, esm.BisectBatchOnFunctionError)
+	assert.Equal(t, 10, esm.ParallelizationFactor, "a long request must not hold up its shard")
 	if assert.NotNil(t, esm.MaximumRetryAttempts) {
 		assert.Equal(t, 3, *esm.MaximumRetryAttempts)
 	}
