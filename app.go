@@ -70,10 +70,11 @@ type Config struct {
 	// (the AWS runtime). The embedded runtime cancels in-process and needs
 	// no polling. Default 0: off.
 	CancelPoll time.Duration
-	// SubscriberRefresh is how long the processor may reuse a request's
-	// subscriber list before reading it again. The list is always read
-	// again before the terminal event, so a subscriber that joined late
-	// still gets it (and resumes any gap). Default 0: read for every event.
+	// SubscriberRefresh, when positive, makes the processor also re-read a
+	// request's subscribers at that interval. Without it the processor
+	// reads them when a run starts, when the store refuses an event
+	// because a connection subscribed since (storage's SubsVersion), and
+	// before the terminal event: no read per progress event. Default 0.
 	SubscriberRefresh time.Duration
 	// Endpoint is the transport endpoint stored with requests when the
 	// connection has none (the API Gateway Management API URL).

@@ -108,7 +108,11 @@ type runState struct {
 	subs     []string
 	subsAt   time.Time
 	haveSubs bool
-	dropped  map[string]bool
+	// subsVer is the request's SubsVersion that subs reflects; AppendEvent
+	// refuses a stale one, which is how a new subscriber is noticed
+	// without reading the subscribers for every event.
+	subsVer int64
+	dropped map[string]bool
 }
 
 func (a *App) newRunState(ctx context.Context, r storage.Request) (*runState, error) {
@@ -118,7 +122,7 @@ func (a *App) newRunState(ctx context.Context, r storage.Request) (*runState, er
 	}
 	return &runState{
 		app: a, key: r.Key, req: r, opsCtx: ctx,
-		seq: last.Seq, pct: last.Percentage, msg: last.Message,
+		seq: last.Seq, pct: last.Percentage, msg: last.Message, subsVer: r.SubsVersion,
 	}, nil
 }
 
@@ -362,7 +366,23 @@ func (st *runState) emitProgress(u Update) error {
 // append stores a non-terminal event and advances seq. A conflict means
 // another writer finished the request: the run is lost and stops.
 func (st *runState) append(ev storage.Event) error {
-	err := st.app.cfg.Store.AppendEvent(st.opsCtx, st.key, ev)
+	st.mu.Lock()
+	ver := st.subsVer
+	st.mu.Unlock()
+	err := st.app.cfg.Store.AppendEvent(st.opsCtx, st.key, ev, ver)
+	for range 8 {
+		var changed *storage.SubscribersChangedError
+		if !errors.As(err, &changed) {
+			break
+		}
+		// A connection subscribed since: read the subscribers with the
+		// version, then append for them.
+		st.mu.Lock()
+		st.subsVer, st.haveSubs = changed.Version, false
+		st.mu.Unlock()
+		st.subscribers(true)
+		err = st.app.cfg.Store.AppendEvent(st.opsCtx, st.key, ev, changed.Version)
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	switch {
@@ -385,14 +405,16 @@ func (st *runState) append(ev storage.Event) error {
 }
 
 // subscribers returns the connections to send to: the sender of the
-// request, unless gone, and the stored subscribers (cached for
-// SubscriberRefresh, read again when fresh is set).
+// request, unless gone, and the stored subscribers. They are read when the
+// run starts, when AppendEvent reports a new subscriber, when fresh is set
+// (the terminal event), and every SubscriberRefresh if that is positive.
 func (st *runState) subscribers(fresh bool) []string {
 	a := st.app
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := a.now()
-	if fresh || !st.haveSubs || now.Sub(st.subsAt) >= a.cfg.SubscriberRefresh {
+	refresh := a.cfg.SubscriberRefresh > 0 && now.Sub(st.subsAt) >= a.cfg.SubscriberRefresh
+	if fresh || !st.haveSubs || refresh {
 		subs, err := a.cfg.Store.Subscribers(st.opsCtx, st.key)
 		if err != nil {
 			a.log.Warn().Err(err).Str("request_id", st.key.ID).Msg("reading subscribers failed")

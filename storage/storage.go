@@ -26,6 +26,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -42,6 +43,24 @@ var (
 	// ErrExists means CreateRequest found a request with the same key.
 	ErrExists = errors.New("storage: already exists")
 )
+
+// ErrSubscribersChanged is matched (errors.Is) by a
+// [*SubscribersChangedError].
+var ErrSubscribersChanged = errors.New("storage: subscribers changed")
+
+// SubscribersChangedError is AppendEvent's refusal when the request's
+// subscribers changed since the version the writer gave.
+type SubscribersChangedError struct {
+	// Version is the request's current SubsVersion.
+	Version int64
+}
+
+func (e *SubscribersChangedError) Error() string {
+	return fmt.Sprintf("storage: subscribers changed (version %d)", e.Version)
+}
+
+// Is reports whether target is ErrSubscribersChanged.
+func (e *SubscribersChangedError) Is(target error) bool { return target == ErrSubscribersChanged }
 
 // Key identifies a request. Request ids are scoped to the principal, the pair
 // (Tenant, Subject), so two principals may use the same ID.
@@ -185,6 +204,11 @@ type Request struct {
 	Status Status
 	// Attempt counts claims: 0 while never run, 1 during the first run.
 	Attempt int
+	// SubsVersion grows with every Subscribe to the request. A processor
+	// passes the version whose subscribers it sends to with each
+	// AppendEvent, and learns of a new subscriber from the refusal, so it
+	// need not read the subscribers for every event.
+	SubsVersion int64
 	// NotBefore is when a queued request may be claimed (retry backoff).
 	NotBefore time.Time
 	// LeaseUntil is when a running claim expires and may be taken over.
@@ -264,7 +288,8 @@ type Store interface {
 	// and Subscriptions leave it out; a zero expiresAt never expires.
 	// Subscribing again is not an error and sets the expiry to the new
 	// expiresAt, so a later one extends the subscription (and revives an
-	// expired one).
+	// expired one). When the request exists, its SubsVersion grows by one
+	// in the same write.
 	Subscribe(ctx context.Context, k Key, connID string, expiresAt time.Time) error
 	// Unsubscribe removes one subscription; a missing one is not an error.
 	Unsubscribe(ctx context.Context, k Key, connID string) error
@@ -306,9 +331,11 @@ type Store interface {
 
 	// AppendEvent appends a non-terminal event. It returns ErrConflict when
 	// the seq is taken or the request has finished, and ErrNotFound when
-	// the request does not exist. Backends need not check that seq follows
-	// the last one: the single writer holding the claim does.
-	AppendEvent(ctx context.Context, k Key, e Event) error
+	// the request does not exist. When the request's SubsVersion is not
+	// subsVersion it writes nothing and returns a [*SubscribersChangedError]
+	// carrying the current version. Backends need not check that seq
+	// follows the last one: the single writer holding the claim does.
+	AppendEvent(ctx context.Context, k Key, e Event, subsVersion int64) error
 	// ReadEvents returns up to limit events with Seq > after, in order. A
 	// limit ≤ 0 means no limit.
 	ReadEvents(ctx context.Context, k Key, after int64, limit int) ([]Event, error)

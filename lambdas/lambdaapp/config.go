@@ -173,10 +173,9 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 	}{
 		{EnvRetention, &cfg.Retention, 24 * time.Hour},
 		{EnvSyncThreshold, &cfg.SyncThreshold, 5 * time.Second},
-		// 0: read the subscribers for every event. A longer refresh saves
-		// that read, but a client attaching mid-run then misses events until
-		// the next refresh (it resumes on the gap); the protocol promises
-		// every event after the acknowledged seq, so the default keeps it.
+		// 0: no periodic read of the subscribers; the processor learns of a
+		// new one from the store (the request's SubsVersion), so progress
+		// events cost no read.
 		{EnvSubscriberRefresh, &cfg.SubscriberRefresh, 0},
 		{EnvCancelPoll, &cfg.CancelPoll, 2 * time.Second},
 	}

@@ -47,6 +47,18 @@ func (c *opCounter) take() map[string]int {
 var dynamoWrites = map[string]bool{"PutItem": true, "UpdateItem": true, "DeleteItem": true, "TransactWriteItems": true, "BatchWriteItem": true}
 var dynamoReads = map[string]bool{"GetItem": true, "Query": true, "Scan": true, "BatchGetItem": true}
 
+// counterOps parses cost's detail back into counts.
+func counterOps(detail string) map[string]int {
+	out := map[string]int{}
+	for _, f := range strings.Fields(detail) {
+		op, n, _ := strings.Cut(f, "=")
+		var v int
+		_, _ = fmt.Sscan(n, &v)
+		out[op] = v
+	}
+	return out
+}
+
 // cost sums calls: DynamoDB writes and reads, and PostToConnection.
 func cost(ops map[string]int) (writes, reads, posts int, detail string) {
 	var parts []string
@@ -103,5 +115,8 @@ func TestCostPerAsyncRequest(t *testing.T) {
 	t.Logf("processor: %d writes, %d reads, %d posts (%s)", pw, pr, pp, pd)
 	t.Logf("per request with N=%d progress events: %d writes, %d reads, %d posts", steps, rw+pw, rr+pr, rp+pp)
 	require.LessOrEqual(t, rw+pw, 4+steps, "DynamoDB writes per request: at most 4 + N")
+	processorOps := counterOps(pd)
+	require.Equal(t, 3, processorOps["DynamoDB.Query"],
+		"no read per progress event: the last event, the subscribers once, and again before the terminal")
 	require.Equal(t, 1+steps+1, rp+pp, "one post per message: the acknowledgment, each progress, the complete")
 }

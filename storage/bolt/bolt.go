@@ -283,7 +283,18 @@ func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string, exp
 		if err != nil {
 			return err
 		}
-		return byConn.Put(rk, exp)
+		if err := byConn.Put(rk, exp); err != nil {
+			return err
+		}
+		r, err := getRequest(tx, rk, time.Now())
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r.SubsVersion++
+		return putRequest(tx, r)
 	})
 }
 
@@ -611,7 +622,7 @@ func putEvent(tx *bbolt.Tx, rk []byte, seq int64, v []byte) error {
 }
 
 // AppendEvent appends a non-terminal event; see [storage.Store.AppendEvent].
-func (s *Store) AppendEvent(ctx context.Context, k storage.Key, e storage.Event) error {
+func (s *Store) AppendEvent(ctx context.Context, k storage.Key, e storage.Event, subsVersion int64) error {
 	if e.Seq < 1 {
 		return fmt.Errorf("bolt: append event %s: seq %d is not positive", k, e.Seq)
 	}
@@ -627,6 +638,9 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, e storage.Event)
 		}
 		if r.Status.Final() {
 			return fmt.Errorf("request %s is %s: %w", k, r.Status, storage.ErrConflict)
+		}
+		if r.SubsVersion != subsVersion {
+			return &storage.SubscribersChangedError{Version: r.SubsVersion}
 		}
 		return putEvent(tx, rk, e.Seq, v)
 	})

@@ -47,6 +47,7 @@ type requestRecord struct {
 	Endpoint     string            `json:"endpoint,omitempty"`
 	Status       storage.Status    `json:"status"`
 	Attempt      int               `json:"attempt,omitempty"`
+	SubsVersion  int64             `json:"subs_version,omitempty"`
 	NotBefore    time.Time         `json:"not_before"`
 	LeaseUntil   time.Time         `json:"lease_until"`
 	Result       []byte            `json:"result,omitempty"`
@@ -68,6 +69,7 @@ func fromRequest(r storage.Request) requestRecord {
 		Endpoint:     r.Endpoint,
 		Status:       r.Status,
 		Attempt:      r.Attempt,
+		SubsVersion:  r.SubsVersion,
 		NotBefore:    r.NotBefore,
 		LeaseUntil:   r.LeaseUntil,
 		Result:       r.Result,
@@ -99,6 +101,7 @@ func (rec requestRecord) request(k storage.Key) storage.Request {
 		Endpoint:     rec.Endpoint,
 		Status:       rec.Status,
 		Attempt:      rec.Attempt,
+		SubsVersion:  rec.SubsVersion,
 		NotBefore:    rec.NotBefore,
 		LeaseUntil:   rec.LeaseUntil,
 		Result:       rec.Result,

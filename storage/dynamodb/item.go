@@ -37,6 +37,7 @@ const (
 	attrStatus       = "status"
 	attrClaimStatus  = "claim_status"
 	attrAttempt      = "attempt"
+	attrSubsVersion  = "subs_version"
 	attrNotBefore    = "not_before"
 	attrLeaseUntil   = "lease_until"
 	attrResult       = "result"
@@ -173,6 +174,7 @@ func encodeRequest(r storage.Request) item {
 		it[attrClaimStatus] = str(string(storage.StatusCanceling))
 	}
 	b.int(attrAttempt, int64(r.Attempt))
+	b.int(attrSubsVersion, r.SubsVersion)
 	b.time(attrNotBefore, r.NotBefore)
 	b.time(attrLeaseUntil, r.LeaseUntil)
 	b.bin(attrResult, r.Result)
@@ -390,6 +392,7 @@ func decodeRequest(it item) (storage.Request, error) {
 		Endpoint:     r.str(attrEndpoint),
 		Status:       storage.Status(r.str(attrStatus)),
 		Attempt:      int(r.int(attrAttempt)),
+		SubsVersion:  r.int(attrSubsVersion),
 		NotBefore:    r.time(attrNotBefore),
 		LeaseUntil:   r.time(attrLeaseUntil),
 		Result:       json.RawMessage(r.bin(attrResult)),

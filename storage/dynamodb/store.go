@@ -323,13 +323,34 @@ func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string, exp
 		return errors.New("dynamodb: subscribe: empty connection id")
 	}
 	byReq, byConn := subscriptionItems(k, connID, expiresAt)
-	err := s.write(ctx, "subscribe", func() error {
-		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+	// The request's subs_version grows in the same transaction, so a
+	// processor appending with the old version learns of the subscriber.
+	e := newExpr()
+	bump := &types.Update{
+		TableName: s.table, Key: requestKey(k),
+		UpdateExpression:         aws.String("ADD " + e.n(attrSubsVersion) + " " + e.v(num(1))),
+		ConditionExpression:      aws.String("attribute_exists(" + e.n(AttrPK) + ")"),
+		ExpressionAttributeNames: e.names, ExpressionAttributeValues: e.values,
+	}
+	subscribe := func(withBump bool) error {
+		items := []types.TransactWriteItem{
 			{Put: &types.Put{TableName: s.table, Item: byReq}},
 			{Put: &types.Put{TableName: s.table, Item: byConn}},
-		}})
-		return err
-	})
+		}
+		if withBump {
+			items = append(items, types.TransactWriteItem{Update: bump})
+		}
+		return s.write(ctx, "subscribe", func() error {
+			_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: items})
+			return err
+		})
+	}
+	err := subscribe(true)
+	if reasons, ok := canceledReasons(err); ok {
+		if _, failed := reasonFailed(reasons, 2); failed {
+			err = subscribe(false) // no such request: nothing to version
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("dynamodb: subscribe %s to %s: %w", connID, k, err)
 	}
@@ -674,14 +695,19 @@ func (s *Store) transactError(op string, k storage.Key, seq int64, err error) er
 // ConditionCheck of the request (it exists, has not expired and is live;
 // ALL_OLD on failure tells ErrNotFound from ErrConflict) and a Put of the
 // event (its seq is free).
-func (s *Store) AppendEvent(ctx context.Context, k storage.Key, ev storage.Event) error {
+func (s *Store) AppendEvent(ctx context.Context, k storage.Key, ev storage.Event, subsVersion int64) error {
 	const op = "append event"
 	it, err := encodeEvent(k, ev)
 	if err != nil {
 		return fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
 	}
 	e := newExpr()
-	cond := e.alive(s.now()) + " AND " + e.statusIn(queued, running, canceling)
+	sv := e.n(attrSubsVersion)
+	version := sv + " = " + e.v(num(subsVersion))
+	if subsVersion == 0 {
+		version = "(attribute_not_exists(" + sv + ") OR " + version + ")"
+	}
+	cond := e.alive(s.now()) + " AND " + e.statusIn(queued, running, canceling) + " AND " + version
 	pe := newExpr()
 	err = s.write(ctx, op, func() error {
 		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
@@ -703,6 +729,15 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, ev storage.Event
 		return err
 	})
 	if err != nil {
+		if reasons, ok := canceledReasons(err); ok {
+			if old, failed := reasonFailed(reasons, 0); failed && old != nil && !expired(old, s.now()) {
+				r := reader{it: old}
+				st := r.str(attrStatus)
+				if cur := r.int(attrSubsVersion); cur != subsVersion && (st == queued || st == running || st == canceling) {
+					return fmt.Errorf("dynamodb: %s %s: %w", op, k, &storage.SubscribersChangedError{Version: cur})
+				}
+			}
+		}
 		return s.transactError(op, k, ev.Seq, err)
 	}
 	return nil

@@ -140,6 +140,9 @@ func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string, exp
 		s.subsByConn[connID] = byConn
 	}
 	byConn[k] = expiresAt
+	if e, err := s.lookupLocked("subscribe", k); err == nil {
+		e.req.SubsVersion++
+	}
 	return nil
 }
 
@@ -396,7 +399,7 @@ func (e *entry) find(seq int64) (int, bool) {
 }
 
 // AppendEvent appends a non-terminal event; see [storage.Store.AppendEvent].
-func (s *Store) AppendEvent(ctx context.Context, k storage.Key, ev storage.Event) error {
+func (s *Store) AppendEvent(ctx context.Context, k storage.Key, ev storage.Event, subsVersion int64) error {
 	if err := errCtx(ctx, "append event"); err != nil {
 		return err
 	}
@@ -411,6 +414,9 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, ev storage.Event
 	}
 	if e.req.Status.Final() {
 		return fmt.Errorf("memory: append event %s: request %s: %w", k, e.req.Status, storage.ErrConflict)
+	}
+	if e.req.SubsVersion != subsVersion {
+		return fmt.Errorf("memory: append event %s: %w", k, &storage.SubscribersChangedError{Version: e.req.SubsVersion})
 	}
 	i, taken := e.find(ev.Seq)
 	if taken {
