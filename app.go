@@ -96,7 +96,9 @@ type App struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // in-process runs by key
-	worker  *worker                            // set while Run runs
+	// processing counts Process calls in flight by key.
+	processing map[string]int
+	worker     *worker // set while Run runs
 }
 
 // route is one registered action with its built chain.
@@ -131,7 +133,7 @@ func New(cfg Config) (*App, error) {
 	if cfg.NewID == nil {
 		cfg.NewID = func() string { return ulid.Make().String() }
 	}
-	a := &App{cfg: cfg, log: cfg.Logger, routes: map[string]*route{}, running: map[string]context.CancelCauseFunc{}}
+	a := &App{cfg: cfg, log: cfg.Logger, routes: map[string]*route{}, running: map[string]context.CancelCauseFunc{}, processing: map[string]int{}}
 	owner := map[string]string{}
 	for _, p := range cfg.Plugins {
 		if p.Name == "" {

@@ -55,6 +55,17 @@ var (
 // stopped and the request re-queued to be run again. Process returns after
 // the handler and everything it started have ended.
 func (a *App) Process(ctx context.Context, key storage.Key) error {
+	id := key.String()
+	a.mu.Lock()
+	a.processing[id]++
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		if a.processing[id]--; a.processing[id] <= 0 {
+			delete(a.processing, id)
+		}
+		a.mu.Unlock()
+	}()
 	now := a.now()
 	r, err := a.cfg.Store.ClaimRequest(ctx, key, storage.Claim{Now: now, LeaseUntil: now.Add(a.cfg.Lease)})
 	switch {
@@ -86,11 +97,13 @@ func (a *App) Process(ctx context.Context, key storage.Key) error {
 	return a.run(ctx, r)
 }
 
+// runningHere reports whether another Process call of this App holds key:
+// counted from before its claim, so a duplicate delivery that loses the
+// claim race never mistakes a live local run for a dead processor's.
 func (a *App) runningHere(key storage.Key) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, ok := a.running[key.String()]
-	return ok
+	return a.processing[key.String()] > 1
 }
 
 // runState is one run of one request.
