@@ -3,56 +3,25 @@ package awslocal_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamer-go/streamer/lambdas/awslocal"
+	"github.com/streamer-go/streamer/lambdas/internal/lambdatest"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/dynamodb"
 )
 
-// localAWS returns clients for DynamoDB Local, or skips (fails in CI) when
-// AWS_ENDPOINT_URL_DYNAMODB is not set.
-func localAWS(t *testing.T) (*awsdynamodb.Client, *dynamodbstreams.Client) {
-	t.Helper()
-	if os.Getenv("AWS_ENDPOINT_URL_DYNAMODB") == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("AWS_ENDPOINT_URL_DYNAMODB is not set: DynamoDB Local is required in CI (make test starts it)")
-		}
-		t.Skip("AWS_ENDPOINT_URL_DYNAMODB is not set; run make test, or scripts/dynamodb-local.sh")
-	}
-	cfg, err := config.LoadDefaultConfig(context.Background())
-	require.NoError(t, err)
-	db := awsdynamodb.NewFromConfig(cfg, func(o *awsdynamodb.Options) { o.DisableValidateResponseChecksum = true })
-	// DynamoDB Local serves Streams on the same endpoint; without this the
-	// client would look for AWS_ENDPOINT_URL_DYNAMODB_STREAMS.
-	streams := dynamodbstreams.NewFromConfig(cfg, func(o *dynamodbstreams.Options) {
-		o.BaseEndpoint = aws.String(os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"))
-	})
-	return db, streams
-}
-
 func TestPollerDeliversQueuedRequests(t *testing.T) {
 	t.Parallel()
-	db, streams := localAWS(t)
+	local := lambdatest.DynamoDBLocal(t)
 	ctx := context.Background()
-	table := fmt.Sprintf("streamer-poller-%d", time.Now().UnixNano())
-	require.NoError(t, dynamodb.CreateTable(ctx, db, table))
-	t.Cleanup(func() {
-		_, _ = db.DeleteTable(context.Background(), &awsdynamodb.DeleteTableInput{TableName: aws.String(table)})
-	})
-	desc, err := db.DescribeTable(ctx, &awsdynamodb.DescribeTableInput{TableName: aws.String(table)})
-	require.NoError(t, err)
-	store, err := dynamodb.New(dynamodb.Config{Client: db, Table: table})
+	table := local.Table(t)
+	store, err := dynamodb.New(dynamodb.Config{Client: local.DB, Table: table})
 	require.NoError(t, err)
 
 	var mu sync.Mutex
@@ -75,7 +44,7 @@ func TestPollerDeliversQueuedRequests(t *testing.T) {
 		return (r.EventName == "INSERT" || r.EventName == "MODIFY") && ok && st.String() == "queued"
 	}
 	p, err := awslocal.NewPoller(awslocal.PollerConfig{
-		Streams: streams, StreamARN: aws.ToString(desc.Table.LatestStreamArn), Handler: handler,
+		Streams: local.Streams, StreamARN: local.StreamARN(t, table), Handler: handler,
 		Filter: queued, Interval: 20 * time.Millisecond,
 	})
 	require.NoError(t, err)
