@@ -3,27 +3,10 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-
-	"github.com/aws/aws-lambda-go/lambda"
-
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
 	"github.com/streamer-go/streamer/lambdas/plugins"
 )
 
 func main() {
-	ctx := context.Background()
-	cfg, err := lambdaapp.ConfigFromEnv(lambdaapp.Processor, os.Getenv)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	h, err := lambdaapp.New(ctx, cfg, plugins.All(), lambdaapp.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	lambda.Start(h.Process)
+	lambdaapp.Main(lambdaapp.Processor, plugins.All(), func(h *lambdaapp.Handlers) any { return h.Process })
 }
