@@ -382,7 +382,7 @@ func (st *runState) append(ev storage.Event) error {
 	st.mu.Lock()
 	ver := st.subsVer
 	st.mu.Unlock()
-	err := st.app.cfg.Store.AppendEvent(st.opsCtx, st.key, ev, ver)
+	err := st.app.cfg.Store.AppendEvent(st.opsCtx, st.key, st.req.Attempt, ev, ver)
 	for range 8 {
 		var changed *storage.SubscribersChangedError
 		if !errors.As(err, &changed) {
@@ -394,7 +394,7 @@ func (st *runState) append(ev storage.Event) error {
 		st.subsVer, st.haveSubs = changed.Version, false
 		st.mu.Unlock()
 		st.subscribers(true)
-		err = st.app.cfg.Store.AppendEvent(st.opsCtx, st.key, ev, changed.Version)
+		err = st.app.cfg.Store.AppendEvent(st.opsCtx, st.key, st.req.Attempt, ev, changed.Version)
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -514,8 +514,9 @@ func (st *runState) finishResult(res any) error {
 		stored = nil
 	}
 	return st.finish(storage.Finish{
-		Event:  storage.Event{Seq: seq, Type: TypeComplete, Percentage: 100, Message: st.msg, Data: enc, CreatedAt: now, ExpiresAt: st.req.ExpiresAt},
-		Status: storage.StatusSucceeded, Result: stored, ResultChunks: chunks, Now: now,
+		Attempt: st.req.Attempt,
+		Event:   storage.Event{Seq: seq, Type: TypeComplete, Percentage: 100, Message: st.msg, Data: enc, CreatedAt: now, ExpiresAt: st.req.ExpiresAt},
+		Status:  storage.StatusSucceeded, Result: stored, ResultChunks: chunks, Now: now,
 	})
 }
 
@@ -531,8 +532,9 @@ func (st *runState) finishError(body *ErrorBody) error {
 		status = storage.StatusCanceled
 	}
 	return st.finish(storage.Finish{
-		Event:  storage.Event{Seq: seq, Type: TypeError, Percentage: st.pct, Message: st.msg, Data: m.AppendJSON(nil), CreatedAt: now, ExpiresAt: st.req.ExpiresAt},
-		Status: status, Error: body, Now: now,
+		Attempt: st.req.Attempt,
+		Event:   storage.Event{Seq: seq, Type: TypeError, Percentage: st.pct, Message: st.msg, Data: m.AppendJSON(nil), CreatedAt: now, ExpiresAt: st.req.ExpiresAt},
+		Status:  status, Error: body, Now: now,
 	})
 }
 

@@ -20,6 +20,11 @@
 //   - For an unknown request, ReadEvents returns no events (or
 //     ErrNotFound), and ExtendLease, RequeueRequest and FinishRequest return
 //     ErrNotFound or ErrConflict.
+//   - Fencing: every write of a run carries the Attempt its claim returned.
+//     ExtendLease, RequeueRequest, AppendEvent and FinishRequest refuse
+//     (ErrConflict, writing nothing) when the request's Attempt is no longer
+//     that one, so a processor that stalled past its lease and woke after
+//     another claimed the request cannot write into the new run.
 package storage
 
 import (
@@ -202,8 +207,14 @@ type Request struct {
 	Endpoint string
 
 	Status Status
-	// Attempt counts claims: 0 while never run, 1 during the first run.
+	// Attempt counts claims: 0 while never run, 1 during the first run. It
+	// is the fencing token of a run: see [Store.AppendEvent].
 	Attempt int
+	// Stalls counts the claims that found the previous run gone without a
+	// trace: a running or canceling request whose lease had passed, or a
+	// claim made with [Claim.Stalled] (the reaper's). A request that keeps
+	// stalling is ended instead of being run again.
+	Stalls int
 	// SubsVersion grows with every Subscribe to the request. A processor
 	// passes the version whose subscribers it sends to with each
 	// AppendEvent, and learns of a new subscriber from the refusal, so it
@@ -256,11 +267,19 @@ type Claim struct {
 	// LeaseUntil is stored with the running request. A running request whose
 	// lease has passed may be claimed again (its worker died).
 	LeaseUntil time.Time
+	// Stalled makes the claim count as a stall (Request.Stalls grows by
+	// one) even when the request was queued: the reaper claims with it a
+	// request that no processor picked up in time.
+	Stalled bool
 }
 
 // Finish describes the end of a request: its terminal event and final state,
 // written atomically.
 type Finish struct {
+	// Attempt fences the write: the request's Attempt must equal it. A run
+	// passes its claim's attempt; a finish without a claim (a cancel of a
+	// request no processor holds) passes the Attempt it read.
+	Attempt int
 	// Event is the terminal event; its Seq must be free.
 	Event Event
 	// Status is StatusSucceeded, StatusFailed or StatusCanceled.
@@ -326,16 +345,18 @@ type Store interface {
 	CancelRequest(ctx context.Context, k Key, now time.Time) (Request, error)
 	// FinishRequest appends f.Event and sets the final state atomically. It
 	// returns ErrConflict, and writes nothing, when the request has already
-	// finished or the event's seq is taken.
+	// finished, its Attempt is not f.Attempt, or the event's seq is taken.
 	FinishRequest(ctx context.Context, k Key, f Finish) error
 
-	// AppendEvent appends a non-terminal event. It returns ErrConflict when
-	// the seq is taken or the request has finished, and ErrNotFound when
-	// the request does not exist. When the request's SubsVersion is not
-	// subsVersion it writes nothing and returns a [*SubscribersChangedError]
-	// carrying the current version. Backends need not check that seq
-	// follows the last one: the single writer holding the claim does.
-	AppendEvent(ctx context.Context, k Key, e Event, subsVersion int64) error
+	// AppendEvent appends a non-terminal event for the run claimed as
+	// attempt. It returns ErrConflict when the seq is taken, the request
+	// has finished or its Attempt is not attempt (the run was superseded),
+	// and ErrNotFound when the request does not exist. When the request's
+	// SubsVersion is not subsVersion it writes nothing and returns a
+	// [*SubscribersChangedError] carrying the current version. Backends
+	// need not check that seq follows the last one: the single writer
+	// holding the claim does.
+	AppendEvent(ctx context.Context, k Key, attempt int, e Event, subsVersion int64) error
 	// ReadEvents returns up to limit events with Seq > after, in order. A
 	// limit ≤ 0 means no limit.
 	ReadEvents(ctx context.Context, k Key, after int64, limit int) ([]Event, error)
@@ -349,6 +370,31 @@ type Store interface {
 type Lister interface {
 	// ListUnfinished returns every request whose status is not final.
 	ListUnfinished(ctx context.Context) ([]Request, error)
+}
+
+// DueLister is implemented by stores that can list the live requests that
+// are due: the reaper uses it to find requests that no processor picked up
+// or whose processor died. Stores with many requests answer it from an
+// index (DynamoDB: a query of the status index, never a scan).
+type DueLister interface {
+	// ListDue returns up to limit (≤ 0: no limit) unexpired live requests
+	// due before before: queued ones whose NotBefore is before it, and
+	// running or canceling ones whose LeaseUntil is before it. The order
+	// is unspecified.
+	ListDue(ctx context.Context, before time.Time, limit int) ([]Request, error)
+}
+
+// Due reports whether r is live and due before t: queued with NotBefore
+// before t, or running or canceling with LeaseUntil before t. It is the
+// rule of [DueLister.ListDue].
+func Due(r Request, t time.Time) bool {
+	switch r.Status {
+	case StatusQueued:
+		return r.NotBefore.Before(t)
+	case StatusRunning, StatusCanceling:
+		return r.LeaseUntil.Before(t)
+	}
+	return false
 }
 
 // Sweeper is implemented by stores that delete expired items themselves

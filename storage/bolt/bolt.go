@@ -622,7 +622,7 @@ func putEvent(tx *bbolt.Tx, rk []byte, seq int64, v []byte) error {
 }
 
 // AppendEvent appends a non-terminal event; see [storage.Store.AppendEvent].
-func (s *Store) AppendEvent(ctx context.Context, k storage.Key, e storage.Event, subsVersion int64) error {
+func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, e storage.Event, subsVersion int64) error {
 	if e.Seq < 1 {
 		return fmt.Errorf("bolt: append event %s: seq %d is not positive", k, e.Seq)
 	}

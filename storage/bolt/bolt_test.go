@@ -59,7 +59,7 @@ func TestReopen(t *testing.T) {
 		require.NoError(t, err)
 	}
 	progress := storage.Event{Seq: 1, Type: "progress", Percentage: 40, Message: "m", Data: []byte(`{"x":1}`), CreatedAt: now}
-	require.NoError(t, s.AppendEvent(ctx, running, progress, 0))
+	require.NoError(t, s.AppendEvent(ctx, running, 0, progress, 0))
 	require.NoError(t, s.Subscribe(ctx, running, conn.ID, now.Add(time.Hour)))
 	require.NoError(t, s.Subscribe(ctx, running, "forever", time.Time{}))
 	require.NoError(t, s.Subscribe(ctx, running, "expired", now.Add(-time.Minute)))
@@ -114,9 +114,9 @@ func TestReopen(t *testing.T) {
 
 	// The reopened store keeps working: seq 1 is still taken.
 	v := list[0].SubsVersion
-	require.ErrorIs(t, s.AppendEvent(ctx, running, progress, v), storage.ErrConflict)
+	require.ErrorIs(t, s.AppendEvent(ctx, running, 0, progress, v), storage.ErrConflict)
 	progress.Seq = 2
-	require.NoError(t, s.AppendEvent(ctx, running, progress, v))
+	require.NoError(t, s.AppendEvent(ctx, running, 0, progress, v))
 }
 
 func TestLocked(t *testing.T) {
@@ -173,8 +173,8 @@ func TestBadInput(t *testing.T) {
 
 	require.Error(t, s.PutConnection(ctx, storage.Connection{}))
 	require.Error(t, s.Subscribe(ctx, k, "", time.Time{}))
-	require.Error(t, s.AppendEvent(ctx, k, storage.Event{Seq: 0, Type: "progress"}, 0))
-	require.Error(t, s.AppendEvent(ctx, k, storage.Event{Seq: -1, Type: "progress"}, 0))
+	require.Error(t, s.AppendEvent(ctx, k, 0, storage.Event{Seq: 0, Type: "progress"}, 0))
+	require.Error(t, s.AppendEvent(ctx, k, 0, storage.Event{Seq: -1, Type: "progress"}, 0))
 	err := s.FinishRequest(ctx, k, storage.Finish{Event: storage.Event{Seq: 1, Type: "complete"}, Status: storage.StatusRunning})
 	require.Error(t, err)
 	require.NotErrorIs(t, err, storage.ErrConflict)
@@ -218,7 +218,7 @@ func BenchmarkAppendEvent(b *testing.B) {
 				seq++
 				ev.Seq = seq
 				ev.Percentage = float64(seq % 100)
-				if err := s.AppendEvent(ctx, k, ev, 0); err != nil {
+				if err := s.AppendEvent(ctx, k, 0, ev, 0); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -49,7 +49,7 @@ func TestTransactionConflictRetried(t *testing.T) {
 		api := &conflictAPI{conflicts: 3}
 		s, err := dynamodb.New(dynamodb.Config{Client: api, Table: "streamer"})
 		require.NoError(t, err)
-		require.NoError(t, s.AppendEvent(t.Context(), k, ev, 0))
+		require.NoError(t, s.AppendEvent(t.Context(), k, 0, ev, 0))
 		require.Equal(t, int32(4), api.calls.Load())
 	})
 
@@ -60,7 +60,7 @@ func TestTransactionConflictRetried(t *testing.T) {
 		}}}
 		s, err := dynamodb.New(dynamodb.Config{Client: api, Table: "streamer"})
 		require.NoError(t, err)
-		require.ErrorIs(t, s.AppendEvent(t.Context(), k, ev, 0), storage.ErrConflict)
+		require.ErrorIs(t, s.AppendEvent(t.Context(), k, 0, ev, 0), storage.ErrConflict)
 		require.Equal(t, int32(2), api.calls.Load())
 	})
 
@@ -84,7 +84,7 @@ func TestTransactionConflictRetried(t *testing.T) {
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		require.ErrorIs(t, s.AppendEvent(ctx, k, ev, 0), context.Canceled)
+		require.ErrorIs(t, s.AppendEvent(ctx, k, 0, ev, 0), context.Canceled)
 		require.Equal(t, int32(1), api.calls.Load())
 	})
 }

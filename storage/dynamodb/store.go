@@ -695,7 +695,7 @@ func (s *Store) transactError(op string, k storage.Key, seq int64, err error) er
 // ConditionCheck of the request (it exists, has not expired and is live;
 // ALL_OLD on failure tells ErrNotFound from ErrConflict) and a Put of the
 // event (its seq is free).
-func (s *Store) AppendEvent(ctx context.Context, k storage.Key, ev storage.Event, subsVersion int64) error {
+func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, ev storage.Event, subsVersion int64) error {
 	const op = "append event"
 	it, err := encodeEvent(k, ev)
 	if err != nil {

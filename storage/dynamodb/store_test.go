@@ -242,13 +242,13 @@ func TestOperations(t *testing.T) {
 	require.Equal(t, map[string]int{"UpdateItem": 1}, b.ops.take(), "claim")
 
 	oneWrite := map[string]int{"TransactWriteItems": 1}
-	require.NoError(t, b.store.AppendEvent(ctx, k, ev(1), 0))
+	require.NoError(t, b.store.AppendEvent(ctx, k, 0, ev(1), 0))
 	require.Equal(t, oneWrite, b.ops.take(), "append")
 
-	require.ErrorIs(t, b.store.AppendEvent(ctx, k, ev(1), 0), storage.ErrConflict)
+	require.ErrorIs(t, b.store.AppendEvent(ctx, k, 0, ev(1), 0), storage.ErrConflict)
 	require.Equal(t, oneWrite, b.ops.take(), "append to a taken seq")
 
-	require.ErrorIs(t, b.store.AppendEvent(ctx, uniqueKey(t), ev(1), 0), storage.ErrNotFound)
+	require.ErrorIs(t, b.store.AppendEvent(ctx, uniqueKey(t), 0, ev(1), 0), storage.ErrNotFound)
 	require.Equal(t, oneWrite, b.ops.take(), "append to an unknown request")
 
 	// A canceling request is claimed again in the same single write.
@@ -294,7 +294,7 @@ func TestItems(t *testing.T) {
 		ExpiresAt: exp,
 	}
 	require.NoError(t, b.store.CreateRequest(ctx, r))
-	require.NoError(t, b.store.AppendEvent(ctx, k, storage.Event{Seq: 7, Type: "progress", ExpiresAt: exp}, 0))
+	require.NoError(t, b.store.AppendEvent(ctx, k, 0, storage.Event{Seq: 7, Type: "progress", ExpiresAt: exp}, 0))
 	conn := t.Name() + "-conn"
 	require.NoError(t, b.store.Subscribe(ctx, k, conn, exp))
 
@@ -360,7 +360,7 @@ func TestExpiredRequestIsMissing(t *testing.T) {
 	require.ErrorIs(t, err, storage.ErrNotFound)
 	_, err = b.store.CancelRequest(ctx, k, now)
 	require.ErrorIs(t, err, storage.ErrNotFound)
-	require.ErrorIs(t, b.store.AppendEvent(ctx, k, storage.Event{Seq: 1, Type: "progress"}, 0), storage.ErrNotFound)
+	require.ErrorIs(t, b.store.AppendEvent(ctx, k, 0, storage.Event{Seq: 1, Type: "progress"}, 0), storage.ErrNotFound)
 	err = b.store.FinishRequest(ctx, k, storage.Finish{Event: storage.Event{Seq: 1, Type: "complete"}, Status: storage.StatusSucceeded})
 	require.ErrorIs(t, err, storage.ErrNotFound)
 
@@ -380,8 +380,8 @@ func TestInvalidInput(t *testing.T) {
 	require.NoError(t, b.store.CreateRequest(ctx, storage.Request{Key: k, Status: storage.StatusQueued}))
 	b.ops.take()
 
-	require.Error(t, b.store.AppendEvent(ctx, k, storage.Event{Seq: 0}, 0))
-	require.Error(t, b.store.AppendEvent(ctx, k, storage.Event{Seq: 1, Percentage: nan()}, 0))
+	require.Error(t, b.store.AppendEvent(ctx, k, 0, storage.Event{Seq: 0}, 0))
+	require.Error(t, b.store.AppendEvent(ctx, k, 0, storage.Event{Seq: 1, Percentage: nan()}, 0))
 	require.Error(t, b.store.FinishRequest(ctx, k, storage.Finish{Event: storage.Event{Seq: 1}, Status: storage.StatusRunning}))
 	require.Error(t, b.store.PutConnection(ctx, storage.Connection{}))
 	require.Error(t, b.store.Subscribe(ctx, k, "", time.Time{}))
@@ -455,7 +455,7 @@ func TestExpiredEvents(t *testing.T) {
 		if seq%2 == 0 {
 			ev.ExpiresAt = now.Add(-time.Second)
 		}
-		require.NoError(t, b.store.AppendEvent(ctx, k, ev, 0))
+		require.NoError(t, b.store.AppendEvent(ctx, k, 0, ev, 0))
 	}
 	evs, err := b.store.ReadEvents(ctx, k, 0, 0)
 	require.NoError(t, err)

@@ -23,9 +23,10 @@ import (
 )
 
 var (
-	_ storage.Store   = (*Store)(nil)
-	_ storage.Lister  = (*Store)(nil)
-	_ storage.Sweeper = (*Store)(nil)
+	_ storage.Store     = (*Store)(nil)
+	_ storage.Lister    = (*Store)(nil)
+	_ storage.Sweeper   = (*Store)(nil)
+	_ storage.DueLister = (*Store)(nil)
 )
 
 // Store is an in-memory [storage.Store], [storage.Lister] and
@@ -278,8 +279,13 @@ func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim
 		if !c.Now.After(r.LeaseUntil) {
 			return storage.Request{}, fmt.Errorf("memory: claim request %s: leased until %s: %w", k, r.LeaseUntil, storage.ErrConflict)
 		}
+		r.Stalls++ // the previous run's lease passed: it died
+		c.Stalled = false
 	default:
 		return storage.Request{}, fmt.Errorf("memory: claim request %s: status %s: %w", k, r.Status, storage.ErrConflict)
+	}
+	if c.Stalled {
+		r.Stalls++
 	}
 	r.Attempt++
 	r.LeaseUntil = c.LeaseUntil
@@ -371,6 +377,9 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 	if e.req.Status.Final() {
 		return fmt.Errorf("memory: finish request %s: already %s: %w", k, e.req.Status, storage.ErrConflict)
 	}
+	if e.req.Attempt != f.Attempt {
+		return fmt.Errorf("memory: finish request %s: attempt %d, want %d: %w", k, e.req.Attempt, f.Attempt, storage.ErrConflict)
+	}
 	i, taken := e.find(f.Event.Seq)
 	if taken {
 		return fmt.Errorf("memory: finish request %s: seq %d: %w", k, f.Event.Seq, storage.ErrConflict)
@@ -399,7 +408,7 @@ func (e *entry) find(seq int64) (int, bool) {
 }
 
 // AppendEvent appends a non-terminal event; see [storage.Store.AppendEvent].
-func (s *Store) AppendEvent(ctx context.Context, k storage.Key, ev storage.Event, subsVersion int64) error {
+func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, ev storage.Event, subsVersion int64) error {
 	if err := errCtx(ctx, "append event"); err != nil {
 		return err
 	}
@@ -414,6 +423,9 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, ev storage.Event
 	}
 	if e.req.Status.Final() {
 		return fmt.Errorf("memory: append event %s: request %s: %w", k, e.req.Status, storage.ErrConflict)
+	}
+	if e.req.Attempt != attempt {
+		return fmt.Errorf("memory: append event %s: attempt %d, want %d: %w", k, e.req.Attempt, attempt, storage.ErrConflict)
 	}
 	if e.req.SubsVersion != subsVersion {
 		return fmt.Errorf("memory: append event %s: %w", k, &storage.SubscribersChangedError{Version: e.req.SubsVersion})
@@ -485,6 +497,27 @@ func (s *Store) ListUnfinished(ctx context.Context) ([]storage.Request, error) {
 	var out []storage.Request
 	for _, e := range s.reqs {
 		if !e.req.Status.Final() && !expired(e.req.ExpiresAt, now) {
+			out = append(out, cloneRequest(e.req))
+		}
+	}
+	return out, nil
+}
+
+// ListDue returns up to limit (≤ 0: all) unexpired live requests due
+// before before; see [storage.DueLister].
+func (s *Store) ListDue(ctx context.Context, before time.Time, limit int) ([]storage.Request, error) {
+	if err := errCtx(ctx, "list due"); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	now := time.Now()
+	var out []storage.Request
+	for _, e := range s.reqs {
+		if limit > 0 && len(out) == limit {
+			break
+		}
+		if storage.Due(e.req, before) && !expired(e.req.ExpiresAt, now) {
 			out = append(out, cloneRequest(e.req))
 		}
 	}

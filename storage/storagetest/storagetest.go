@@ -778,7 +778,7 @@ func testReqKeyEncoding(t *testing.T, e *env) {
 		requireRequest(t, b, e.get(t, pair[1]), "pair %d", i)
 
 		// Events and state are independent too.
-		require.NoError(t, e.s.AppendEvent(e.ctx, pair[0], e.progress(1, 10), 0))
+		require.NoError(t, e.s.AppendEvent(e.ctx, pair[0], 0, e.progress(1, 10), 0))
 		evs, err := e.s.ReadEvents(e.ctx, pair[1], 0, 0)
 		require.NoError(t, err)
 		require.Empty(t, evs, "pair %d", i)
@@ -1233,8 +1233,8 @@ func testFinishSucceeded(t *testing.T, e *env) {
 	e.create(t, k)
 	claimed := e.claim(t, k, 0)
 	p1, p2 := e.progress(1, 10), e.progress(2, 50)
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, p1, 0))
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, p2, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, p1, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, p2, 0))
 
 	f := e.succeed(3, "{\"ok\": true, \"n\":  1}")
 	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
@@ -1286,7 +1286,7 @@ func testFinishChunked(t *testing.T, e *env) {
 	var want []storage.Event
 	for i := int64(1); i <= 3; i++ {
 		ev := storage.Event{Seq: i, Type: "result_chunk", Data: []byte(`{"index":` + itoa(i-1) + `}`), CreatedAt: e.now}
-		require.NoError(t, e.s.AppendEvent(e.ctx, k, ev, 0))
+		require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, ev, 0))
 		want = append(want, ev)
 	}
 	f := storage.Finish{Event: e.terminal(4, "complete"), Status: storage.StatusSucceeded, ResultChunks: 3, Now: e.at(time.Second)}
@@ -1349,7 +1349,7 @@ func testFinishSeqTaken(t *testing.T, e *env) {
 	e.create(t, k)
 	claimed := e.claim(t, k, 0)
 	p1 := e.progress(1, 10)
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, p1, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, p1, 0))
 
 	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `"x"`)), storage.ErrConflict)
 	requireRequest(t, claimed, e.get(t, k), "the request stays live")
@@ -1427,7 +1427,7 @@ func testEventAppendRead(t *testing.T, e *env) {
 		if i%2 == 0 {
 			ev.ExpiresAt = e.at(1000 * time.Hour)
 		}
-		require.NoError(t, e.s.AppendEvent(e.ctx, k, ev, 0))
+		require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, ev, 0))
 		all = append(all, ev)
 	}
 
@@ -1462,7 +1462,7 @@ func testEventOrder(t *testing.T, e *env) {
 	e.create(t, k)
 	// Out of order and across byte boundaries of the seq's encoding.
 	for _, seq := range []int64{256, 1, 65536, 2, 255, 257, 1 << 33} {
-		require.NoError(t, e.s.AppendEvent(e.ctx, k, e.progress(seq, 1), 0))
+		require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, e.progress(seq, 1), 0))
 	}
 	require.Equal(t, []int64{1, 2, 255, 256, 257, 65536, 1 << 33}, seqs(e.events(t, k)))
 
@@ -1491,7 +1491,7 @@ func testEventSubscribersChanged(t *testing.T, e *env) {
 	require.NoError(t, err)
 	require.Equal(t, int64(2), r.SubsVersion, "each Subscribe advances the version")
 
-	err = e.s.AppendEvent(e.ctx, k, e.progress(1, 10), 0)
+	err = e.s.AppendEvent(e.ctx, k, 0, e.progress(1, 10), 0)
 	require.ErrorIs(t, err, storage.ErrSubscribersChanged)
 	require.NotErrorIs(t, err, storage.ErrConflict)
 	var sce *storage.SubscribersChangedError
@@ -1499,7 +1499,7 @@ func testEventSubscribersChanged(t *testing.T, e *env) {
 	require.Equal(t, int64(2), sce.Version)
 	require.Empty(t, e.events(t, k), "nothing written")
 
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, e.progress(1, 10), 2))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, e.progress(1, 10), 2))
 	require.Len(t, e.events(t, k), 1)
 
 	// Subscribing to a request that does not exist is still fine.
@@ -1511,11 +1511,11 @@ func testEventSeqTaken(t *testing.T, e *env) {
 	e.create(t, k)
 	first := e.progress(1, 10)
 	first.Message = "first"
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, first, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, first, 0))
 
 	second := e.progress(1, 20)
 	second.Message = "second"
-	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, second, 0), storage.ErrConflict)
+	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, 0, second, 0), storage.ErrConflict)
 	requireEvents(t, []storage.Event{first}, e.events(t, k))
 }
 
@@ -1526,13 +1526,13 @@ func testEventAfterFinish(t *testing.T, e *env) {
 	f := e.succeed(1, `1`)
 	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
 
-	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, e.progress(2, 99), 0), storage.ErrConflict)
+	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, 0, e.progress(2, 99), 0), storage.ErrConflict)
 	requireEvents(t, []storage.Event{f.Event}, e.events(t, k))
 }
 
 func testEventUnknownRequest(t *testing.T, e *env) {
 	k := e.key("unknown")
-	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, e.progress(1, 1), 0), storage.ErrNotFound)
+	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, 0, e.progress(1, 1), 0), storage.ErrNotFound)
 
 	evs, err := e.s.ReadEvents(e.ctx, k, 0, 0)
 	if err != nil {
@@ -1553,15 +1553,15 @@ func testEventLast(t *testing.T, e *env) {
 	var ev storage.Event
 	for i := int64(1); i <= 3; i++ {
 		ev = e.progress(i, float64(i))
-		require.NoError(t, e.s.AppendEvent(e.ctx, k, ev, 0))
+		require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, ev, 0))
 		last, err := e.s.LastEvent(e.ctx, k)
 		require.NoError(t, err)
 		requireEvents(t, []storage.Event{ev}, []storage.Event{last})
 	}
 
 	// The highest seq, not the latest written.
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, e.progress(5, 5), 0))
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, e.progress(4, 4), 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, e.progress(5, 5), 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, e.progress(4, 4), 0))
 	last, err := e.s.LastEvent(e.ctx, k)
 	require.NoError(t, err)
 	require.Equal(t, int64(5), last.Seq)
@@ -1577,7 +1577,7 @@ func testEventLargeData(t *testing.T, e *env) {
 
 	ev := e.progress(1, 50)
 	ev.Data = data
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, ev, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, ev, 0))
 
 	evs := e.events(t, k)
 	require.Len(t, evs, 1)
@@ -1593,7 +1593,7 @@ func testEventIsolation(t *testing.T, e *env) {
 	ev := e.progress(1, 10)
 	want := ev
 	want.Data = append([]byte(nil), ev.Data...)
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, ev, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, ev, 0))
 
 	ev.Data[0] = 'X'
 	evs := e.events(t, k)
@@ -1664,7 +1664,7 @@ func testSweep(t *testing.T, e *env) {
 	for i := int64(1); i <= 2; i++ {
 		ev := e.progress(i, 1)
 		ev.ExpiresAt = soon
-		require.NoError(t, e.s.AppendEvent(e.ctx, goneReq.Key, ev, 0))
+		require.NoError(t, e.s.AppendEvent(e.ctx, goneReq.Key, 0, ev, 0))
 	}
 	require.NoError(t, e.s.Subscribe(e.ctx, goneReq.Key, keptConn.ID, e.later()))
 	require.NoError(t, e.s.Subscribe(e.ctx, e.key("kept"), goneConn.ID, e.later()))
@@ -1690,9 +1690,9 @@ func testSweep(t *testing.T, e *env) {
 	ev2.ExpiresAt = later
 	cur, err := e.s.GetRequest(e.ctx, keptReq.Key)
 	require.NoError(t, err)
-	require.NoError(t, e.s.AppendEvent(e.ctx, keptReq.Key, ev1, cur.SubsVersion))
-	require.NoError(t, e.s.AppendEvent(e.ctx, keptReq.Key, ev2, cur.SubsVersion))
-	require.NoError(t, e.s.AppendEvent(e.ctx, keptReq.Key, ev3, cur.SubsVersion))
+	require.NoError(t, e.s.AppendEvent(e.ctx, keptReq.Key, 0, ev1, cur.SubsVersion))
+	require.NoError(t, e.s.AppendEvent(e.ctx, keptReq.Key, 0, ev2, cur.SubsVersion))
+	require.NoError(t, e.s.AppendEvent(e.ctx, keptReq.Key, 0, ev3, cur.SubsVersion))
 
 	n, err := sw.Sweep(e.ctx, sweepAt)
 	require.NoError(t, err)
@@ -1777,7 +1777,7 @@ func testContextCanceled(t *testing.T, e *env) {
 		"RequeueRequest": func() error { return e.s.RequeueRequest(ctx, k, 1, e.at(time.Hour)) },
 		"CancelRequest":  func() error { _, err := e.s.CancelRequest(ctx, k, e.now); return err },
 		"FinishRequest":  func() error { return e.s.FinishRequest(ctx, k, e.succeed(2, `1`)) },
-		"AppendEvent":    func() error { return e.s.AppendEvent(ctx, k, e.progress(1, 1), 0) },
+		"AppendEvent":    func() error { return e.s.AppendEvent(ctx, k, 0, e.progress(1, 1), 0) },
 		"ReadEvents":     func() error { _, err := e.s.ReadEvents(ctx, k, 0, 0); return err },
 		"LastEvent":      func() error { _, err := e.s.LastEvent(ctx, k); return err },
 	}
