@@ -1,7 +1,6 @@
 package streamer
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -23,6 +22,9 @@ const (
 	DefaultRetention     = 24 * time.Hour
 	DefaultLease         = time.Minute
 	DefaultConnectionTTL = 2*time.Hour + 10*time.Minute
+	DefaultMaxStalls     = 3
+	DefaultStallTimeout  = 2 * time.Minute
+	DefaultReapInterval  = time.Minute
 )
 
 // Config configures an [App]. Zero values mean the documented defaults.
@@ -76,6 +78,18 @@ type Config struct {
 	// because a connection subscribed since (storage's SubsVersion), and
 	// before the terminal event: no read per progress event. Default 0.
 	SubscriberRefresh time.Duration
+	// MaxStalls is how many times a request may stop without finishing (its
+	// processor crashed, or lost its lease) or be rescued by the reaper
+	// before it is ended with PROCESSING_FAILED instead of being run again.
+	// Default 3.
+	MaxStalls int
+	// StallTimeout is how long a live request may stay due (queued past
+	// its NotBefore, or running past its lease) before [App.Reap] takes it
+	// for stalled and hands it to a processor again. Default 2m.
+	StallTimeout time.Duration
+	// ReapInterval is how often [App.Run] reaps stalled requests. Default
+	// 1m; negative disables it.
+	ReapInterval time.Duration
 	// Endpoint is the transport endpoint stored with requests when the
 	// connection has none (the API Gateway Management API URL).
 	Endpoint string
@@ -94,11 +108,10 @@ type App struct {
 	log    zerolog.Logger
 	routes map[string]*route
 
-	mu      sync.Mutex
-	running map[string]context.CancelCauseFunc // in-process runs by key
-	// processing counts Process calls in flight by key.
-	processing map[string]int
-	worker     *worker // set while Run runs
+	mu sync.Mutex
+	// local holds the Process calls in flight in this App, by key.
+	local  map[string][]*localRun
+	worker *worker // set while Run runs
 }
 
 // route is one registered action with its built chain.
@@ -127,13 +140,21 @@ func New(cfg Config) (*App, error) {
 	setDefault(&cfg.Retention, DefaultRetention)
 	setDefault(&cfg.ConnectionTTL, DefaultConnectionTTL)
 	setDefault(&cfg.Lease, DefaultLease)
+	setDefault(&cfg.StallTimeout, DefaultStallTimeout)
+	setDefault(&cfg.ReapInterval, DefaultReapInterval)
+	if cfg.MaxStalls == 0 {
+		cfg.MaxStalls = DefaultMaxStalls
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = progress.System
 	}
 	if cfg.NewID == nil {
 		cfg.NewID = func() string { return ulid.Make().String() }
 	}
-	a := &App{cfg: cfg, log: cfg.Logger, routes: map[string]*route{}, running: map[string]context.CancelCauseFunc{}, processing: map[string]int{}}
+	a := &App{cfg: cfg, log: cfg.Logger, routes: map[string]*route{}, local: map[string][]*localRun{}}
 	owner := map[string]string{}
 	for _, p := range cfg.Plugins {
 		if p.Name == "" {
@@ -146,6 +167,19 @@ func New(cfg Config) (*App, error) {
 		}
 	}
 	return a, nil
+}
+
+// validate refuses settings that would break a guarantee.
+func (c *Config) validate() error {
+	if c.Lease < 0 || c.StallTimeout < 0 || c.MaxStalls < 0 {
+		return errors.New("streamer: Config.Lease, StallTimeout and MaxStalls must not be negative")
+	}
+	// A run must be able to finish within its request's retention, or the
+	// request expires under it.
+	if c.Retention < c.AsyncTimeout+c.Lease {
+		return fmt.Errorf("streamer: Config.Retention (%s) must exceed AsyncTimeout (%s) plus Lease (%s): a run would outlive its request", c.Retention, c.AsyncTimeout, c.Lease)
+	}
+	return nil
 }
 
 func setDefault(d *time.Duration, v time.Duration) {
@@ -162,6 +196,8 @@ func (a *App) register(p Plugin, act Action, owner map[string]string) error {
 		return fmt.Errorf("streamer: plugin %q: action %q is reserved by the framework", p.Name, act.Name)
 	case act.Handler == nil:
 		return fmt.Errorf("streamer: plugin %q: action %q has no Handler", p.Name, act.Name)
+	case act.Options.Timeout+a.cfg.Lease > a.cfg.Retention:
+		return fmt.Errorf("streamer: plugin %q: action %q: Timeout (%s) plus Lease (%s) exceeds Config.Retention (%s): a run would outlive its request", p.Name, act.Name, act.Options.Timeout, a.cfg.Lease, a.cfg.Retention)
 	}
 	if prev, dup := owner[act.Name]; dup {
 		return fmt.Errorf("streamer: action %q is registered by both plugin %q and plugin %q", act.Name, prev, p.Name)

@@ -386,10 +386,15 @@ func TestCancelQueuedWithoutProcessor(t *testing.T) {
 	require.Equal(t, "canceling", ms[1].Status)
 	require.Equal(t, streamer.CodeCanceled, ms[2].Error.Code)
 	require.Equal(t, int64(1), ms[2].Seq)
-	// A late delivery to a processor does nothing.
+	// A late delivery to a processor runs nothing; it sends the terminal
+	// event again (the same seq, which clients drop), in case its first
+	// send was lost.
 	require.NoError(t, b.app.Process(context.Background(), storage.Key{Tenant: "t1", Subject: "alice", ID: "q1"}))
 	require.Zero(t, b.n.Load())
-	require.Len(t, b.msgs(t), 3)
+	ms = b.msgs(t)
+	require.Len(t, ms, 4)
+	require.Equal(t, ms[2].Seq, ms[3].Seq)
+	require.Equal(t, streamer.CodeCanceled, ms[3].Error.Code)
 }
 
 func TestDuplicateDeliveryRunsOnce(t *testing.T) {
@@ -407,13 +412,28 @@ func TestDuplicateDeliveryRunsOnce(t *testing.T) {
 	}
 	wg.Wait()
 	require.Equal(t, int64(1), b.n.Load())
-	terminals := 0
+	// Exactly one terminal event: deliveries that find the request
+	// finished send that same event again (clients drop the seq).
+	var terminal *streamer.Message
 	for _, m := range b.msgs(t) {
 		if m.Terminal() {
-			terminals++
+			if terminal == nil {
+				terminal = &m
+			}
+			require.Equal(t, terminal.Seq, m.Seq)
+			require.Equal(t, terminal.Type, m.Type)
 		}
 	}
-	require.Equal(t, 1, terminals)
+	require.NotNil(t, terminal)
+	evs, err := b.store.ReadEvents(context.Background(), key, 0, 0)
+	require.NoError(t, err)
+	stored := 0
+	for _, ev := range evs {
+		if ev.Terminal() {
+			stored++
+		}
+	}
+	require.Equal(t, 1, stored)
 }
 
 func TestPanicBecomesInternalError(t *testing.T) {

@@ -1,6 +1,7 @@
 package streamer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,30 +43,33 @@ var (
 	errLost         = errors.New("streamer: request taken over or finished elsewhere")
 	errStorage      = errors.New("streamer: storage failed while running")
 	errTimeoutCause = errors.New("streamer: handler timeout")
+	// errLeaseUnrenewed stops a handler whose lease ran out because the
+	// store could not be reached to renew it.
+	errLeaseUnrenewed = errors.New("streamer: lease could not be renewed")
 )
 
 // Process is the processor: it claims a queued request, runs its handler with
 // a reporter that stores and sends progress events, and stores exactly one
 // terminal event. A request that is not queued (a duplicate delivery, or
 // already claimed) is skipped with a nil error; one whose retry delay has not
-// passed returns a [*NotDueError].
+// passed returns a [*NotDueError]. A delivery of a request that finished
+// less than Config.StallTimeout ago sends its terminal event again, so a
+// terminal event whose first send was lost (its processor crashed right
+// after storing it, or the write committed but reported an error) still
+// reaches its subscribers; clients drop the duplicate seq.
 //
 // Retryable failures re-queue the request with backoff and return nil. When
 // ctx is canceled, or its deadline is within [StopMargin], the handler is
 // stopped and the request re-queued to be run again. Process returns after
 // the handler and everything it started have ended.
 func (a *App) Process(ctx context.Context, key storage.Key) error {
-	id := key.String()
-	a.mu.Lock()
-	a.processing[id]++
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		if a.processing[id]--; a.processing[id] <= 0 {
-			delete(a.processing, id)
-		}
-		a.mu.Unlock()
-	}()
+	// Registered before the claim, so a cancel that arrives between the
+	// claim and the handler's start still reaches this run.
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	lr := a.track(key, cancel)
+	defer a.untrack(key, lr)
+
 	now := a.now()
 	r, err := a.cfg.Store.ClaimRequest(ctx, key, storage.Claim{Now: now, LeaseUntil: now.Add(a.cfg.Lease)})
 	switch {
@@ -79,6 +83,9 @@ func (a *App) Process(ctx context.Context, key storage.Key) error {
 		case gerr != nil:
 			return fmt.Errorf("streamer: read request %s after a lost claim: %w", key.ID, gerr)
 		case cur.Status.Final():
+			if now.Sub(cur.UpdatedAt) < a.cfg.StallTimeout {
+				return a.resendTerminal(ctx, cur)
+			}
 			return nil
 		case cur.Status == storage.StatusQueued && cur.NotBefore.After(now):
 			return &NotDueError{At: cur.NotBefore}
@@ -94,7 +101,39 @@ func (a *App) Process(ctx context.Context, key storage.Key) error {
 	case err != nil:
 		return fmt.Errorf("streamer: claim %s: %w", key.ID, err)
 	}
-	return a.run(ctx, r)
+	return a.run(ctx, rctx, r)
+}
+
+// localRun is one Process call in flight in this App.
+type localRun struct {
+	cancel context.CancelCauseFunc
+}
+
+func (a *App) track(key storage.Key, cancel context.CancelCauseFunc) *localRun {
+	lr := &localRun{cancel: cancel}
+	id := key.String()
+	a.mu.Lock()
+	a.local[id] = append(a.local[id], lr)
+	a.mu.Unlock()
+	return lr
+}
+
+func (a *App) untrack(key storage.Key, lr *localRun) {
+	id := key.String()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	runs := a.local[id]
+	for i, r := range runs {
+		if r == lr {
+			runs = append(runs[:i], runs[i+1:]...)
+			break
+		}
+	}
+	if len(runs) == 0 {
+		delete(a.local, id)
+		return
+	}
+	a.local[id] = runs
 }
 
 // runningHere reports whether another Process call of this App holds key:
@@ -103,7 +142,20 @@ func (a *App) Process(ctx context.Context, key storage.Key) error {
 func (a *App) runningHere(key storage.Key) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.processing[key.String()] > 1
+	return len(a.local[key.String()]) > 1
+}
+
+// cancelLocal cancels every Process call of this App that holds key, and
+// reports whether there was one. A call that has not claimed yet claims a
+// canceling request and finishes it canceled.
+func (a *App) cancelLocal(key storage.Key) bool {
+	a.mu.Lock()
+	runs := a.local[key.String()]
+	for _, r := range runs {
+		r.cancel(ErrCanceled)
+	}
+	a.mu.Unlock()
+	return len(runs) > 0
 }
 
 // runState is one run of one request.
@@ -139,14 +191,25 @@ func (a *App) newRunState(ctx context.Context, r storage.Request) (*runState, er
 	}, nil
 }
 
-func (a *App) run(ctx context.Context, r storage.Request) error {
+// run runs a claimed request. ctx is Process's; rctx is derived from it and
+// canceled with ErrCanceled by an in-process cancel.
+func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	ops := context.WithoutCancel(ctx)
 	st, err := a.newRunState(ops, r)
 	if err != nil {
+		// Nothing ran: hand the request back at once rather than leaving
+		// it to its lease.
+		st = &runState{app: a, key: r.Key, req: r, opsCtx: ops}
+		if rerr := st.requeue(a.now().Add(time.Second)); rerr != nil {
+			a.log.Warn().Err(rerr).Str("request_id", r.Key.ID).Msg("re-queueing after a failed start failed")
+		}
 		return err
 	}
 	if r.Status == storage.StatusCanceling {
 		return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
+	}
+	if r.Stalls > a.cfg.MaxStalls {
+		return st.finishError(stalledError(r.Stalls))
 	}
 	rt, ok := a.routes[r.Action]
 	if !ok {
@@ -161,26 +224,22 @@ func (a *App) run(ctx context.Context, r storage.Request) error {
 		Principal: p, ConnectionID: r.ConnectionID, Stage: StageProcess, Attempt: r.Attempt,
 	}
 
-	hctx, cancel := context.WithCancelCause(ctx)
+	hctx, cancel := context.WithCancelCause(rctx)
 	defer cancel(nil)
 	st.cancel = cancel
-	hctx, cancelT := context.WithTimeoutCause(hctx, a.timeout(rt, false), errTimeoutCause)
+	timeout := a.timeout(rt, false)
+	// A run never outlives its request's retention: past it the request
+	// is gone, so the handler stops in time to report TIMEOUT.
+	if left := r.ExpiresAt.Sub(a.now()) - a.cfg.Lease; !r.ExpiresAt.IsZero() && left < timeout {
+		timeout = max(left, 0)
+	}
+	hctx, cancelT := context.WithTimeoutCause(hctx, timeout, errTimeoutCause)
 	defer cancelT()
 	if dl, ok := ctx.Deadline(); ok {
 		var cancelD context.CancelFunc
 		hctx, cancelD = context.WithDeadlineCause(hctx, dl.Add(-StopMargin), errStopped)
 		defer cancelD()
 	}
-
-	keyStr := r.Key.String()
-	a.mu.Lock()
-	a.running[keyStr] = cancel
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		delete(a.running, keyStr)
-		a.mu.Unlock()
-	}()
 
 	watchDone := make(chan struct{})
 	var watch sync.WaitGroup
@@ -191,7 +250,11 @@ func (a *App) run(ctx context.Context, r storage.Request) error {
 	}()
 
 	rep := st.newReporter()
-	res, herr := a.serve(hctx, rt.chain, req, rep)
+	var res any
+	var herr error
+	if hctx.Err() == nil {
+		res, herr = a.serve(hctx, rt.chain, req, rep)
+	}
 	rep.close()
 	close(watchDone)
 	watch.Wait()
@@ -208,12 +271,12 @@ func (a *App) run(ctx context.Context, r storage.Request) error {
 		return nil
 	case errors.Is(cause, ErrCanceled):
 		return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
-	case ctx.Err() != nil || errors.Is(cause, errStopped) || errors.Is(cause, errStorage):
+	case ctx.Err() != nil || errors.Is(cause, errStopped) || errors.Is(cause, errStorage) || errors.Is(cause, errLeaseUnrenewed):
 		return st.requeue(a.now())
-	case herr == nil:
-		return st.finishResult(res)
 	case errors.Is(cause, errTimeoutCause):
 		return st.finishError(&ErrorBody{Code: CodeTimeout, Message: "the handler ran past its deadline"})
+	case herr == nil:
+		return st.finishResult(res)
 	}
 	body := a.handlerError(hctx, req, herr, CodeProcessingFailed)
 	if body.Retryable && r.Attempt < rt.action.Options.Retry.maxAttempts() {
@@ -222,11 +285,40 @@ func (a *App) run(ctx context.Context, r storage.Request) error {
 	return st.finishError(body)
 }
 
+// stalledError is the terminal error of a request that stopped too often
+// without finishing.
+func stalledError(stalls int) *ErrorBody {
+	return &ErrorBody{
+		Code:    CodeProcessingFailed,
+		Message: fmt.Sprintf("the request stopped %d times without finishing (its processor crashed or lost its lease)", stalls),
+	}
+}
+
+// resendTerminal sends a finished request's terminal event to its
+// subscribers again.
+func (a *App) resendTerminal(ctx context.Context, r storage.Request) error {
+	st, err := a.newRunState(ctx, r)
+	if err != nil {
+		return err
+	}
+	ev, err := a.cfg.Store.LastEvent(ctx, r.Key)
+	if err != nil || !ev.Terminal() {
+		return nil //nolint:nilerr // nothing to resend: a resume replays the log
+	}
+	st.fanout(ev.Data, true)
+	return nil
+}
+
 // watch renews the lease and, when CancelPoll is set, notices cancels made
-// by other processes, until done is closed.
+// by other processes, until done is closed. When the lease cannot be
+// renewed before it runs out (the store is unreachable), it stops the
+// handler: past its lease another processor may take the request over.
 func (st *runState) watch(hctx context.Context, done <-chan struct{}) {
 	a := st.app
-	renew := time.NewTicker(a.cfg.Lease / 3)
+	every := a.cfg.Lease / 3
+	retry := min(time.Second, max(a.cfg.Lease/20, time.Millisecond))
+	leaseUntil := st.req.LeaseUntil
+	renew := time.NewTimer(every)
 	defer renew.Stop()
 	var poll <-chan time.Time
 	if a.cfg.CancelPoll > 0 {
@@ -241,10 +333,22 @@ func (st *runState) watch(hctx context.Context, done <-chan struct{}) {
 		case <-hctx.Done():
 			return
 		case <-renew.C:
-			err := a.cfg.Store.ExtendLease(st.opsCtx, st.key, st.req.Attempt, a.now().Add(a.cfg.Lease))
-			if errors.Is(err, storage.ErrConflict) {
+			until := a.now().Add(a.cfg.Lease)
+			err := a.cfg.Store.ExtendLease(st.opsCtx, st.key, st.req.Attempt, until)
+			switch {
+			case err == nil:
+				leaseUntil = until
+				renew.Reset(every)
+			case errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrNotFound):
 				st.cancel(errLost)
 				return
+			case !a.now().Add(retry).Before(leaseUntil):
+				a.log.Error().Err(err).Str("request_id", st.key.ID).Msg("the lease could not be renewed before it ran out; stopping the handler")
+				st.cancel(errLeaseUnrenewed)
+				return
+			default:
+				a.log.Warn().Err(err).Str("request_id", st.key.ID).Msg("renewing the lease failed; retrying")
+				renew.Reset(retry)
 			}
 		case <-poll:
 			cur, err := a.cfg.Store.GetRequest(st.opsCtx, st.key)
@@ -358,6 +462,9 @@ func (st *runState) emitProgress(u Update) error {
 		return errLost
 	}
 	seq := st.seq + 1
+	// Stored percentages never decrease, whatever order concurrent
+	// Reports reached the coalescer in.
+	u.Percentage = max(u.Percentage, st.pct)
 	st.mu.Unlock()
 	now := a.now()
 	m := Message{
@@ -539,18 +646,53 @@ func (st *runState) finishError(body *ErrorBody) error {
 }
 
 func (st *runState) finish(f storage.Finish) error {
-	err := st.app.cfg.Store.FinishRequest(st.opsCtx, st.key, f)
-	switch {
-	case errors.Is(err, storage.ErrConflict):
-		return nil // finished by someone else: exactly one terminal event
-	case err != nil:
-		return fmt.Errorf("streamer: finish %s: %w", st.key.ID, err)
+	a := st.app
+	err := a.cfg.Store.FinishRequest(st.opsCtx, st.key, f)
+	// A write that failed may still have committed (a timeout after the
+	// store applied it): read back before trying again, so the terminal
+	// event is sent whenever it is stored, and stored at most once.
+	wait := 50 * time.Millisecond
+	deadline := a.now().Add(a.cfg.Lease)
+	for err != nil && !errors.Is(err, storage.ErrConflict) {
+		a.log.Warn().Err(err).Str("request_id", st.key.ID).Msg("storing the terminal event failed; checking whether it was stored")
+		if !a.now().Before(deadline) {
+			return fmt.Errorf("streamer: finish %s: %w", st.key.ID, err)
+		}
+		time.Sleep(wait)
+		wait = min(wait*2, 2*time.Second)
+		switch ours, rerr := st.stored(f.Event); {
+		case rerr != nil:
+			continue
+		case ours:
+			err = nil
+		default:
+			err = a.cfg.Store.FinishRequest(st.opsCtx, st.key, f)
+		}
+	}
+	if err != nil {
+		// Finished by someone else (exactly one terminal event), or by an
+		// earlier try of ours whose answer was lost.
+		if ours, rerr := st.stored(f.Event); rerr != nil || !ours {
+			return nil //nolint:nilerr // not ours to send
+		}
 	}
 	st.mu.Lock()
 	st.seq = f.Event.Seq
 	st.mu.Unlock()
 	st.fanout(f.Event.Data, true)
 	return nil
+}
+
+// stored reports whether ev is the request's last stored event.
+func (st *runState) stored(ev storage.Event) (bool, error) {
+	last, err := st.app.cfg.Store.LastEvent(st.opsCtx, st.key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return last.Seq == ev.Seq && bytes.Equal(last.Data, ev.Data), nil
 }
 
 // finishCanceled ends a request that no processor is running.
@@ -571,6 +713,7 @@ type liveReporter struct {
 	co   *progress.Coalescer[Update]
 	mu   sync.Mutex
 	max  float64
+	sent float64 // the last percentage emitted
 	ctx  context.Context
 }
 
@@ -596,6 +739,10 @@ func (r *liveReporter) Report(ctx context.Context, u Update) error {
 }
 
 func (r *liveReporter) emit(u Update) error {
+	// Emits never overlap (the coalescer serializes them), so sent holds
+	// the last percentage sent: concurrent Reports cannot send it lower.
+	u.Percentage = max(u.Percentage, r.sent)
+	r.sent = u.Percentage
 	r.app.reply(r.ctx, r.conn, &Message{
 		Type: TypeProgress, RequestID: r.id, Percentage: u.Percentage, Message: u.Message,
 		Metadata: u.Metadata, Timestamp: r.app.now().UnixMilli(),

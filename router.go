@@ -602,13 +602,3 @@ func (a *App) handleCancel(ctx context.Context, conn Conn, f *Frame) error {
 // ErrCanceled is the cause of a handler's context when its request was
 // canceled by the client.
 var ErrCanceled = errors.New("streamer: request canceled")
-
-func (a *App) cancelLocal(key storage.Key) bool {
-	a.mu.Lock()
-	cancel, ok := a.running[key.String()]
-	a.mu.Unlock()
-	if ok {
-		cancel(ErrCanceled)
-	}
-	return ok
-}

@@ -13,6 +13,10 @@ import (
 // DefaultConcurrency is how many requests [App.Run] runs at once by default.
 const DefaultConcurrency = 64
 
+// retryAfterError is how long the worker waits before it processes again a
+// request whose processing failed with an error (the store failed).
+const retryAfterError = time.Second
+
 // sweepEvery is how often Run deletes expired items from stores that need it.
 const sweepEvery = 10 * time.Minute
 
@@ -20,6 +24,7 @@ const sweepEvery = 10 * time.Minute
 type worker struct {
 	mu      sync.Mutex
 	ready   []storage.Key
+	inReady map[storage.Key]int // how many times each key is in ready
 	wake    chan struct{}
 	timers  map[string]*time.Timer
 	stopped bool
@@ -32,6 +37,7 @@ func (w *worker) push(k storage.Key) {
 		return
 	}
 	w.ready = append(w.ready, k)
+	w.inReady[k]++
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -46,7 +52,18 @@ func (w *worker) pop() (storage.Key, bool) {
 	}
 	k := w.ready[0]
 	w.ready = w.ready[1:]
+	if w.inReady[k]--; w.inReady[k] <= 0 {
+		delete(w.inReady, k)
+	}
 	return k, true
+}
+
+// has reports whether k waits in the ready queue or on a timer.
+func (w *worker) has(k storage.Key) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, timed := w.timers[k.String()]
+	return w.inReady[k] > 0 || timed
 }
 
 func (w *worker) schedule(k storage.Key, at time.Time, now time.Time) {
@@ -107,7 +124,7 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 	if concurrency <= 0 {
 		concurrency = DefaultConcurrency
 	}
-	w := &worker{wake: make(chan struct{}, 1), timers: map[string]*time.Timer{}}
+	w := &worker{wake: make(chan struct{}, 1), timers: map[string]*time.Timer{}, inReady: map[storage.Key]int{}}
 	a.mu.Lock()
 	if a.worker != nil {
 		a.mu.Unlock()
@@ -134,7 +151,22 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 	defer wg.Wait()
 	sweep := time.NewTicker(sweepEvery)
 	defer sweep.Stop()
+	var reap <-chan time.Time
+	if a.cfg.ReapInterval > 0 {
+		t := time.NewTicker(a.cfg.ReapInterval)
+		defer t.Stop()
+		reap = t.C
+	}
 	for {
+		select {
+		case <-sweep.C:
+			a.sweep(ctx)
+		case <-reap:
+			if _, err := a.Reap(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn().Err(err).Msg("reaping stalled requests failed")
+			}
+		default:
+		}
 		k, ok := w.pop()
 		if !ok {
 			select {
@@ -143,6 +175,10 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 			case <-w.wake:
 			case <-sweep.C:
 				a.sweep(ctx)
+			case <-reap:
+				if _, err := a.Reap(ctx); err != nil && ctx.Err() == nil {
+					a.log.Warn().Err(err).Msg("reaping stalled requests failed")
+				}
 			}
 			continue
 		}
@@ -160,8 +196,12 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 			switch {
 			case errors.As(err, &nd):
 				w.schedule(k, nd.At, a.now())
-			case err != nil:
-				a.log.Error().Err(err).Str("request_id", k.ID).Msg("processing failed")
+			case err != nil && ctx.Err() == nil:
+				// Most likely the store failed: try again shortly. A run
+				// that still holds its lease is then due when the lease
+				// ends, and the reaper is the backstop.
+				a.log.Error().Err(err).Str("request_id", k.ID).Msg("processing failed; trying again")
+				w.schedule(k, a.now().Add(retryAfterError), a.now())
 			}
 		}()
 	}
@@ -209,4 +249,97 @@ func (a *App) sweep(ctx context.Context) {
 	} else if n > 0 {
 		a.log.Debug().Int("deleted", n).Msg("swept expired items")
 	}
+}
+
+// reapBatch is how many due requests one [App.Reap] handles at most.
+const reapBatch = 100
+
+// Reap finds live requests that have stalled: queued for longer than
+// Config.StallTimeout past their NotBefore, or running or canceling with a
+// lease that passed that long ago. It hands each one to a processor again,
+// or ends it when it cannot run:
+//
+//   - With [App.Run] running (the embedded runtime), a stalled request that
+//     the worker does not hold is queued on the worker, whose claim takes it
+//     over.
+//   - Otherwise (the AWS runtime, where a scheduled Lambda calls Reap), Reap
+//     claims the request itself, which fences out any processor still
+//     writing to it and counts a stall, then re-queues it, which the
+//     processor's stream delivers again.
+//
+// A canceling request is finished canceled, and one that stalled more than
+// Config.MaxStalls times is ended with PROCESSING_FAILED, so no request is
+// left running forever. Reap handles at most 100 requests a call and
+// reports how many it handed back or ended. The store must implement
+// [storage.DueLister].
+func (a *App) Reap(ctx context.Context) (int, error) {
+	l, ok := a.cfg.Store.(storage.DueLister)
+	if !ok {
+		return 0, fmt.Errorf("streamer: reap: the store (%T) cannot list due requests (storage.DueLister)", a.cfg.Store)
+	}
+	reqs, err := l.ListDue(ctx, a.now().Add(-a.cfg.StallTimeout), reapBatch)
+	if err != nil {
+		return 0, fmt.Errorf("streamer: reap: list due requests: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, r := range reqs {
+		done, err := a.reapOne(ctx, r)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if done {
+			n++
+		}
+	}
+	if n > 0 {
+		a.log.Warn().Int("requests", n).Msg("reaped stalled requests")
+	}
+	return n, errors.Join(errs...)
+}
+
+// reapOne hands one stalled request back to a processor, or ends it.
+func (a *App) reapOne(ctx context.Context, r storage.Request) (bool, error) {
+	a.mu.Lock()
+	w := a.worker
+	local := len(a.local[r.Key.String()]) > 0
+	a.mu.Unlock()
+	if local {
+		// A run in this process holds it; if its lease cannot be
+		// renewed it stops by itself.
+		return false, nil
+	}
+	if w != nil {
+		if w.has(r.Key) {
+			return false, nil // waiting its turn
+		}
+		w.push(r.Key)
+		return true, nil
+	}
+	now := a.now()
+	c, err := a.cfg.Store.ClaimRequest(ctx, r.Key, storage.Claim{Now: now, LeaseUntil: now.Add(a.cfg.Lease), Stalled: true})
+	switch {
+	case errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrNotFound):
+		return false, nil // picked up or finished meanwhile
+	case err != nil:
+		return false, fmt.Errorf("streamer: reap %s: claim: %w", r.Key.ID, err)
+	}
+	ops := context.WithoutCancel(ctx)
+	st, err := a.newRunState(ops, c)
+	if err != nil {
+		// The claim's lease runs out and the next reap tries again.
+		return false, fmt.Errorf("streamer: reap %s: %w", r.Key.ID, err)
+	}
+	switch {
+	case c.Status == storage.StatusCanceling:
+		err = st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
+	case c.Stalls > a.cfg.MaxStalls:
+		err = st.finishError(stalledError(c.Stalls))
+	default:
+		err = st.requeue(now)
+	}
+	if err != nil {
+		return false, fmt.Errorf("streamer: reap %s: %w", r.Key.ID, err)
+	}
+	return true, nil
 }
