@@ -490,7 +490,9 @@ func (c *Client) eventLocked(cl *call, m *streamer.Message) []byte {
 			c.finishLocked(cl, nil, fmt.Errorf("client: request %s: malformed result chunk %d: %w", cl.id, m.Index, ErrInvalidResult))
 			return nil
 		}
-		if cl.chunks == nil {
+		if cl.chunks == nil || (m.Index == 0 && m.Seq > 0) {
+			// An event with index 0 starts a result over: chunks of an
+			// attempt that was retried before its complete are dropped.
 			cl.chunks = make(map[int]string)
 		}
 		cl.chunks[m.Index] = text

@@ -210,6 +210,31 @@ func TestChunkedAsyncResult(t *testing.T) {
 	assert.Equal(t, []int64{1}, seqs(r.progress))
 }
 
+// TestStaleChunksOfARetriedAttempt: an attempt that wrote three chunks and
+// was re-queued leaves them in the log; the next attempt's result has two.
+func TestStaleChunksOfARetriedAttempt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, client.Options{})
+	res := start(b.client, context.Background(), "big", nil)
+	id := b.conn.next(t).ID
+	stale := pieces(bigResult, 3)
+	parts := pieces(bigResult, 2)
+	require.Len(t, stale, 3)
+	require.Len(t, parts, 2)
+	b.conn.send(t, ack(id, 0))
+	for i, p := range stale {
+		b.conn.send(t, chunk(t, id, int64(i+1), i, len(stale), p))
+	}
+	b.conn.send(t, progress(id, 4, 50))
+	for i, p := range parts {
+		b.conn.send(t, chunk(t, id, int64(i+5), i, len(parts), p))
+	}
+	b.conn.send(t, streamer.Message{Type: streamer.TypeComplete, RequestID: id, Seq: 7, Chunks: len(parts)})
+	r := wait(t, res)
+	require.NoError(t, r.err)
+	assert.Equal(t, bigResult, string(r.data))
+}
+
 func TestChunkedSyncResponse(t *testing.T) {
 	t.Parallel()
 	b := setup(t, client.Options{})

@@ -687,6 +687,9 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
           this.finish(call, invalidResult(call.id, `malformed result chunk (index ${String(m.index)})`));
           return;
         }
+        // An event (with seq) of index 0 starts a result over: chunks of an
+        // attempt that was retried before its complete are dropped.
+        if (index === 0 && typeof m.seq === 'number') call.chunks.clear();
         call.chunks.set(index, m.data);
         return;
       }

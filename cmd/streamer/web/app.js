@@ -650,6 +650,7 @@
             this.finish(call, invalidResult(call.id, `malformed result chunk (index ${String(m.index)})`));
             return;
           }
+          if (index === 0 && typeof m.seq === "number") call.chunks.clear();
           call.chunks.set(index, m.data);
           return;
         }

@@ -499,6 +499,21 @@ test('a resume refused with RATE_LIMITED is retried after retry_after_ms', async
   );
 });
 
+test('chunks of a retried attempt are dropped when index 0 starts the result over', async (t) => {
+  const parts = ['{"rows":[1,', '2,3]', ',"n":3}'];
+  const fresh = ['{"rows":[1,2,3],', '"n":3}'];
+  const { client } = await setup(t, (conn, m) => {
+    if (m.action !== 'big') return;
+    conn.send(ack(m.id));
+    parts.forEach((d, index) => conn.send({ type: 'result_chunk', request_id: m.id, seq: index + 1, index, total: 3, data: d }));
+    conn.send({ type: 'progress', request_id: m.id, seq: 4, percentage: 50 });
+    fresh.forEach((d, index) => conn.send({ type: 'result_chunk', request_id: m.id, seq: index + 5, index, total: 2, data: d }));
+    conn.send({ type: 'complete', request_id: m.id, seq: 7, chunks: 2 });
+  });
+  const result = await client.request('big', {});
+  assert.deepEqual(result, { rows: [1, 2, 3], n: 3 });
+});
+
 test('a result_chunk with a bad index fails the request with INVALID_RESULT', async (t) => {
   const { client } = await setup(t, (conn, m) => {
     conn.send(ack(m.id));
