@@ -378,19 +378,20 @@ type Lister interface {
 // index (DynamoDB: a query of the status index, never a scan).
 type DueLister interface {
 	// ListDue returns up to limit (≤ 0: no limit) unexpired live requests
-	// due before before: queued ones whose NotBefore is before it, and
-	// running or canceling ones whose LeaseUntil is before it. The order
-	// is unspecified.
+	// due before before, by the rule of [Due]: queued ones whose NotBefore
+	// and CreatedAt are before it, and running or canceling ones whose
+	// LeaseUntil is before it. The order is unspecified.
 	ListDue(ctx context.Context, before time.Time, limit int) ([]Request, error)
 }
 
-// Due reports whether r is live and due before t: queued with NotBefore
-// before t, or running or canceling with LeaseUntil before t. It is the
-// rule of [DueLister.ListDue].
+// Due reports whether r is live and due before t: queued and claimable
+// before t (its NotBefore, or its CreatedAt when that is later, is before
+// t), or running or canceling with LeaseUntil before t. It is the rule of
+// [DueLister.ListDue].
 func Due(r Request, t time.Time) bool {
 	switch r.Status {
 	case StatusQueued:
-		return r.NotBefore.Before(t)
+		return r.NotBefore.Before(t) && r.CreatedAt.Before(t)
 	case StatusRunning, StatusCanceling:
 		return r.LeaseUntil.Before(t)
 	}
