@@ -47,6 +47,9 @@ type Options struct {
 	// how long a request a dead processor held waits before another may
 	// run it. The local AWS runtime uses a short one.
 	Lease time.Duration
+	// WrapStore, when set, wraps the DynamoDB store, for fault-injection
+	// tests (storagetest.Faulty).
+	WrapStore func(storage.Store) storage.Store
 }
 
 // New builds the handlers: AWS clients from config.LoadDefaultConfig (so
@@ -84,12 +87,16 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: %s: %w", EnvTable, err)
 	}
+	var st storage.Store = store
+	if opts.WrapStore != nil {
+		st = opts.WrapStore(store)
+	}
 	sender, err := apigateway.New(apigateway.Config{Endpoint: cfg.Endpoint, AWS: awsCfg, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: Management API sender: %w", err)
 	}
 	appCfg := streamer.Config{
-		Store: store, Sender: sender, Plugins: plugins, Logger: log,
+		Store: st, Sender: sender, Plugins: plugins, Logger: log,
 		Middleware:    []streamer.Middleware{middleware.Logging(log), middleware.Auth(middleware.AuthOptions{})},
 		SyncThreshold: cfg.SyncThreshold, Retention: cfg.Retention,
 		SubscriberRefresh: cfg.SubscriberRefresh, CancelPoll: cfg.CancelPoll, Endpoint: cfg.Endpoint,

@@ -28,6 +28,8 @@ type stack struct {
 	disconnect *lambdaapp.Handlers
 	router     *lambdaapp.Handlers
 	processor  *lambdaapp.Handlers
+	// build makes another function's handlers of this deployment.
+	build func(fn lambdaapp.Function, opts lambdaapp.Options) *lambdaapp.Handlers
 }
 
 func newStack(t *testing.T, plugins ...streamer.Plugin) *stack {
@@ -51,16 +53,16 @@ func newStackWith(t *testing.T, opts lambdaapp.Options, plugins ...streamer.Plug
 		// Short, so that a cancel or a refresh shows within the tests.
 		"STREAMER_CANCEL_POLL": "200ms",
 	}
-	build := func(fn lambdaapp.Function) *lambdaapp.Handlers {
+	s.build = func(fn lambdaapp.Function, o lambdaapp.Options) *lambdaapp.Handlers {
 		cfg, err := lambdaapp.ConfigFromEnv(fn, env(vars))
 		require.NoError(t, err)
 		log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
-		o := opts
 		o.Logger = &log
 		h, err := lambdaapp.New(context.Background(), cfg, plugins, o)
 		require.NoError(t, err)
 		return h
 	}
+	build := func(fn lambdaapp.Function) *lambdaapp.Handlers { return s.build(fn, opts) }
 	s.connect, s.disconnect, s.router, s.processor = build(lambdaapp.Connect), build(lambdaapp.Disconnect), build(lambdaapp.Router), build(lambdaapp.Processor)
 	return s
 }
