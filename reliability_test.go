@@ -244,7 +244,7 @@ func TestStorageFailures(t *testing.T) {
 		{"AppendEvent fails mid-run", "AppendEvent", storagetest.Fault{Calls: []int{3}}, "work"},
 		{"RequeueRequest fails after a retryable error", "RequeueRequest", storagetest.Fault{Calls: []int{1}}, "flaky"},
 		{"FinishRequest commits and times out", "FinishRequest", storagetest.Fault{Calls: []int{1}, Commit: true}, "work"},
-		{"ExtendLease keeps failing", "ExtendLease", storagetest.Fault{Calls: []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}, "work"},
+		{"ExtendLease keeps failing", "ExtendLease", storagetest.Fault{Calls: seq(1, 100)}, "work"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -266,8 +266,24 @@ func TestStorageFailures(t *testing.T) {
 			evs := checkLog(t, b.store, k)
 			checkReceived(t, b.rec, b.conn.ID, "f1", evs)
 			checkReceived(t, b.rec, b.other.ID, "f1", evs)
+			if tc.method == "ExtendLease" {
+				require.GreaterOrEqual(t, b.runs.Load(), int64(2), "the handler was stopped when its lease ran out, and run again")
+			}
 		})
 	}
+}
+
+// TestRetentionMustOutliveARun: a configuration in which a run could
+// outlive its request is refused at start, naming the setting.
+func TestRetentionMustOutliveARun(t *testing.T) {
+	t.Parallel()
+	_, err := streamer.New(streamer.Config{Store: memory.New(), Sender: transporttest.NewRecorder(), Retention: 10 * time.Minute})
+	require.ErrorContains(t, err, "Config.Retention (10m0s) must exceed AsyncTimeout (15m0s) plus Lease (1m0s)")
+	long := streamer.Action{Name: "long", Options: streamer.ActionOptions{Timeout: 2 * time.Hour},
+		Handler: streamer.HandlerFunc(func(context.Context, *streamer.Request, streamer.Reporter) (any, error) { return nil, nil })}
+	_, err = streamer.New(streamer.Config{Store: memory.New(), Sender: transporttest.NewRecorder(), Retention: time.Hour,
+		Plugins: []streamer.Plugin{{Name: "p", Actions: []streamer.Action{long}}}})
+	require.ErrorContains(t, err, `action "long": Timeout (2h0m0s) plus Lease (1m0s) exceeds Config.Retention (1h0m0s)`)
 }
 
 // TestCancelRaces fires a cancel, and a resume from another connection, at
@@ -407,4 +423,13 @@ func TestWorkerReapsWhatItLost(t *testing.T) {
 	waitFinal(t, b.store, k)
 	evs := checkLog(t, b.store, k)
 	checkReceived(t, b.rec, b.conn.ID, "lost", evs)
+}
+
+// seq returns from..to.
+func seq(from, to int) []int {
+	var out []int
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
 }
