@@ -256,13 +256,15 @@ func (e *env) terminal(seq int64, typ string) storage.Event {
 	}
 }
 
-// succeed returns a Finish that succeeds with result at seq.
-func (e *env) succeed(seq int64, result string) storage.Finish {
+// succeed returns a Finish of the run claimed as attempt that succeeds with
+// result at seq.
+func (e *env) succeed(attempt int, seq int64, result string) storage.Finish {
 	return storage.Finish{
-		Event:  e.terminal(seq, "complete"),
-		Status: storage.StatusSucceeded,
-		Result: json.RawMessage(result),
-		Now:    e.at(5 * time.Second),
+		Attempt: attempt,
+		Event:   e.terminal(seq, "complete"),
+		Status:  storage.StatusSucceeded,
+		Result:  json.RawMessage(result),
+		Now:     e.at(5 * time.Second),
 	}
 }
 
@@ -807,7 +809,7 @@ func testReqPrincipalScope(t *testing.T, e *env) {
 
 	// Claim the first, finish the second: the third is untouched.
 	e.claim(t, keys[0], 0)
-	require.NoError(t, e.s.FinishRequest(e.ctx, keys[1], e.succeed(1, `"done"`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, keys[1], e.succeed(0, 1, `"done"`)))
 
 	require.Equal(t, storage.StatusRunning, e.get(t, keys[0]).Status)
 	require.Equal(t, storage.StatusSucceeded, e.get(t, keys[1]).Status)
@@ -963,7 +965,7 @@ func testClaimFinished(t *testing.T, e *env) {
 	k := e.key("r")
 	e.create(t, k)
 	e.claim(t, k, 0)
-	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `true`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `true`)))
 	before := e.get(t, k)
 
 	_, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(time.Hour), LeaseUntil: e.at(2 * time.Hour)})
@@ -1070,7 +1072,7 @@ func testExtendFinished(t *testing.T, e *env) {
 	k := e.key("r")
 	e.create(t, k)
 	e.claim(t, k, 0)
-	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `1`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `1`)))
 	before := e.get(t, k)
 	err := e.s.ExtendLease(e.ctx, k, 1, e.at(time.Hour))
 	require.ErrorIs(t, err, storage.ErrConflict)
@@ -1147,7 +1149,7 @@ func testRequeueFinished(t *testing.T, e *env) {
 	k := e.key("r")
 	e.create(t, k)
 	e.claim(t, k, 0)
-	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `1`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `1`)))
 	before := e.get(t, k)
 	err := e.s.RequeueRequest(e.ctx, k, 1, e.at(time.Minute))
 	require.ErrorIs(t, err, storage.ErrConflict)
@@ -1203,7 +1205,7 @@ func testCancelFinished(t *testing.T, e *env) {
 		k := e.key("r-" + string(st))
 		e.create(t, k)
 		e.claim(t, k, 0)
-		f := e.succeed(1, `{"v":1}`)
+		f := e.succeed(1, 1, `{"v":1}`)
 		f.Status = st
 		if st != storage.StatusSucceeded {
 			f.Event.Type = "error"
@@ -1233,10 +1235,10 @@ func testFinishSucceeded(t *testing.T, e *env) {
 	e.create(t, k)
 	claimed := e.claim(t, k, 0)
 	p1, p2 := e.progress(1, 10), e.progress(2, 50)
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, p1, 0))
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, p2, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, p1, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, p2, 0))
 
-	f := e.succeed(3, "{\"ok\": true, \"n\":  1}")
+	f := e.succeed(1, 3, "{\"ok\": true, \"n\":  1}")
 	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
 
 	want := claimed
@@ -1259,8 +1261,9 @@ func testFinishFailed(t *testing.T, e *env) {
 	e.create(t, k)
 	claimed := e.claim(t, k, 0)
 	f := storage.Finish{
-		Event:  e.terminal(1, "error"),
-		Status: storage.StatusFailed,
+		Attempt: 1,
+		Event:   e.terminal(1, "error"),
+		Status:  storage.StatusFailed,
 		Error: &storage.ErrorInfo{
 			Code:      "INTERNAL",
 			Message:   "it broke",
@@ -1286,10 +1289,10 @@ func testFinishChunked(t *testing.T, e *env) {
 	var want []storage.Event
 	for i := int64(1); i <= 3; i++ {
 		ev := storage.Event{Seq: i, Type: "result_chunk", Data: []byte(`{"index":` + itoa(i-1) + `}`), CreatedAt: e.now}
-		require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, ev, 0))
+		require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, ev, 0))
 		want = append(want, ev)
 	}
-	f := storage.Finish{Event: e.terminal(4, "complete"), Status: storage.StatusSucceeded, ResultChunks: 3, Now: e.at(time.Second)}
+	f := storage.Finish{Attempt: 1, Event: e.terminal(4, "complete"), Status: storage.StatusSucceeded, ResultChunks: 3, Now: e.at(time.Second)}
 	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
 
 	got := e.get(t, k)
@@ -1307,10 +1310,11 @@ func testFinishCanceled(t *testing.T, e *env) {
 	require.NoError(t, err)
 
 	f := storage.Finish{
-		Event:  e.terminal(1, "error"),
-		Status: storage.StatusCanceled,
-		Error:  &storage.ErrorInfo{Code: "CANCELED", Message: "canceled by client"},
-		Now:    e.at(2 * time.Second),
+		Attempt: 1,
+		Event:   e.terminal(1, "error"),
+		Status:  storage.StatusCanceled,
+		Error:   &storage.ErrorInfo{Code: "CANCELED", Message: "canceled by client"},
+		Now:     e.at(2 * time.Second),
 	}
 	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
 	got := e.get(t, k)
@@ -1323,19 +1327,20 @@ func testFinishTwice(t *testing.T, e *env) {
 	k := e.key("r")
 	e.create(t, k)
 	e.claim(t, k, 0)
-	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `"first"`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `"first"`)))
 	before := e.get(t, k)
 	beforeEvents := e.events(t, k)
 
 	second := storage.Finish{
-		Event:  e.terminal(2, "error"),
-		Status: storage.StatusFailed,
-		Error:  &storage.ErrorInfo{Code: "INTERNAL", Message: "second"},
-		Now:    e.at(time.Hour),
+		Attempt: 1,
+		Event:   e.terminal(2, "error"),
+		Status:  storage.StatusFailed,
+		Error:   &storage.ErrorInfo{Code: "INTERNAL", Message: "second"},
+		Now:     e.at(time.Hour),
 	}
 	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, second), storage.ErrConflict)
 	// Same seq as the stored terminal event, and a finish that succeeds again.
-	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `"again"`)), storage.ErrConflict)
+	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `"again"`)), storage.ErrConflict)
 
 	requireRequest(t, before, e.get(t, k), "nothing changes")
 	requireEvents(t, beforeEvents, e.events(t, k))
@@ -1349,20 +1354,20 @@ func testFinishSeqTaken(t *testing.T, e *env) {
 	e.create(t, k)
 	claimed := e.claim(t, k, 0)
 	p1 := e.progress(1, 10)
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, p1, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, p1, 0))
 
-	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `"x"`)), storage.ErrConflict)
+	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `"x"`)), storage.ErrConflict)
 	requireRequest(t, claimed, e.get(t, k), "the request stays live")
 	requireEvents(t, []storage.Event{p1}, e.events(t, k))
 
 	// With a free seq it finishes.
-	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(2, `"x"`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 2, `"x"`)))
 	require.Equal(t, storage.StatusSucceeded, e.get(t, k).Status)
 }
 
 func testFinishUnknown(t *testing.T, e *env) {
 	k := e.key("unknown")
-	requireNotFoundOrConflict(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `1`)))
+	requireNotFoundOrConflict(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `1`)))
 	_, err := e.s.GetRequest(e.ctx, k)
 	require.ErrorIs(t, err, storage.ErrNotFound, "finishing an unknown request creates nothing")
 }
@@ -1377,7 +1382,7 @@ func testFinishConcurrent(t *testing.T, e *env) {
 	finishes := make([]storage.Finish, n)
 	for i := range n {
 		// Distinct seqs: only the request's state can stop the losers.
-		finishes[i] = e.succeed(int64(i+1), `{"winner":`+itoa(int64(i))+`}`)
+		finishes[i] = e.succeed(1, int64(i+1), `{"winner":`+itoa(int64(i))+`}`)
 	}
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -1523,10 +1528,10 @@ func testEventAfterFinish(t *testing.T, e *env) {
 	k := e.key("r")
 	e.create(t, k)
 	e.claim(t, k, 0)
-	f := e.succeed(1, `1`)
+	f := e.succeed(1, 1, `1`)
 	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
 
-	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, 0, e.progress(2, 99), 0), storage.ErrConflict)
+	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, 1, e.progress(2, 99), 0), storage.ErrConflict)
 	requireEvents(t, []storage.Event{f.Event}, e.events(t, k))
 }
 
@@ -1619,7 +1624,7 @@ func testListUnfinished(t *testing.T, e *env) {
 	e.claim(t, running, 0)
 	_, err := e.s.CancelRequest(e.ctx, canceling, e.now)
 	require.NoError(t, err)
-	require.NoError(t, e.s.FinishRequest(e.ctx, done, e.succeed(1, `1`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, done, e.succeed(0, 1, `1`)))
 	r := e.request(expired)
 	r.ExpiresAt = e.at(-time.Minute)
 	require.NoError(t, e.s.CreateRequest(e.ctx, r))
@@ -1776,8 +1781,8 @@ func testContextCanceled(t *testing.T, e *env) {
 		"ExtendLease":    func() error { return e.s.ExtendLease(ctx, k, 1, e.at(time.Hour)) },
 		"RequeueRequest": func() error { return e.s.RequeueRequest(ctx, k, 1, e.at(time.Hour)) },
 		"CancelRequest":  func() error { _, err := e.s.CancelRequest(ctx, k, e.now); return err },
-		"FinishRequest":  func() error { return e.s.FinishRequest(ctx, k, e.succeed(2, `1`)) },
-		"AppendEvent":    func() error { return e.s.AppendEvent(ctx, k, 0, e.progress(1, 1), 0) },
+		"FinishRequest":  func() error { return e.s.FinishRequest(ctx, k, e.succeed(1, 2, `1`)) },
+		"AppendEvent":    func() error { return e.s.AppendEvent(ctx, k, 1, e.progress(1, 1), 0) },
 		"ReadEvents":     func() error { _, err := e.s.ReadEvents(ctx, k, 0, 0); return err },
 		"LastEvent":      func() error { _, err := e.s.LastEvent(ctx, k); return err },
 	}
