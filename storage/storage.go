@@ -395,13 +395,17 @@ type DueLister interface {
 
 // Due reports whether r is live and due before t: queued and claimable
 // before t (its NotBefore, or its CreatedAt when that is later, is before
-// t), or running or canceling with LeaseUntil before t. It is the rule of
-// [DueLister.ListDue].
+// t), or running or canceling with LeaseUntil before t (a canceling
+// request that was never claimed has no lease: its UpdatedAt, the cancel,
+// counts). It is the rule of [DueLister.ListDue].
 func Due(r Request, t time.Time) bool {
 	switch r.Status {
 	case StatusQueued:
 		return r.NotBefore.Before(t) && r.CreatedAt.Before(t)
 	case StatusRunning, StatusCanceling:
+		if r.LeaseUntil.IsZero() {
+			return r.UpdatedAt.Before(t)
+		}
 		return r.LeaseUntil.Before(t)
 	}
 	return false

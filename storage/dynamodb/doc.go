@@ -39,8 +39,9 @@
 // [IndexStatus] lists request items by status and time. Its partition key
 // [AttrStatusShard] is the status and a shard of the key ("queued#07": 16
 // shards per status, so no status is one hot partition); its sort key
-// [AttrStatusTime] is when a live request is due (NotBefore if queued,
-// LeaseUntil if running or canceling) or when a finished one finished
+// [AttrStatusTime] is when a live request is due (NotBefore if queued, or
+// CreatedAt when later; LeaseUntil if running or canceling) or when a
+// finished one finished
 // (UpdatedAt). It projects the table's keys, action and expires_at, which
 // never change after CreateRequest, so only a change of status or time
 // writes the index. Every write that changes them keeps the two attributes

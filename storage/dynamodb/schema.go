@@ -35,7 +35,8 @@ const (
 	AttrStatusShard = "status_shard"
 	// AttrStatusTime is the index's sort key (a number, epoch
 	// milliseconds): when a live request is due (NotBefore of a queued
-	// one, LeaseUntil of a running or canceling one) and when a finished
+	// one, or its CreatedAt when later; LeaseUntil of a running or
+	// canceling one) and when a finished
 	// one finished (its UpdatedAt). A zero time is stored as the zero
 	// time's epoch milliseconds, below every real time.
 	AttrStatusTime = "status_time"

@@ -667,8 +667,8 @@ func (s *Store) CancelRequest(ctx context.Context, k storage.Key, now time.Time)
 	shard := e.s(statusShard(canceling, k))
 	e.setTo(AttrStatusShard, shard)
 	e.setTo(attrClaimShard, shard)
-	// Due when the lease passes; at once when there is none.
-	e.setTo(AttrStatusTime, "if_not_exists("+e.n(attrLeaseUntil)+", "+e.ms(time.Time{})+")")
+	// Due when the lease passes; from the cancel when there is none.
+	e.setTo(AttrStatusTime, "if_not_exists("+e.n(attrLeaseUntil)+", "+e.ms(now)+")")
 	e.setTime(attrUpdatedAt, now)
 	cond := e.alive(s.now()) + " AND " + e.statusIn(queuedStatus, running)
 	it, err := s.updateRequest(ctx, op, k, e, cond)

@@ -560,7 +560,7 @@ func TestIndexAttributes(t *testing.T) {
 	check("queued", now.Add(3*time.Minute), "requeue")
 	_, err = b.store.CancelRequest(ctx, k, now)
 	require.NoError(t, err)
-	check("canceling", time.Time{}, "cancel of a queued request: due at once")
+	check("canceling", now, "cancel of a queued request: due from the cancel")
 	_, err = b.store.ClaimRequest(ctx, k, storage.Claim{Now: now.Add(4 * time.Minute), LeaseUntil: now.Add(5 * time.Minute)})
 	require.NoError(t, err)
 	check("canceling", now.Add(5*time.Minute), "claim of a canceling request")

@@ -2100,6 +2100,14 @@ func testListDue(t *testing.T, e *env) {
 	early[e.key("queued-soon")] = false
 	early[e.key("requeued-soon")] = false
 	check(e.at(2*time.Minute), early)
+
+	// Before they were created, none is due: a new request (no NotBefore)
+	// is due from its creation, not from the zero time.
+	none := map[storage.Key]bool{}
+	for k := range due {
+		none[k] = false
+	}
+	check(e.at(-time.Minute), none)
 }
 
 // testListDueLimit: ListDue returns at most limit requests.
