@@ -24,7 +24,16 @@
 //     ExtendLease, RequeueRequest, AppendEvent and FinishRequest refuse
 //     (ErrConflict, writing nothing) when the request's Attempt is no longer
 //     that one, so a processor that stalled past its lease and woke after
-//     another claimed the request cannot write into the new run.
+//     another claimed the request cannot write into the new run. A finish
+//     without a claim passes the Attempt it read (0 when never claimed).
+//     AppendEvent checks the attempt before the subscriber version.
+//   - ClaimRequest adds one to Stalls when it takes over a running or
+//     canceling request whose lease has passed, or when [Claim.Stalled] is
+//     set; never more than one per claim, and a refused claim changes
+//     nothing.
+//   - A request created again after one with the same key expired starts
+//     afresh: the expired request's events count as missing, so reads
+//     leave them out and their seqs are free.
 package storage
 
 import (

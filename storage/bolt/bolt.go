@@ -16,9 +16,10 @@ import (
 )
 
 var (
-	_ storage.Store   = (*Store)(nil)
-	_ storage.Lister  = (*Store)(nil)
-	_ storage.Sweeper = (*Store)(nil)
+	_ storage.Store     = (*Store)(nil)
+	_ storage.Lister    = (*Store)(nil)
+	_ storage.Sweeper   = (*Store)(nil)
+	_ storage.DueLister = (*Store)(nil)
 )
 
 // ErrLocked means the database file is in use by another process (or another
@@ -50,8 +51,8 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Store is a [storage.Store], [storage.Lister] and [storage.Sweeper] kept in
-// a bbolt file. It is safe for concurrent use. Close it when done.
+// Store is a [storage.Store], [storage.Lister], [storage.DueLister] and
+// [storage.Sweeper] kept in a bbolt file. It is safe for concurrent use. Close it when done.
 type Store struct {
 	db *bbolt.DB
 }
@@ -512,8 +513,12 @@ func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim
 			if !c.Now.After(r.LeaseUntil) {
 				return fmt.Errorf("request %s leased until %s: %w", k, r.LeaseUntil, storage.ErrConflict)
 			}
+			c.Stalled = true // the previous run's lease passed: it died
 		default:
 			return fmt.Errorf("request %s is %s: %w", k, r.Status, storage.ErrConflict)
+		}
+		if c.Stalled {
+			r.Stalls++
 		}
 		r.Attempt++
 		r.LeaseUntil = c.LeaseUntil
@@ -569,8 +574,8 @@ func (s *Store) CancelRequest(ctx context.Context, k storage.Key, now time.Time)
 
 // FinishRequest appends f.Event and sets the final state in one
 // transaction, with UpdatedAt set to f.Now. It returns
-// [storage.ErrConflict], writing nothing, when the request has finished or
-// the event's seq is taken.
+// [storage.ErrConflict], writing nothing, when the request has finished,
+// its Attempt is not f.Attempt or the event's seq is taken.
 func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Finish) error {
 	if !f.Status.Final() {
 		return fmt.Errorf("bolt: finish request %s: status %q is not final", k, f.Status)
@@ -590,6 +595,9 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 		}
 		if r.Status.Final() {
 			return fmt.Errorf("request %s is %s: %w", k, r.Status, storage.ErrConflict)
+		}
+		if r.Attempt != f.Attempt {
+			return fmt.Errorf("request %s is at attempt %d, not %d: %w", k, r.Attempt, f.Attempt, storage.ErrConflict)
 		}
 		if err := putEvent(tx, rk, f.Event.Seq, ev); err != nil {
 			return err
@@ -638,6 +646,9 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, e s
 		}
 		if r.Status.Final() {
 			return fmt.Errorf("request %s is %s: %w", k, r.Status, storage.ErrConflict)
+		}
+		if r.Attempt != attempt {
+			return fmt.Errorf("request %s is at attempt %d, not %d: %w", k, r.Attempt, attempt, storage.ErrConflict)
 		}
 		if r.SubsVersion != subsVersion {
 			return &storage.SubscribersChangedError{Version: r.SubsVersion}
@@ -756,6 +767,34 @@ func (s *Store) ListUnfinished(ctx context.Context) ([]storage.Request, error) {
 			}
 			return nil
 		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ListDue returns up to limit (≤ 0: all) unexpired live requests due
+// before before (see [storage.Due]), in key order. Like ListUnfinished it
+// reads every request: the file keeps no index by status or time.
+func (s *Store) ListDue(ctx context.Context, before time.Time, limit int) ([]storage.Request, error) {
+	var out []storage.Request
+	err := s.view(ctx, "list due", func(tx *bbolt.Tx) error {
+		now := time.Now()
+		c := tx.Bucket(bucketRequests).Cursor()
+		for rk, v := c.First(); rk != nil && (limit <= 0 || len(out) < limit); rk, v = c.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			r, err := decodeRequest(rk, v)
+			if err != nil {
+				return err
+			}
+			if storage.Due(r, before) && !expired(r.ExpiresAt, now) {
+				out = append(out, r)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -59,13 +59,13 @@ func TestReopen(t *testing.T) {
 		require.NoError(t, err)
 	}
 	progress := storage.Event{Seq: 1, Type: "progress", Percentage: 40, Message: "m", Data: []byte(`{"x":1}`), CreatedAt: now}
-	require.NoError(t, s.AppendEvent(ctx, running, 0, progress, 0))
+	require.NoError(t, s.AppendEvent(ctx, running, 1, progress, 0))
 	require.NoError(t, s.Subscribe(ctx, running, conn.ID, now.Add(time.Hour)))
 	require.NoError(t, s.Subscribe(ctx, running, "forever", time.Time{}))
 	require.NoError(t, s.Subscribe(ctx, running, "expired", now.Add(-time.Minute)))
 	complete := storage.Event{Seq: 1, Type: "complete", Percentage: 100, Data: []byte(`{"done":true}`), CreatedAt: now}
 	require.NoError(t, s.FinishRequest(ctx, done, storage.Finish{
-		Event: complete, Status: storage.StatusSucceeded, Result: json.RawMessage(`"ok"`), Now: now,
+		Attempt: 1, Event: complete, Status: storage.StatusSucceeded, Result: json.RawMessage(`"ok"`), Now: now,
 	}))
 	wantRunning, err := s.GetRequest(ctx, running)
 	require.NoError(t, err)
@@ -114,9 +114,9 @@ func TestReopen(t *testing.T) {
 
 	// The reopened store keeps working: seq 1 is still taken.
 	v := list[0].SubsVersion
-	require.ErrorIs(t, s.AppendEvent(ctx, running, 0, progress, v), storage.ErrConflict)
+	require.ErrorIs(t, s.AppendEvent(ctx, running, 1, progress, v), storage.ErrConflict)
 	progress.Seq = 2
-	require.NoError(t, s.AppendEvent(ctx, running, 0, progress, v))
+	require.NoError(t, s.AppendEvent(ctx, running, 1, progress, v))
 }
 
 func TestLocked(t *testing.T) {
@@ -312,4 +312,49 @@ func TestSubscriptionEntries(t *testing.T) {
 	require.Error(t, err)
 	_, err = s.Sweep(ctx, now)
 	require.Error(t, err)
+}
+
+// TestRecordWithoutStalls checks that a request written before stalls were
+// counted (no "stalls" field) reads as zero stalls and counts from there,
+// and that the count survives a reopen.
+func TestRecordWithoutStalls(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "streamer.db")
+	k := storage.Key{Tenant: "t", Subject: "alice", ID: "old"}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+
+	s, err := bolt.Open(path, bolt.Options{})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	lease := now.Add(-time.Minute).Format(time.RFC3339Nano)
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("requests")).Put([]byte(k.String()), []byte(
+			`{"action":"report","status":"running","attempt":2,"not_before":"0001-01-01T00:00:00Z","lease_until":"`+lease+`",`+
+				`"created_at":"0001-01-01T00:00:00Z","updated_at":"0001-01-01T00:00:00Z","expires_at":"0001-01-01T00:00:00Z"}`))
+	})
+
+	s, err = bolt.Open(path, bolt.Options{})
+	require.NoError(t, err)
+	r, err := s.GetRequest(ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, storage.StatusRunning, r.Status)
+	require.Equal(t, 2, r.Attempt)
+	require.Zero(t, r.Stalls)
+	due, err := s.ListDue(ctx, now, 0)
+	require.NoError(t, err)
+	require.Len(t, due, 1, "its lease has passed")
+
+	r, err = s.ClaimRequest(ctx, k, storage.Claim{Now: now, LeaseUntil: now.Add(time.Minute)})
+	require.NoError(t, err)
+	require.Equal(t, 3, r.Attempt)
+	require.Equal(t, 1, r.Stalls, "a takeover")
+	require.NoError(t, s.Close())
+
+	s, err = bolt.Open(path, bolt.Options{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Close()) }()
+	r, err = s.GetRequest(ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, 1, r.Stalls)
 }

@@ -23,6 +23,9 @@
 // never expires (as in files written before subscriptions had one), else
 // epoch milliseconds as a big-endian int64.
 //
+// There is no index by status or time: ListUnfinished and ListDue read
+// every request, which is fine for the single-machine runtime.
+//
 // Expired items (a non-zero ExpiresAt before now) are invisible: lookups
 // return [storage.ErrNotFound] and listings skip them. [Store.Sweep] deletes
 // them; nothing deletes them in the background.

@@ -35,15 +35,16 @@ func Example() {
 	r, _ := s.ClaimRequest(ctx, k, storage.Claim{Now: now, LeaseUntil: now.Add(time.Minute)})
 	fmt.Println(r.Status, r.Attempt)
 
-	_ = s.AppendEvent(ctx, k, 0, storage.Event{Seq: 1, Type: "progress", Percentage: 50, Message: "halfway"}, 0)
+	_ = s.AppendEvent(ctx, k, r.Attempt, storage.Event{Seq: 1, Type: "progress", Percentage: 50, Message: "halfway"}, 0)
 	_ = s.FinishRequest(ctx, k, storage.Finish{
-		Event:  storage.Event{Seq: 2, Type: "complete", Percentage: 100},
-		Status: storage.StatusSucceeded,
-		Result: json.RawMessage(`{"rows":3}`),
-		Now:    now.Add(time.Second),
+		Attempt: r.Attempt,
+		Event:   storage.Event{Seq: 2, Type: "complete", Percentage: 100},
+		Status:  storage.StatusSucceeded,
+		Result:  json.RawMessage(`{"rows":3}`),
+		Now:     now.Add(time.Second),
 	})
 	// A second finish loses: there is exactly one terminal event.
-	err = s.FinishRequest(ctx, k, storage.Finish{Event: storage.Event{Seq: 3, Type: "error"}, Status: storage.StatusFailed})
+	err = s.FinishRequest(ctx, k, storage.Finish{Attempt: r.Attempt, Event: storage.Event{Seq: 3, Type: "error"}, Status: storage.StatusFailed})
 	fmt.Println(errors.Is(err, storage.ErrConflict))
 
 	evs, _ := s.ReadEvents(ctx, k, 0, 0)

@@ -47,6 +47,7 @@ type requestRecord struct {
 	Endpoint     string            `json:"endpoint,omitempty"`
 	Status       storage.Status    `json:"status"`
 	Attempt      int               `json:"attempt,omitempty"`
+	Stalls       int               `json:"stalls,omitempty"` // absent in files written before stalls were counted
 	SubsVersion  int64             `json:"subs_version,omitempty"`
 	NotBefore    time.Time         `json:"not_before"`
 	LeaseUntil   time.Time         `json:"lease_until"`
@@ -69,6 +70,7 @@ func fromRequest(r storage.Request) requestRecord {
 		Endpoint:     r.Endpoint,
 		Status:       r.Status,
 		Attempt:      r.Attempt,
+		Stalls:       r.Stalls,
 		SubsVersion:  r.SubsVersion,
 		NotBefore:    r.NotBefore,
 		LeaseUntil:   r.LeaseUntil,
@@ -101,6 +103,7 @@ func (rec requestRecord) request(k storage.Key) storage.Request {
 		Endpoint:     rec.Endpoint,
 		Status:       rec.Status,
 		Attempt:      rec.Attempt,
+		Stalls:       rec.Stalls,
 		SubsVersion:  rec.SubsVersion,
 		NotBefore:    rec.NotBefore,
 		LeaseUntil:   rec.LeaseUntil,

@@ -56,6 +56,6 @@ func Example() {
 	}
 	fmt.Println(r.Status, r.Attempt)
 	// One TransactWriteItems, no read.
-	err = s.AppendEvent(ctx, k, 0, storage.Event{Seq: 1, Type: "progress", Percentage: 50, CreatedAt: now}, 0)
+	err = s.AppendEvent(ctx, k, r.Attempt, storage.Event{Seq: 1, Type: "progress", Percentage: 50, CreatedAt: now}, 0)
 	fmt.Println(err)
 }

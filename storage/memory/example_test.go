@@ -20,12 +20,13 @@ func Example() {
 	r, _ := s.ClaimRequest(ctx, k, storage.Claim{Now: now, LeaseUntil: now.Add(time.Minute)})
 	fmt.Println(r.Status, r.Attempt)
 
-	_ = s.AppendEvent(ctx, k, 0, storage.Event{Seq: 1, Type: "progress", Percentage: 50, Message: "halfway"}, 0)
+	_ = s.AppendEvent(ctx, k, r.Attempt, storage.Event{Seq: 1, Type: "progress", Percentage: 50, Message: "halfway"}, 0)
 	err := s.FinishRequest(ctx, k, storage.Finish{
-		Event:  storage.Event{Seq: 2, Type: "complete", Percentage: 100},
-		Status: storage.StatusSucceeded,
-		Result: json.RawMessage(`{"rows":3}`),
-		Now:    now.Add(time.Second),
+		Attempt: r.Attempt,
+		Event:   storage.Event{Seq: 2, Type: "complete", Percentage: 100},
+		Status:  storage.StatusSucceeded,
+		Result:  json.RawMessage(`{"rows":3}`),
+		Now:     now.Add(time.Second),
 	})
 	fmt.Println(err)
 

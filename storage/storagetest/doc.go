@@ -13,8 +13,10 @@
 // others. The factory may therefore return a fresh store per call or the same
 // one every time.
 //
-// The optional capabilities [storage.Lister] and [storage.Sweeper] are tested
-// only when the store implements them. The Sweeper test sweeps with a clock two
+// The optional capabilities [storage.Lister], [storage.DueLister] and
+// [storage.Sweeper] are tested only when the store implements them. On a
+// shared store ListDue also returns other tests' requests: the suite checks
+// its own and that every request listed is due and unexpired. The Sweeper test sweeps with a clock two
 // hours ahead, so on a shared store items of other tests that expire within two
 // hours may be swept; the suite's own items never expire (zero ExpiresAt), have
 // already expired, or expire much later.
@@ -25,4 +27,9 @@
 // CancelRequest and FinishRequest to set UpdatedAt to the time they are given,
 // payloads and event data to round-trip byte for byte, and nil and empty
 // slices and maps to be interchangeable.
+//
+// Besides the fixed times it gives, the suite relies on the store's own
+// clock being the wall clock in one place: a request re-created after it
+// expired is given an expiry about a second ahead (longer when the store is
+// slow) and the test polls until the store treats it as expired.
 package storagetest

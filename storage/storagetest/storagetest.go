@@ -122,6 +122,17 @@ func groups() []group {
 			{"SeqTaken", testFinishSeqTaken},
 			{"Unknown", testFinishUnknown},
 			{"Concurrent", testFinishConcurrent},
+			{"WrongAttempt", testFinishWrongAttempt},
+		}},
+		{"Fencing", []testCase{
+			{"SupersededRun", testFencingSuperseded},
+			{"CanceledTakeover", testFencingCanceledTakeover},
+		}},
+		{"Stalls", []testCase{
+			{"Queued", testStallsQueued},
+			{"Takeover", testStallsTakeover},
+			{"Stalled", testStallsStalled},
+			{"Rejected", testStallsRejected},
 		}},
 		{"Event", []testCase{
 			{"AppendRead", testEventAppendRead},
@@ -133,9 +144,15 @@ func groups() []group {
 			{"LastEvent", testEventLast},
 			{"LargeData", testEventLargeData},
 			{"Isolation", testEventIsolation},
+			{"WrongAttempt", testEventWrongAttempt},
+			{"RecreatedAfterExpiry", testEventRecreatedAfterExpiry},
 		}},
 		{"Lister", []testCase{
 			{"ListUnfinished", testListUnfinished},
+		}},
+		{"DueLister", []testCase{
+			{"ListDue", testListDue},
+			{"Limit", testListDueLimit},
 		}},
 		{"Sweeper", []testCase{
 			{"Sweep", testSweep},
@@ -256,13 +273,15 @@ func (e *env) terminal(seq int64, typ string) storage.Event {
 	}
 }
 
-// succeed returns a Finish that succeeds with result at seq.
-func (e *env) succeed(seq int64, result string) storage.Finish {
+// succeed returns a Finish of the run claimed as attempt that succeeds with
+// result at seq.
+func (e *env) succeed(attempt int, seq int64, result string) storage.Finish {
 	return storage.Finish{
-		Event:  e.terminal(seq, "complete"),
-		Status: storage.StatusSucceeded,
-		Result: json.RawMessage(result),
-		Now:    e.at(5 * time.Second),
+		Attempt: attempt,
+		Event:   e.terminal(seq, "complete"),
+		Status:  storage.StatusSucceeded,
+		Result:  json.RawMessage(result),
+		Now:     e.at(5 * time.Second),
 	}
 }
 
@@ -694,6 +713,7 @@ func testReqCreateGet(t *testing.T, e *env) {
 		Endpoint:     "https://abc.execute-api.eu-west-1.amazonaws.com/dev",
 		Status:       storage.StatusRunning,
 		Attempt:      3,
+		Stalls:       2,
 		NotBefore:    e.at(time.Second),
 		LeaseUntil:   e.at(time.Minute + 123*time.Millisecond),
 		Result:       json.RawMessage(`{"ok": true}`),
@@ -807,7 +827,7 @@ func testReqPrincipalScope(t *testing.T, e *env) {
 
 	// Claim the first, finish the second: the third is untouched.
 	e.claim(t, keys[0], 0)
-	require.NoError(t, e.s.FinishRequest(e.ctx, keys[1], e.succeed(1, `"done"`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, keys[1], e.succeed(0, 1, `"done"`)))
 
 	require.Equal(t, storage.StatusRunning, e.get(t, keys[0]).Status)
 	require.Equal(t, storage.StatusSucceeded, e.get(t, keys[1]).Status)
@@ -963,7 +983,7 @@ func testClaimFinished(t *testing.T, e *env) {
 	k := e.key("r")
 	e.create(t, k)
 	e.claim(t, k, 0)
-	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `true`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `true`)))
 	before := e.get(t, k)
 
 	_, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(time.Hour), LeaseUntil: e.at(2 * time.Hour)})
@@ -1070,7 +1090,7 @@ func testExtendFinished(t *testing.T, e *env) {
 	k := e.key("r")
 	e.create(t, k)
 	e.claim(t, k, 0)
-	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `1`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `1`)))
 	before := e.get(t, k)
 	err := e.s.ExtendLease(e.ctx, k, 1, e.at(time.Hour))
 	require.ErrorIs(t, err, storage.ErrConflict)
@@ -1147,7 +1167,7 @@ func testRequeueFinished(t *testing.T, e *env) {
 	k := e.key("r")
 	e.create(t, k)
 	e.claim(t, k, 0)
-	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `1`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `1`)))
 	before := e.get(t, k)
 	err := e.s.RequeueRequest(e.ctx, k, 1, e.at(time.Minute))
 	require.ErrorIs(t, err, storage.ErrConflict)
@@ -1203,7 +1223,7 @@ func testCancelFinished(t *testing.T, e *env) {
 		k := e.key("r-" + string(st))
 		e.create(t, k)
 		e.claim(t, k, 0)
-		f := e.succeed(1, `{"v":1}`)
+		f := e.succeed(1, 1, `{"v":1}`)
 		f.Status = st
 		if st != storage.StatusSucceeded {
 			f.Event.Type = "error"
@@ -1233,10 +1253,10 @@ func testFinishSucceeded(t *testing.T, e *env) {
 	e.create(t, k)
 	claimed := e.claim(t, k, 0)
 	p1, p2 := e.progress(1, 10), e.progress(2, 50)
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, p1, 0))
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, p2, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, p1, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, p2, 0))
 
-	f := e.succeed(3, "{\"ok\": true, \"n\":  1}")
+	f := e.succeed(1, 3, "{\"ok\": true, \"n\":  1}")
 	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
 
 	want := claimed
@@ -1259,8 +1279,9 @@ func testFinishFailed(t *testing.T, e *env) {
 	e.create(t, k)
 	claimed := e.claim(t, k, 0)
 	f := storage.Finish{
-		Event:  e.terminal(1, "error"),
-		Status: storage.StatusFailed,
+		Attempt: 1,
+		Event:   e.terminal(1, "error"),
+		Status:  storage.StatusFailed,
 		Error: &storage.ErrorInfo{
 			Code:      "INTERNAL",
 			Message:   "it broke",
@@ -1286,10 +1307,10 @@ func testFinishChunked(t *testing.T, e *env) {
 	var want []storage.Event
 	for i := int64(1); i <= 3; i++ {
 		ev := storage.Event{Seq: i, Type: "result_chunk", Data: []byte(`{"index":` + itoa(i-1) + `}`), CreatedAt: e.now}
-		require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, ev, 0))
+		require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, ev, 0))
 		want = append(want, ev)
 	}
-	f := storage.Finish{Event: e.terminal(4, "complete"), Status: storage.StatusSucceeded, ResultChunks: 3, Now: e.at(time.Second)}
+	f := storage.Finish{Attempt: 1, Event: e.terminal(4, "complete"), Status: storage.StatusSucceeded, ResultChunks: 3, Now: e.at(time.Second)}
 	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
 
 	got := e.get(t, k)
@@ -1307,10 +1328,11 @@ func testFinishCanceled(t *testing.T, e *env) {
 	require.NoError(t, err)
 
 	f := storage.Finish{
-		Event:  e.terminal(1, "error"),
-		Status: storage.StatusCanceled,
-		Error:  &storage.ErrorInfo{Code: "CANCELED", Message: "canceled by client"},
-		Now:    e.at(2 * time.Second),
+		Attempt: 1,
+		Event:   e.terminal(1, "error"),
+		Status:  storage.StatusCanceled,
+		Error:   &storage.ErrorInfo{Code: "CANCELED", Message: "canceled by client"},
+		Now:     e.at(2 * time.Second),
 	}
 	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
 	got := e.get(t, k)
@@ -1323,19 +1345,20 @@ func testFinishTwice(t *testing.T, e *env) {
 	k := e.key("r")
 	e.create(t, k)
 	e.claim(t, k, 0)
-	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `"first"`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `"first"`)))
 	before := e.get(t, k)
 	beforeEvents := e.events(t, k)
 
 	second := storage.Finish{
-		Event:  e.terminal(2, "error"),
-		Status: storage.StatusFailed,
-		Error:  &storage.ErrorInfo{Code: "INTERNAL", Message: "second"},
-		Now:    e.at(time.Hour),
+		Attempt: 1,
+		Event:   e.terminal(2, "error"),
+		Status:  storage.StatusFailed,
+		Error:   &storage.ErrorInfo{Code: "INTERNAL", Message: "second"},
+		Now:     e.at(time.Hour),
 	}
 	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, second), storage.ErrConflict)
 	// Same seq as the stored terminal event, and a finish that succeeds again.
-	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `"again"`)), storage.ErrConflict)
+	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `"again"`)), storage.ErrConflict)
 
 	requireRequest(t, before, e.get(t, k), "nothing changes")
 	requireEvents(t, beforeEvents, e.events(t, k))
@@ -1349,20 +1372,20 @@ func testFinishSeqTaken(t *testing.T, e *env) {
 	e.create(t, k)
 	claimed := e.claim(t, k, 0)
 	p1 := e.progress(1, 10)
-	require.NoError(t, e.s.AppendEvent(e.ctx, k, 0, p1, 0))
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, p1, 0))
 
-	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `"x"`)), storage.ErrConflict)
+	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `"x"`)), storage.ErrConflict)
 	requireRequest(t, claimed, e.get(t, k), "the request stays live")
 	requireEvents(t, []storage.Event{p1}, e.events(t, k))
 
 	// With a free seq it finishes.
-	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(2, `"x"`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 2, `"x"`)))
 	require.Equal(t, storage.StatusSucceeded, e.get(t, k).Status)
 }
 
 func testFinishUnknown(t *testing.T, e *env) {
 	k := e.key("unknown")
-	requireNotFoundOrConflict(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, `1`)))
+	requireNotFoundOrConflict(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `1`)))
 	_, err := e.s.GetRequest(e.ctx, k)
 	require.ErrorIs(t, err, storage.ErrNotFound, "finishing an unknown request creates nothing")
 }
@@ -1377,7 +1400,7 @@ func testFinishConcurrent(t *testing.T, e *env) {
 	finishes := make([]storage.Finish, n)
 	for i := range n {
 		// Distinct seqs: only the request's state can stop the losers.
-		finishes[i] = e.succeed(int64(i+1), `{"winner":`+itoa(int64(i))+`}`)
+		finishes[i] = e.succeed(1, int64(i+1), `{"winner":`+itoa(int64(i))+`}`)
 	}
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -1407,6 +1430,219 @@ func testFinishConcurrent(t *testing.T, e *env) {
 	got := e.get(t, k)
 	require.Equal(t, storage.StatusSucceeded, got.Status)
 	require.Equal(t, []byte(finishes[winner].Result), []byte(got.Result))
+}
+
+// testFinishWrongAttempt: a finish fenced with an attempt other than the
+// request's conflicts and writes nothing, whether the request was claimed
+// or not; a finish without a claim (a cancel) passes attempt 0.
+func testFinishWrongAttempt(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	claimed := e.claim(t, k, 0)
+	p1 := e.progress(1, 10)
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, p1, 0))
+	for _, attempt := range []int{0, 2, -1} {
+		err := e.s.FinishRequest(e.ctx, k, e.succeed(attempt, 2, `"x"`))
+		require.ErrorIs(t, err, storage.ErrConflict, "attempt %d", attempt)
+	}
+	requireRequest(t, claimed, e.get(t, k), "nothing is written")
+	requireEvents(t, []storage.Event{p1}, e.events(t, k))
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 2, `"x"`)))
+	require.Equal(t, storage.StatusSucceeded, e.get(t, k).Status)
+
+	// Never claimed: the request's attempt is 0.
+	q := e.key("canceled")
+	e.create(t, q)
+	canceling, err := e.s.CancelRequest(e.ctx, q, e.at(time.Second))
+	require.NoError(t, err)
+	cancel := storage.Finish{
+		Attempt: 1,
+		Event:   e.terminal(1, "error"),
+		Status:  storage.StatusCanceled,
+		Error:   &storage.ErrorInfo{Code: "CANCELED", Message: "canceled"},
+		Now:     e.at(2 * time.Second),
+	}
+	require.ErrorIs(t, e.s.FinishRequest(e.ctx, q, cancel), storage.ErrConflict)
+	requireRequest(t, canceling, e.get(t, q), "nothing is written")
+	require.Empty(t, e.events(t, q))
+	cancel.Attempt = 0
+	require.NoError(t, e.s.FinishRequest(e.ctx, q, cancel))
+	require.Equal(t, storage.StatusCanceled, e.get(t, q).Status)
+	requireEvents(t, []storage.Event{cancel.Event}, e.events(t, q))
+}
+
+// --- fencing --------------------------------------------------------------
+
+// testFencingSuperseded: a run whose lease passed and whose request was
+// claimed again (attempt 2) can write nothing more, while the new run
+// writes as usual.
+func testFencingSuperseded(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	first := e.claim(t, k, 0) // attempt 1, lease until +1m
+	require.Equal(t, 1, first.Attempt)
+	p1 := e.progress(1, 10)
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, p1, 0))
+
+	second, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(2 * time.Minute), LeaseUntil: e.at(3 * time.Minute)})
+	require.NoError(t, err)
+	require.Equal(t, 2, second.Attempt)
+
+	// Attempt 1 wakes up: every write of its run is refused, even with a
+	// free seq.
+	err = e.s.AppendEvent(e.ctx, k, 1, e.progress(2, 20), 0)
+	require.ErrorIs(t, err, storage.ErrConflict, "append of the old run")
+	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 2, `"old"`)), storage.ErrConflict, "finish of the old run")
+	require.ErrorIs(t, e.s.ExtendLease(e.ctx, k, 1, e.at(time.Hour)), storage.ErrConflict, "lease of the old run")
+	require.ErrorIs(t, e.s.RequeueRequest(e.ctx, k, 1, e.at(time.Hour)), storage.ErrConflict, "requeue of the old run")
+	requireRequest(t, second, e.get(t, k), "the old run wrote nothing")
+	requireEvents(t, []storage.Event{p1}, e.events(t, k))
+
+	// Attempt 2 writes.
+	p2 := e.progress(2, 20)
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 2, p2, 0))
+	require.NoError(t, e.s.ExtendLease(e.ctx, k, 2, e.at(4*time.Minute)))
+	require.True(t, e.get(t, k).LeaseUntil.Equal(e.at(4*time.Minute)))
+	f := e.succeed(2, 3, `"new"`)
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
+	got := e.get(t, k)
+	require.Equal(t, storage.StatusSucceeded, got.Status)
+	require.Equal(t, 2, got.Attempt)
+	require.Equal(t, []byte(`"new"`), []byte(got.Result))
+	requireEvents(t, []storage.Event{p1, p2, f.Event}, e.events(t, k))
+}
+
+// testFencingCanceledTakeover: fencing holds for a canceling request taken
+// over: only the new run may finish it as canceled.
+func testFencingCanceledTakeover(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	e.claim(t, k, 0)
+	_, err := e.s.CancelRequest(e.ctx, k, e.at(time.Second))
+	require.NoError(t, err)
+	second, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(2 * time.Minute), LeaseUntil: e.at(3 * time.Minute)})
+	require.NoError(t, err)
+	require.Equal(t, storage.StatusCanceling, second.Status)
+
+	f := storage.Finish{
+		Attempt: 1,
+		Event:   e.terminal(1, "error"),
+		Status:  storage.StatusCanceled,
+		Error:   &storage.ErrorInfo{Code: "CANCELED", Message: "canceled"},
+		Now:     e.at(2*time.Minute + time.Second),
+	}
+	require.ErrorIs(t, e.s.FinishRequest(e.ctx, k, f), storage.ErrConflict)
+	require.ErrorIs(t, e.s.ExtendLease(e.ctx, k, 1, e.at(time.Hour)), storage.ErrConflict)
+	requireRequest(t, second, e.get(t, k))
+	require.Empty(t, e.events(t, k))
+
+	f.Attempt = 2
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
+	require.Equal(t, storage.StatusCanceled, e.get(t, k).Status)
+	requireEvents(t, []storage.Event{f.Event}, e.events(t, k))
+}
+
+// --- stalls ---------------------------------------------------------------
+
+// requireStalls checks the claimed request's Stalls and that the claim
+// stored it.
+func (e *env) requireStalls(t *testing.T, want int, claimed storage.Request, msg string) {
+	t.Helper()
+	require.Equal(t, want, claimed.Stalls, "%s: as claimed", msg)
+	require.Equal(t, want, e.get(t, claimed.Key).Stalls, "%s: as stored", msg)
+}
+
+// testStallsQueued: claiming a queued request is not a stall, nor is
+// claiming it again after a requeue.
+func testStallsQueued(t *testing.T, e *env) {
+	k := e.key("r")
+	r := e.create(t, k)
+	require.Zero(t, r.Stalls)
+	claimed := e.claim(t, k, 0)
+	e.requireStalls(t, 0, claimed, "claim of a queued request")
+
+	require.NoError(t, e.s.RequeueRequest(e.ctx, k, 1, e.at(30*time.Second)))
+	again, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(31 * time.Second), LeaseUntil: e.at(2 * time.Minute)})
+	require.NoError(t, err)
+	require.Equal(t, 2, again.Attempt)
+	e.requireStalls(t, 0, again, "claim after a requeue")
+}
+
+// testStallsTakeover: each takeover of a running or canceling request
+// whose lease passed counts one stall.
+func testStallsTakeover(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	e.claim(t, k, 0) // lease until +1m
+
+	got, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(2 * time.Minute), LeaseUntil: e.at(3 * time.Minute)})
+	require.NoError(t, err)
+	require.Equal(t, 2, got.Attempt)
+	e.requireStalls(t, 1, got, "first takeover")
+
+	got, err = e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(4 * time.Minute), LeaseUntil: e.at(5 * time.Minute)})
+	require.NoError(t, err)
+	e.requireStalls(t, 2, got, "second takeover")
+
+	_, err = e.s.CancelRequest(e.ctx, k, e.at(4*time.Minute+time.Second))
+	require.NoError(t, err)
+	got, err = e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(6 * time.Minute), LeaseUntil: e.at(7 * time.Minute)})
+	require.NoError(t, err)
+	require.Equal(t, storage.StatusCanceling, got.Status)
+	require.Equal(t, 4, got.Attempt)
+	e.requireStalls(t, 3, got, "takeover of a canceling request")
+}
+
+// testStallsStalled: a claim with Claim.Stalled counts one stall, from
+// queued too, and at most one when it is also a takeover.
+func testStallsStalled(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	got, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.now, LeaseUntil: e.at(time.Minute), Stalled: true})
+	require.NoError(t, err)
+	require.Equal(t, storage.StatusRunning, got.Status)
+	require.Equal(t, 1, got.Attempt)
+	e.requireStalls(t, 1, got, "stalled claim of a queued request")
+
+	got, err = e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(2 * time.Minute), LeaseUntil: e.at(3 * time.Minute), Stalled: true})
+	require.NoError(t, err)
+	require.Equal(t, 2, got.Attempt)
+	e.requireStalls(t, 2, got, "stalled takeover: one stall, not two")
+
+	require.NoError(t, e.s.RequeueRequest(e.ctx, k, 2, e.at(3*time.Minute)))
+	got, err = e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(4 * time.Minute), LeaseUntil: e.at(5 * time.Minute), Stalled: true})
+	require.NoError(t, err)
+	require.Equal(t, 3, got.Attempt)
+	e.requireStalls(t, 3, got, "stalled claim of a requeued request")
+
+	require.NoError(t, e.s.RequeueRequest(e.ctx, k, 3, e.at(5*time.Minute)))
+	got, err = e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(6 * time.Minute), LeaseUntil: e.at(7 * time.Minute)})
+	require.NoError(t, err)
+	e.requireStalls(t, 3, got, "plain claim of a requeued request")
+}
+
+// testStallsRejected: a claim that is refused counts no stall.
+func testStallsRejected(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	claimed := e.claim(t, k, 0) // lease until +1m
+	_, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(time.Second), LeaseUntil: e.at(time.Hour), Stalled: true})
+	require.ErrorIs(t, err, storage.ErrConflict)
+	requireRequest(t, claimed, e.get(t, k), "a refused claim changes nothing")
+
+	nb := e.key("not-before")
+	r := e.request(nb)
+	r.NotBefore = e.at(time.Hour)
+	require.NoError(t, e.s.CreateRequest(e.ctx, r))
+	_, err = e.s.ClaimRequest(e.ctx, nb, storage.Claim{Now: e.now, LeaseUntil: e.at(time.Minute), Stalled: true})
+	require.ErrorIs(t, err, storage.ErrConflict)
+	requireRequest(t, r, e.get(t, nb))
+
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `1`)))
+	before := e.get(t, k)
+	_, err = e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(time.Hour), LeaseUntil: e.at(2 * time.Hour), Stalled: true})
+	require.ErrorIs(t, err, storage.ErrConflict)
+	requireRequest(t, before, e.get(t, k))
 }
 
 // --- events ---------------------------------------------------------------
@@ -1523,10 +1759,10 @@ func testEventAfterFinish(t *testing.T, e *env) {
 	k := e.key("r")
 	e.create(t, k)
 	e.claim(t, k, 0)
-	f := e.succeed(1, `1`)
+	f := e.succeed(1, 1, `1`)
 	require.NoError(t, e.s.FinishRequest(e.ctx, k, f))
 
-	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, 0, e.progress(2, 99), 0), storage.ErrConflict)
+	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, 1, e.progress(2, 99), 0), storage.ErrConflict)
 	requireEvents(t, []storage.Event{f.Event}, e.events(t, k))
 }
 
@@ -1605,6 +1841,112 @@ func testEventIsolation(t *testing.T, e *env) {
 	requireEvents(t, []storage.Event{want}, e.events(t, k))
 }
 
+// testEventWrongAttempt: an append fenced with an attempt other than the
+// request's conflicts and writes nothing; the fence is checked before the
+// subscriber version, so a superseded run is told to stop, not to re-read
+// the subscribers.
+func testEventWrongAttempt(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, 1, e.progress(1, 1), 0), storage.ErrConflict, "never claimed: attempt 0")
+	e.claim(t, k, 0)
+	require.NoError(t, e.s.Subscribe(e.ctx, k, e.conn("a"), e.later()))
+	for _, attempt := range []int{0, 2, -1} {
+		err := e.s.AppendEvent(e.ctx, k, attempt, e.progress(1, 1), 0)
+		require.ErrorIs(t, err, storage.ErrConflict, "attempt %d", attempt)
+		require.NotErrorIs(t, err, storage.ErrSubscribersChanged, "attempt %d", attempt)
+	}
+	require.Empty(t, e.events(t, k), "nothing written")
+	ev := e.progress(1, 1)
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, ev, 1))
+	requireEvents(t, []storage.Event{ev}, e.events(t, k))
+}
+
+// testEventRecreatedAfterExpiry: a request created again after an earlier
+// one with the same key expired, before anything deleted the old items,
+// starts with an empty log: reads leave the old run's events out and their
+// seqs are free. Expiry is by the store's clock, so the old request expires
+// in real time.
+func testEventRecreatedAfterExpiry(t *testing.T, e *env) {
+	var k storage.Key
+	var exp time.Time
+	// The old run's writes must land before it expires: a slow store gets
+	// a longer window.
+	for window := time.Second; ; window *= 2 {
+		require.LessOrEqual(t, window, 32*time.Second, "the store is too slow to set up a request before it expires")
+		k = e.key("r-" + window.String())
+		exp = time.Now().Add(window).Truncate(time.Millisecond)
+		if setupExpiring(t, e, k, exp) && time.Now().Before(exp) {
+			break
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := e.s.GetRequest(e.ctx, k)
+		if errors.Is(err, storage.ErrNotFound) {
+			break
+		}
+		require.NoError(t, err)
+		require.True(t, time.Now().Before(deadline), "the request never expired (ExpiresAt %v)", exp)
+		time.Sleep(50 * time.Millisecond)
+	}
+	evs, err := e.s.ReadEvents(e.ctx, k, 0, 0)
+	if err != nil {
+		require.ErrorIs(t, err, storage.ErrNotFound)
+	}
+	require.Empty(t, evs, "the expired request's events are gone")
+
+	fresh := e.request(k)
+	fresh.Action = "again"
+	require.NoError(t, e.s.CreateRequest(e.ctx, fresh))
+	claimed := e.claim(t, k, 0)
+	require.Equal(t, 1, claimed.Attempt, "a fresh request")
+	require.Equal(t, "again", claimed.Action)
+	_, err = e.s.LastEvent(e.ctx, k)
+	require.ErrorIs(t, err, storage.ErrNotFound, "a fresh request has no events")
+
+	p1 := e.progress(1, 10)
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, 1, p1, 0), "seq 1 is free again")
+	requireEvents(t, []storage.Event{p1}, e.events(t, k))
+	last, err := e.s.LastEvent(e.ctx, k)
+	require.NoError(t, err)
+	requireEvents(t, []storage.Event{p1}, []storage.Event{last})
+
+	f := e.succeed(1, 2, `"again"`)
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, f), "seq 2 is free again")
+	requireEvents(t, []storage.Event{p1, f.Event}, e.events(t, k))
+	last, err = e.s.LastEvent(e.ctx, k)
+	require.NoError(t, err)
+	requireEvents(t, []storage.Event{f.Event}, []storage.Event{last})
+	require.Equal(t, storage.StatusSucceeded, e.get(t, k).Status)
+}
+
+// setupExpiring creates k expiring at exp, claims it and appends four
+// events expiring with it (more than the next run writes). It reports
+// false when the request expired before the setup was done.
+func setupExpiring(t *testing.T, e *env, k storage.Key, exp time.Time) bool {
+	t.Helper()
+	r := e.request(k)
+	r.ExpiresAt = exp
+	require.NoError(t, e.s.CreateRequest(e.ctx, r))
+	_, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.now, LeaseUntil: e.at(time.Minute)})
+	if errors.Is(err, storage.ErrNotFound) {
+		return false
+	}
+	require.NoError(t, err)
+	for seq := int64(1); seq <= 4; seq++ {
+		ev := e.progress(seq, float64(seq))
+		ev.Message = "old run"
+		ev.ExpiresAt = exp
+		err := e.s.AppendEvent(e.ctx, k, 1, ev, 0)
+		if errors.Is(err, storage.ErrNotFound) {
+			return false
+		}
+		require.NoError(t, err)
+	}
+	return true
+}
+
 // --- optional capabilities -----------------------------------------------
 
 func testListUnfinished(t *testing.T, e *env) {
@@ -1619,7 +1961,7 @@ func testListUnfinished(t *testing.T, e *env) {
 	e.claim(t, running, 0)
 	_, err := e.s.CancelRequest(e.ctx, canceling, e.now)
 	require.NoError(t, err)
-	require.NoError(t, e.s.FinishRequest(e.ctx, done, e.succeed(1, `1`)))
+	require.NoError(t, e.s.FinishRequest(e.ctx, done, e.succeed(0, 1, `1`)))
 	r := e.request(expired)
 	r.ExpiresAt = e.at(-time.Minute)
 	require.NoError(t, e.s.CreateRequest(e.ctx, r))
@@ -1638,6 +1980,149 @@ func testListUnfinished(t *testing.T, e *env) {
 	}
 	require.NotContains(t, found, done)
 	require.NotContains(t, found, expired, "expired requests are not listed")
+}
+
+// testListDue checks which requests ListDue lists: queued ones whose
+// NotBefore is before the time given, running and canceling ones whose
+// lease is, as every write (create, claim, extend, requeue, cancel, finish)
+// leaves them; never finished or expired ones.
+func testListDue(t *testing.T, e *env) {
+	l, ok := e.s.(storage.DueLister)
+	if !ok {
+		t.Skip("store does not implement storage.DueLister")
+	}
+	before := e.at(10 * time.Minute)
+	due := map[storage.Key]bool{} // our requests, and whether they are due before before
+	create := func(name string, edit func(r *storage.Request)) storage.Key {
+		r := e.request(e.key(name))
+		if edit != nil {
+			edit(&r)
+		}
+		require.NoError(t, e.s.CreateRequest(e.ctx, r))
+		due[r.Key] = false
+		return r.Key
+	}
+	claim := func(k storage.Key, lease time.Duration) {
+		_, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.now, LeaseUntil: e.at(lease)})
+		require.NoError(t, err)
+	}
+	cancel := func(k storage.Key) {
+		_, err := e.s.CancelRequest(e.ctx, k, e.at(time.Second))
+		require.NoError(t, err)
+	}
+
+	due[create("queued", nil)] = true
+	due[create("queued-soon", func(r *storage.Request) { r.NotBefore = e.at(5 * time.Minute) })] = true
+	create("queued-later", func(r *storage.Request) { r.NotBefore = e.at(time.Hour) })
+	create("queued-at-before", func(r *storage.Request) { r.NotBefore = before })
+
+	k := create("running", nil)
+	claim(k, time.Minute)
+	due[k] = true
+	k = create("running-held", nil)
+	claim(k, time.Hour)
+	k = create("running-extended", nil)
+	claim(k, time.Minute)
+	require.NoError(t, e.s.ExtendLease(e.ctx, k, 1, e.at(time.Hour)))
+	k = create("running-lease-at-before", nil)
+	claim(k, 10*time.Minute)
+
+	k = create("canceling", nil)
+	claim(k, time.Minute)
+	cancel(k)
+	due[k] = true
+	k = create("canceling-held", nil)
+	claim(k, time.Hour)
+	cancel(k)
+	k = create("canceled-while-queued", nil)
+	cancel(k)
+	due[k] = true // no lease: a processor may claim it and finish it as canceled
+
+	k = create("requeued-soon", nil)
+	claim(k, time.Minute)
+	require.NoError(t, e.s.RequeueRequest(e.ctx, k, 1, e.at(5*time.Minute)))
+	due[k] = true
+	k = create("requeued-later", nil)
+	claim(k, time.Minute)
+	require.NoError(t, e.s.RequeueRequest(e.ctx, k, 1, e.at(time.Hour)))
+
+	k = create("succeeded", nil)
+	claim(k, time.Minute)
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(1, 1, `1`)))
+	k = create("canceled", nil)
+	cancel(k)
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, storage.Finish{
+		Event: e.terminal(1, "error"), Status: storage.StatusCanceled,
+		Error: &storage.ErrorInfo{Code: "CANCELED", Message: "canceled"}, Now: e.at(2 * time.Second),
+	}))
+
+	// Created in a state, not moved there.
+	due[create("created-running", func(r *storage.Request) {
+		r.Status, r.Attempt, r.LeaseUntil = storage.StatusRunning, 1, e.at(time.Minute)
+	})] = true
+	due[create("created-canceling", func(r *storage.Request) {
+		r.Status, r.Attempt, r.LeaseUntil = storage.StatusCanceling, 1, e.at(time.Minute)
+	})] = true
+	create("created-failed", func(r *storage.Request) { r.Status = storage.StatusFailed })
+	create("expired", func(r *storage.Request) { r.ExpiresAt = e.at(-time.Minute) })
+	create("expired-running", func(r *storage.Request) {
+		r.Status, r.Attempt, r.LeaseUntil, r.ExpiresAt = storage.StatusRunning, 1, e.at(-time.Hour), e.at(-time.Minute)
+	})
+
+	check := func(before time.Time, want map[storage.Key]bool) {
+		t.Helper()
+		list, err := l.ListDue(e.ctx, before, 0)
+		require.NoError(t, err)
+		now := time.Now()
+		found := map[storage.Key]storage.Request{}
+		for _, r := range list {
+			require.True(t, storage.Due(r, before), "%v (%s, not before %v, lease until %v) is not due before %v",
+				r.Key, r.Status, r.NotBefore, r.LeaseUntil, before)
+			require.False(t, !r.ExpiresAt.IsZero() && r.ExpiresAt.Before(now), "%v has expired", r.Key)
+			require.NotContains(t, found, r.Key, "listed twice")
+			found[r.Key] = r
+		}
+		for k, isDue := range want {
+			got, listed := found[k]
+			if !isDue {
+				require.False(t, listed, "%s is listed but not due before %v", k.ID, before)
+				continue
+			}
+			require.True(t, listed, "%s is due before %v but not listed", k.ID, before)
+			requireRequest(t, e.get(t, k), got, "ListDue returns the whole request")
+		}
+	}
+	check(before, due)
+
+	// Earlier, fewer are due: the queued and requeued ones due at +5m are
+	// not due before +2m.
+	early := maps.Clone(due)
+	early[e.key("queued-soon")] = false
+	early[e.key("requeued-soon")] = false
+	check(e.at(2*time.Minute), early)
+}
+
+// testListDueLimit: ListDue returns at most limit requests.
+func testListDueLimit(t *testing.T, e *env) {
+	l, ok := e.s.(storage.DueLister)
+	if !ok {
+		t.Skip("store does not implement storage.DueLister")
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		e.create(t, e.key(name)) // queued, due whenever
+	}
+	before := e.at(time.Minute)
+	for _, limit := range []int{1, 2, 3} {
+		list, err := l.ListDue(e.ctx, before, limit)
+		require.NoError(t, err)
+		require.Len(t, list, limit, "at least 3 requests are due")
+		for _, r := range list {
+			require.True(t, storage.Due(r, before))
+		}
+	}
+	list, err := l.ListDue(e.ctx, before, 0)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(list), 3, "no limit")
 }
 
 func testSweep(t *testing.T, e *env) {
@@ -1776,13 +2261,16 @@ func testContextCanceled(t *testing.T, e *env) {
 		"ExtendLease":    func() error { return e.s.ExtendLease(ctx, k, 1, e.at(time.Hour)) },
 		"RequeueRequest": func() error { return e.s.RequeueRequest(ctx, k, 1, e.at(time.Hour)) },
 		"CancelRequest":  func() error { _, err := e.s.CancelRequest(ctx, k, e.now); return err },
-		"FinishRequest":  func() error { return e.s.FinishRequest(ctx, k, e.succeed(2, `1`)) },
-		"AppendEvent":    func() error { return e.s.AppendEvent(ctx, k, 0, e.progress(1, 1), 0) },
+		"FinishRequest":  func() error { return e.s.FinishRequest(ctx, k, e.succeed(1, 2, `1`)) },
+		"AppendEvent":    func() error { return e.s.AppendEvent(ctx, k, 1, e.progress(1, 1), 0) },
 		"ReadEvents":     func() error { _, err := e.s.ReadEvents(ctx, k, 0, 0); return err },
 		"LastEvent":      func() error { _, err := e.s.LastEvent(ctx, k); return err },
 	}
 	if l, ok := e.s.(storage.Lister); ok {
 		calls["ListUnfinished"] = func() error { _, err := l.ListUnfinished(ctx); return err }
+	}
+	if l, ok := e.s.(storage.DueLister); ok {
+		calls["ListDue"] = func() error { _, err := l.ListDue(ctx, e.at(time.Hour), 0); return err }
 	}
 	if sw, ok := e.s.(storage.Sweeper); ok {
 		// Sweep with a time before everything, so it would delete nothing
