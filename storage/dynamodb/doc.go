@@ -4,9 +4,9 @@
 // # Table
 //
 // [Schema] is the one description of the table: string keys pk and sk,
-// on-demand billing, a stream of NEW_AND_OLD_IMAGES and no secondary index;
-// TTL is enabled on the attribute ttl. [CreateTable] creates it for
-// development and tests. Items, by partition:
+// on-demand billing, a stream of NEW_AND_OLD_IMAGES and one global
+// secondary index, [IndexStatus]; TTL is enabled on the attribute ttl.
+// [CreateTable] creates it for development and tests. Items, by partition:
 //
 //	pk                sk                  item
 //	REQ#<key>         REQ                 the request
@@ -25,8 +25,41 @@
 // item with an ExpiresAt also has ttl, the expiry in epoch seconds rounded
 // up, so DynamoDB deletes it some time after it expires. Until then reads
 // treat expired items as missing, and conditional writes treat expired
-// requests as missing. The store implements neither [storage.Lister] nor
-// [storage.Sweeper].
+// requests as missing. The store implements [storage.DueLister], but
+// neither [storage.Lister] nor [storage.Sweeper].
+//
+// An expired request that TTL has not deleted yet may be replaced by
+// CreateRequest; its events stay until TTL deletes them. They carry the old
+// request's expiry, so ReadEvents and LastEvent skip them, and an event
+// write's condition (the seq is free) holds for an expired event item too:
+// the new run writes seq 1 over the old run's.
+//
+// # Status index
+//
+// [IndexStatus] lists request items by status and time. Its partition key
+// [AttrStatusShard] is the status and a shard of the key ("queued#07": 16
+// shards per status, so no status is one hot partition); its sort key
+// [AttrStatusTime] is when a live request is due (NotBefore if queued,
+// LeaseUntil if running or canceling) or when a finished one finished
+// (UpdatedAt). It projects the table's keys, action and expires_at, which
+// never change after CreateRequest, so only a change of status or time
+// writes the index. Every write that changes them keeps the two attributes
+// in the same write: CreateRequest, ClaimRequest, ExtendLease,
+// RequeueRequest, CancelRequest and FinishRequest. Events, subscriptions
+// and connections have neither attribute and are not in the index;
+// AppendEvent and Subscribe never write it.
+//
+// ListDue queries the index, never scans: one Query per live status and
+// shard (48, run 8 at a time) for entries due before the given time, then
+// one strongly consistent BatchGetItem per 100 requests found, keeping the
+// requests still due (the index is eventually consistent). The same index
+// serves listings by status and time of finished requests (for example, the
+// failed ones of the last hours: 16 queries with a time range).
+//
+// Request items written before the index existed lack its attributes and
+// are not in it until their next status change; CreateTable does not add
+// the index to an existing table (a CloudFormation deploy of serverless.yml
+// does).
 //
 // # Writes
 //
@@ -35,9 +68,45 @@
 // telling [storage.ErrNotFound] from [storage.ErrConflict] never takes a
 // read. AppendEvent, the progress hot path, is exactly one
 // TransactWriteItems (a ConditionCheck of the request and a Put of the
-// event) and no read. Writes rejected because a concurrent transaction held
-// the item are retried with a short jittered backoff; throttling and
-// transient errors are retried by the SDK client.
+// event) and no read. Fencing is part of each condition: AppendEvent,
+// FinishRequest, ExtendLease and RequeueRequest require the request's
+// attempt to be the caller's. Writes rejected because a concurrent
+// transaction held the item are retried with a short jittered backoff;
+// throttling and transient errors are retried by the SDK client.
+//
+// The one exception is a takeover without Claim.Stalled: a claim first
+// tries the queued case (no stall), and only when the refusal's old item
+// shows a running or canceling request whose lease passed does a second
+// UpdateItem take it over and count the stall. An update expression cannot
+// add to stalls in one branch of its condition only. A claim with
+// Claim.Stalled counts a stall in either case, so it is one write.
+//
+// # Cost
+//
+// On-demand units for items up to 1 KB (a request item with a larger
+// payload costs one more write unit per KB in the table, not in the index,
+// whose entries are about 150 bytes). A transaction bills 2 write units per
+// item, its ConditionCheck included; an index write is 1 unit, and a change
+// of an index key attribute is 2 (the old entry's delete and the new one's
+// put).
+//
+//	operation                       table WRU         index WRU
+//	CreateRequest                   1                 1
+//	ClaimRequest (queued, stalled)  1                 2
+//	ClaimRequest (takeover)         2 (one refused)   2
+//	ExtendLease                     1                 2
+//	RequeueRequest, CancelRequest   1                 2
+//	AppendEvent (per event)         4                 0
+//	FinishRequest                   4                 2
+//
+// A request with N progress events and no lease renewal therefore costs
+// 4N + 6 table write units and 5 index write units; each 20 s lease
+// renewal adds 1 + 2. Subscribe (3 items in a transaction: 6) writes no
+// index entry. One ListDue costs 48 eventually consistent index queries of
+// 0.5 read units each when few requests are due (24 RRU; each 4 KB of
+// entries read adds 0.5), plus 1 RRU per request it returns (strongly
+// consistent BatchGetItem of items up to 4 KB). Run once a minute, that is
+// about 35,000 RRU a day.
 //
 // Both items of a subscription carry the expiry given to Subscribe (and
 // ttl), so a subscription whose $disconnect was lost does not stay forever;

@@ -88,6 +88,17 @@ func (e *expr) alive(now time.Time) string {
 		e.n(attrExpiresAt) + " >= " + e.ms(now) + ")"
 }
 
+// attemptIs is the fencing condition: the request's attempt is attempt. An
+// attempt of 0 is stored as no attribute.
+func (e *expr) attemptIs(attempt int) string {
+	a := e.n(attrAttempt)
+	cond := a + " = " + e.v(num(int64(attempt)))
+	if attempt == 0 {
+		cond = "(attribute_not_exists(" + a + ") OR " + cond + ")"
+	}
+	return cond
+}
+
 // statusIn is the condition that the status is one of sts.
 func (e *expr) statusIn(sts ...string) string {
 	ps := make([]string, len(sts))

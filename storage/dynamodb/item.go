@@ -3,6 +3,7 @@ package dynamodb
 import (
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"strconv"
 	"strings"
@@ -36,7 +37,9 @@ const (
 	attrEndpoint     = "endpoint"
 	attrStatus       = "status"
 	attrClaimStatus  = "claim_status"
+	attrClaimShard   = "claim_shard"
 	attrAttempt      = "attempt"
+	attrStalls       = "stalls"
 	attrSubsVersion  = "subs_version"
 	attrNotBefore    = "not_before"
 	attrLeaseUntil   = "lease_until"
@@ -77,6 +80,31 @@ func primaryKey(pk, sk string) item {
 }
 
 func requestKey(k storage.Key) item { return primaryKey(requestPK(k), sortRequest) }
+
+// shard is k's shard of [IndexStatus]: a hash of its key, so that every
+// write of a request computes it without a read.
+func shard(k storage.Key) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(k.String()))
+	return int(h.Sum32() % StatusShards)
+}
+
+// statusShard is the [AttrStatusShard] value of k in status st.
+func statusShard(st string, k storage.Key) string { return shardOf(st, shard(k)) }
+
+func shardOf(st string, n int) string { return fmt.Sprintf("%s#%02d", st, n) }
+
+// statusTime is the [AttrStatusTime] of r: when it is due while live, when
+// it finished once final.
+func statusTime(r storage.Request) time.Time {
+	switch r.Status {
+	case storage.StatusQueued:
+		return r.NotBefore
+	case storage.StatusRunning, storage.StatusCanceling:
+		return r.LeaseUntil
+	}
+	return r.UpdatedAt
+}
 
 // --- attribute value constructors -------------------------------------------
 
@@ -171,9 +199,15 @@ func encodeRequest(r storage.Request) item {
 	b.str(attrEndpoint, r.Endpoint)
 	b.str(attrStatus, string(r.Status))
 	if r.Status == storage.StatusCanceling {
-		it[attrClaimStatus] = str(string(storage.StatusCanceling))
+		it[attrClaimStatus] = str(canceling)
+		it[attrClaimShard] = str(statusShard(canceling, r.Key))
 	}
+	// The index attributes: a zero time too, so that every request is in
+	// the index.
+	it[AttrStatusShard] = str(statusShard(string(r.Status), r.Key))
+	it[AttrStatusTime] = millis(statusTime(r))
 	b.int(attrAttempt, int64(r.Attempt))
+	b.int(attrStalls, int64(r.Stalls))
 	b.int(attrSubsVersion, r.SubsVersion)
 	b.time(attrNotBefore, r.NotBefore)
 	b.time(attrLeaseUntil, r.LeaseUntil)
@@ -392,6 +426,7 @@ func decodeRequest(it item) (storage.Request, error) {
 		Endpoint:     r.str(attrEndpoint),
 		Status:       storage.Status(r.str(attrStatus)),
 		Attempt:      int(r.int(attrAttempt)),
+		Stalls:       int(r.int(attrStalls)),
 		SubsVersion:  r.int(attrSubsVersion),
 		NotBefore:    r.time(attrNotBefore),
 		LeaseUntil:   r.time(attrLeaseUntil),

@@ -21,6 +21,26 @@ const (
 	// AttrTTL is the table's TTL attribute: an item's expiry in epoch
 	// seconds, set on every item that has an ExpiresAt.
 	AttrTTL = "ttl"
+	// IndexStatus is the table's one global secondary index: request items
+	// by status and time. Its partition key is [AttrStatusShard], its sort
+	// key [AttrStatusTime]; it projects the table's keys, action and
+	// expires_at. Only request items have the two attributes, so events,
+	// subscriptions and connections are not in it and cost it nothing.
+	IndexStatus = "status-time"
+	// AttrStatusShard is the index's partition key (a string): the
+	// request's status, "#" and its shard, two digits from 00 to
+	// [StatusShards]-1 derived from a hash of the request's key, for
+	// example "running#07". The shards spread one status over several
+	// partitions, so that no status is a hot partition of the index.
+	AttrStatusShard = "status_shard"
+	// AttrStatusTime is the index's sort key (a number, epoch
+	// milliseconds): when a live request is due (NotBefore of a queued
+	// one, LeaseUntil of a running or canceling one) and when a finished
+	// one finished (its UpdatedAt). A zero time is stored as the zero
+	// time's epoch milliseconds, below every real time.
+	AttrStatusTime = "status_time"
+	// StatusShards is the number of shards of each status in [IndexStatus].
+	StatusShards = 16
 	// StreamViewType is the view type of the table's stream: consumers see
 	// each change's item before and after, so they can tell status
 	// transitions apart.
@@ -28,8 +48,8 @@ const (
 )
 
 // Schema describes the table Streamer needs, named table: string keys
-// [AttrPK] and [AttrSK], on-demand billing and a stream of
-// [StreamViewType]. It has no secondary index. The TTL attribute
+// [AttrPK] and [AttrSK], on-demand billing, a stream of [StreamViewType]
+// and the global secondary index [IndexStatus]. The TTL attribute
 // ([AttrTTL]) is not part of CreateTableInput; [CreateTable] enables it.
 //
 // Schema is plain data, so a test can compare a deployment template against
@@ -40,11 +60,26 @@ func Schema(table string) *ddb.CreateTableInput {
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String(AttrPK), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrStatusShard), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrStatusTime), AttributeType: types.ScalarAttributeTypeN},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String(AttrSK), KeyType: types.KeyTypeRange},
 		},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName: aws.String(IndexStatus),
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(AttrStatusShard), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(AttrStatusTime), KeyType: types.KeyTypeRange},
+			},
+			// Both are set when the request is created and never change,
+			// so projecting them adds no index write.
+			Projection: &types.Projection{
+				ProjectionType:   types.ProjectionTypeInclude,
+				NonKeyAttributes: []string{attrAction, attrExpiresAt},
+			},
+		}},
 		BillingMode: types.BillingModePayPerRequest,
 		StreamSpecification: &types.StreamSpecification{
 			StreamEnabled:  aws.Bool(true),
@@ -67,8 +102,8 @@ const tableWaitTimeout = 5 * time.Minute
 
 // CreateTable creates table as [Schema] describes it, waits until it is
 // active and enables TTL on [AttrTTL]. It is idempotent: an existing table is
-// left as it is (its schema is not checked) and only TTL is enabled when it
-// is not yet. It is meant for development and tests (such as `streamer dev
+// left as it is (its schema is not checked, and an index it lacks is not
+// added) and only TTL is enabled when it is not yet. It is meant for development and tests (such as `streamer dev
 // --aws-local`); deployments create the table from their template.
 func CreateTable(ctx context.Context, client TableAPI, table string) error {
 	if client == nil {

@@ -1,12 +1,15 @@
 package dynamodb
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,7 +20,10 @@ import (
 	"github.com/streamer-go/streamer/storage"
 )
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store     = (*Store)(nil)
+	_ storage.DueLister = (*Store)(nil)
+)
 
 // API is the part of *dynamodb.Client that a [Store] uses.
 type API interface {
@@ -27,6 +33,7 @@ type API interface {
 	Query(ctx context.Context, in *ddb.QueryInput, optFns ...func(*ddb.Options)) (*ddb.QueryOutput, error)
 	TransactWriteItems(ctx context.Context, in *ddb.TransactWriteItemsInput, optFns ...func(*ddb.Options)) (*ddb.TransactWriteItemsOutput, error)
 	BatchWriteItem(ctx context.Context, in *ddb.BatchWriteItemInput, optFns ...func(*ddb.Options)) (*ddb.BatchWriteItemOutput, error)
+	BatchGetItem(ctx context.Context, in *ddb.BatchGetItemInput, optFns ...func(*ddb.Options)) (*ddb.BatchGetItemOutput, error)
 }
 
 // Config configures a [Store].
@@ -40,7 +47,8 @@ type Config struct {
 	Logger zerolog.Logger
 }
 
-// Store is a [storage.Store] kept in one DynamoDB table. It is safe for
+// Store is a [storage.Store] and [storage.DueLister] kept in one DynamoDB
+// table. It is safe for
 // concurrent use. Create it with [New].
 type Store struct {
 	api   API
@@ -431,7 +439,9 @@ func (s *Store) Subscriptions(ctx context.Context, connID string) ([]storage.Key
 
 // CreateRequest stores a request with one conditional PutItem. A request
 // that has expired but that TTL has not deleted yet is replaced (its events
-// and subscriptions are not deleted; they expire on their own).
+// and subscriptions are not deleted; they expire on their own). The old
+// events carry the old request's expiry, so reads skip them and event
+// writes take their seqs (see AppendEvent).
 func (s *Store) CreateRequest(ctx context.Context, r storage.Request) error {
 	e := newExpr()
 	cond := "attribute_not_exists(" + e.n(AttrPK) + ") OR " + e.n(attrExpiresAt) + " < " + e.ms(s.now())
@@ -514,31 +524,37 @@ func (s *Store) rejection(op string, k storage.Key, old item) error {
 }
 
 var (
-	queued    = string(storage.StatusQueued)
-	running   = string(storage.StatusRunning)
-	canceling = string(storage.StatusCanceling)
+	queuedStatus = string(storage.StatusQueued)
+	running      = string(storage.StatusRunning)
+	canceling    = string(storage.StatusCanceling)
 )
 
 // ClaimRequest claims with one conditional UpdateItem (ReturnValues
-// ALL_NEW). A failed condition returns the old item (ALL_OLD), which tells
-// ErrNotFound from ErrConflict without a read.
+// ALL_NEW) in the common cases: a queued request, and any claim with
+// Claim.Stalled (which adds one to stalls whichever branch of the
+// condition holds). A failed condition returns the old item (ALL_OLD),
+// which tells ErrNotFound from ErrConflict without a read.
+//
+// A takeover without Claim.Stalled (a running or canceling request whose
+// lease passed) must add one to stalls where a queued claim must not, and
+// an update expression cannot branch on the condition: the first write
+// claims only a queued request, and when its ALL_OLD shows a takeover
+// case, a second conditional UpdateItem takes it over. A takeover therefore
+// costs two writes (the refused one is billed too); it only happens after
+// a processor died.
 //
 // The status a claim sets is if_not_exists(claim_status, "running"): the
 // internal claim_status attribute is "canceling" on canceled requests, so
-// a canceling request stays canceling, in the same single write.
+// a canceling request stays canceling, in the same single write. The index
+// partition is set the same way from claim_shard.
 func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim) (storage.Request, error) {
 	const op = "claim request"
-	e := newExpr()
-	now := e.ms(c.Now)
-	e.setTo(attrStatus, "if_not_exists("+e.n(attrClaimStatus)+", "+e.s(running)+")")
-	e.setTime(attrLeaseUntil, c.LeaseUntil)
-	e.setTime(attrUpdatedAt, c.Now)
-	e.increment(attrAttempt)
-	st, nb, lease := e.n(attrStatus), e.n(attrNotBefore), e.n(attrLeaseUntil)
-	cond := e.alive(s.now()) + " AND ((" +
-		st + " = " + e.s(queued) + " AND (attribute_not_exists(" + nb + ") OR " + nb + " <= " + now + ")) OR (" +
-		e.statusIn(running, canceling) + " AND (attribute_not_exists(" + lease + ") OR " + lease + " < " + now + ")))"
-	it, err := s.updateRequest(ctx, op, k, e, cond)
+	// With Claim.Stalled both branches add a stall: one write. Without,
+	// only the queued branch first.
+	it, err := s.claim(ctx, k, c, true, c.Stalled, c.Stalled)
+	if errors.Is(err, errRejected) && !c.Stalled && s.takeoverCase(it, c.Now) {
+		it, err = s.claim(ctx, k, c, false, true, true)
+	}
 	if errors.Is(err, errRejected) {
 		return storage.Request{}, s.rejection(op, k, it)
 	}
@@ -552,11 +568,60 @@ func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim
 	return r, nil
 }
 
+// claim is one conditional UpdateItem of a claim whose condition allows a
+// queued request (queued), a takeover (takeover) or both, adding one to
+// stalls when stall is set.
+func (s *Store) claim(ctx context.Context, k storage.Key, c storage.Claim, queued, takeover, stall bool) (item, error) {
+	e := newExpr()
+	now := e.ms(c.Now)
+	e.setTo(attrStatus, "if_not_exists("+e.n(attrClaimStatus)+", "+e.s(running)+")")
+	e.setTo(AttrStatusShard, "if_not_exists("+e.n(attrClaimShard)+", "+e.s(statusShard(running, k))+")")
+	e.setTo(AttrStatusTime, e.ms(c.LeaseUntil))
+	e.setTime(attrLeaseUntil, c.LeaseUntil)
+	e.setTime(attrUpdatedAt, c.Now)
+	e.increment(attrAttempt)
+	if stall {
+		e.increment(attrStalls)
+	}
+	var branches []string // DynamoDB refuses unused names: each branch makes its own
+	if queued {
+		st, nb := e.n(attrStatus), e.n(attrNotBefore)
+		branches = append(branches, st+" = "+e.s(queuedStatus)+" AND (attribute_not_exists("+nb+") OR "+nb+" <= "+now+")")
+	}
+	if takeover {
+		lease := e.n(attrLeaseUntil)
+		branches = append(branches, e.statusIn(running, canceling)+" AND (attribute_not_exists("+lease+") OR "+lease+" < "+now+")")
+	}
+	// DynamoDB refuses redundant parentheses.
+	either := "(" + branches[0] + ")"
+	if len(branches) == 2 {
+		either = "((" + branches[0] + ") OR (" + branches[1] + "))"
+	}
+	cond := e.alive(s.now()) + " AND " + either
+	return s.updateRequest(ctx, "claim request", k, e, cond)
+}
+
+// takeoverCase reports whether old, the item a queued-only claim was
+// refused on, is a live running or canceling request whose lease passed at
+// now.
+func (s *Store) takeoverCase(old item, now time.Time) bool {
+	if old == nil || expired(old, s.now()) {
+		return false
+	}
+	r := reader{it: old}
+	if st := r.str(attrStatus); st != running && st != canceling {
+		return false
+	}
+	lease := r.time(attrLeaseUntil)
+	return r.err == nil && (lease.IsZero() || now.After(lease))
+}
+
 // ExtendLease is one conditional UpdateItem.
 func (s *Store) ExtendLease(ctx context.Context, k storage.Key, attempt int, until time.Time) error {
 	const op = "extend lease"
 	e := newExpr()
 	e.setTime(attrLeaseUntil, until)
+	e.setTo(AttrStatusTime, e.ms(until))
 	cond := e.alive(s.now()) + " AND " + e.statusIn(running, canceling) +
 		" AND " + e.n(attrAttempt) + " = " + e.v(num(int64(attempt)))
 	it, err := s.updateRequest(ctx, op, k, e, cond)
@@ -573,7 +638,9 @@ func (s *Store) ExtendLease(ctx context.Context, k storage.Key, attempt int, unt
 func (s *Store) RequeueRequest(ctx context.Context, k storage.Key, attempt int, notBefore time.Time) error {
 	const op = "requeue request"
 	e := newExpr()
-	e.setTo(attrStatus, e.s(queued))
+	e.setTo(attrStatus, e.s(queuedStatus))
+	e.setTo(AttrStatusShard, e.s(statusShard(queuedStatus, k)))
+	e.setTo(AttrStatusTime, e.ms(notBefore))
 	e.setTime(attrNotBefore, notBefore)
 	e.del(attrLeaseUntil)
 	cond := e.alive(s.now()) + " AND " + e.n(attrStatus) + " = " + e.s(running) +
@@ -597,8 +664,13 @@ func (s *Store) CancelRequest(ctx context.Context, k storage.Key, now time.Time)
 	e := newExpr()
 	e.setTo(attrStatus, e.s(canceling))
 	e.setTo(attrClaimStatus, e.s(canceling))
+	shard := e.s(statusShard(canceling, k))
+	e.setTo(AttrStatusShard, shard)
+	e.setTo(attrClaimShard, shard)
+	// Due when the lease passes; at once when there is none.
+	e.setTo(AttrStatusTime, "if_not_exists("+e.n(attrLeaseUntil)+", "+e.ms(time.Time{})+")")
 	e.setTime(attrUpdatedAt, now)
-	cond := e.alive(s.now()) + " AND " + e.statusIn(queued, running)
+	cond := e.alive(s.now()) + " AND " + e.statusIn(queuedStatus, running)
 	it, err := s.updateRequest(ctx, op, k, e, cond)
 	if errors.Is(err, errRejected) {
 		if it == nil || expired(it, s.now()) {
@@ -617,8 +689,10 @@ func (s *Store) CancelRequest(ctx context.Context, k storage.Key, now time.Time)
 }
 
 // FinishRequest is one TransactWriteItems: an Update of the request
-// (condition: it exists, has not expired and is live) and a Put of the
-// terminal event (condition: its seq is free).
+// (condition: it exists, has not expired, is live and its attempt is
+// f.Attempt; it also moves the request's index entry to the final status)
+// and a Put of the terminal event (condition: its seq is free, or holds an
+// expired event).
 func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Finish) error {
 	const op = "finish request"
 	if !f.Status.Final() {
@@ -648,9 +722,12 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 		e.del(attrError)
 	}
 	e.del(attrClaimStatus)
-	cond := e.alive(s.now()) + " AND " + e.statusIn(queued, running, canceling)
+	e.del(attrClaimShard)
+	e.setTo(AttrStatusShard, e.s(statusShard(string(f.Status), k)))
+	e.setTo(AttrStatusTime, e.ms(f.Now))
+	cond := e.alive(s.now()) + " AND " + e.statusIn(queuedStatus, running, canceling) + " AND " + e.attemptIs(f.Attempt)
 
-	pe := newExpr()
+	now := s.now()
 	err = s.write(ctx, op, func() error {
 		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
 			{Update: &types.Update{
@@ -662,12 +739,7 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 				ExpressionAttributeValues:           e.valuesOrNil(),
 				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 			}},
-			{Put: &types.Put{
-				TableName:                s.table,
-				Item:                     ev,
-				ConditionExpression:      aws.String("attribute_not_exists(" + pe.n(AttrPK) + ")"),
-				ExpressionAttributeNames: pe.names,
-			}},
+			{Put: s.putEvent(ev, now)},
 		}})
 		return err
 	})
@@ -675,6 +747,22 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 		return s.transactError(op, k, f.Event.Seq, err)
 	}
 	return nil
+}
+
+// putEvent is the Put of an event item at now, the store's clock. Its seq
+// must be free: no item, or only an expired one that TTL has not deleted
+// yet (left by an expired request with the same key, which CreateRequest
+// replaced without deleting its events).
+func (s *Store) putEvent(ev item, now time.Time) *types.Put {
+	pe := newExpr()
+	return &types.Put{
+		TableName: s.table,
+		Item:      ev,
+		ConditionExpression: aws.String("attribute_not_exists(" + pe.n(AttrPK) + ") OR " +
+			pe.n(attrExpiresAt) + " < " + pe.ms(now)),
+		ExpressionAttributeNames:  pe.names,
+		ExpressionAttributeValues: pe.values,
+	}
 }
 
 // transactError translates the error of a transaction whose first item is
@@ -692,9 +780,11 @@ func (s *Store) transactError(op string, k storage.Key, seq int64, err error) er
 }
 
 // AppendEvent is exactly one TransactWriteItems and no read: a
-// ConditionCheck of the request (it exists, has not expired and is live;
-// ALL_OLD on failure tells ErrNotFound from ErrConflict) and a Put of the
-// event (its seq is free).
+// ConditionCheck of the request (it exists, has not expired, is live, its
+// attempt is attempt and its subscriber version subsVersion; ALL_OLD on
+// failure tells ErrNotFound, ErrConflict and a subscriber change apart)
+// and a Put of the event (its seq is free, or holds an expired event). The
+// event item has no index attribute, so it adds no index write.
 func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, ev storage.Event, subsVersion int64) error {
 	const op = "append event"
 	it, err := encodeEvent(k, ev)
@@ -707,8 +797,8 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, ev 
 	if subsVersion == 0 {
 		version = "(attribute_not_exists(" + sv + ") OR " + version + ")"
 	}
-	cond := e.alive(s.now()) + " AND " + e.statusIn(queued, running, canceling) + " AND " + version
-	pe := newExpr()
+	now := s.now()
+	cond := e.alive(now) + " AND " + e.statusIn(queuedStatus, running, canceling) + " AND " + e.attemptIs(attempt) + " AND " + version
 	err = s.write(ctx, op, func() error {
 		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
 			{ConditionCheck: &types.ConditionCheck{
@@ -719,12 +809,7 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, ev 
 				ExpressionAttributeValues:           e.values,
 				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 			}},
-			{Put: &types.Put{
-				TableName:                s.table,
-				Item:                     it,
-				ConditionExpression:      aws.String("attribute_not_exists(" + pe.n(AttrPK) + ")"),
-				ExpressionAttributeNames: pe.names,
-			}},
+			{Put: s.putEvent(it, now)},
 		}})
 		return err
 	})
@@ -733,7 +818,8 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, ev 
 			if old, failed := reasonFailed(reasons, 0); failed && old != nil && !expired(old, s.now()) {
 				r := reader{it: old}
 				st := r.str(attrStatus)
-				if cur := r.int(attrSubsVersion); cur != subsVersion && (st == queued || st == running || st == canceling) {
+				live := st == queuedStatus || st == running || st == canceling
+				if cur := r.int(attrSubsVersion); cur != subsVersion && live && r.int(attrAttempt) == int64(attempt) {
 					return fmt.Errorf("dynamodb: %s %s: %w", op, k, &storage.SubscribersChangedError{Version: cur})
 				}
 			}
@@ -742,6 +828,10 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, ev 
 	}
 	return nil
 }
+
+// expiredPage is the page size LastEvent reads once it met an expired
+// event.
+const expiredPage = 50
 
 // eventRange returns the key condition of k's events with seq in [from, to].
 func eventRange(k storage.Key, from, to int64) (*expr, string) {
@@ -788,20 +878,25 @@ func (s *Store) ReadEvents(ctx context.Context, k storage.Key, after int64, limi
 }
 
 // LastEvent queries the request's events backwards with Limit 1 (one
-// strongly consistent Query, more only to skip expired events).
+// strongly consistent Query). Expired events are skipped: the pages after
+// one that held only an expired event are larger, so that the expired
+// events of an earlier request with the same key (see CreateRequest) cost
+// few queries.
 func (s *Store) LastEvent(ctx context.Context, k storage.Key) (storage.Event, error) {
 	const op = "last event"
 	e, cond := eventRange(k, 1, math.MaxInt64)
 	now := s.now()
 	var last *storage.Event
-	err := s.query(ctx, &ddb.QueryInput{
+	in := &ddb.QueryInput{
 		KeyConditionExpression:    aws.String(cond),
 		ExpressionAttributeNames:  e.names,
 		ExpressionAttributeValues: e.values,
 		ScanIndexForward:          aws.Bool(false),
 		Limit:                     aws.Int32(1),
-	}, func(it item) (bool, error) {
+	}
+	err := s.query(ctx, in, func(it item) (bool, error) {
 		if expired(it, now) {
+			in.Limit = aws.Int32(expiredPage) // the next page, if any
 			return true, nil
 		}
 		ev, err := decodeEvent(it)
@@ -818,4 +913,181 @@ func (s *Store) LastEvent(ctx context.Context, k storage.Key) (storage.Event, er
 		return storage.Event{}, fmt.Errorf("dynamodb: %s %s: no events: %w", op, k, storage.ErrNotFound)
 	}
 	return *last, nil
+}
+
+// --- due requests -----------------------------------------------------------
+
+// Limits of ListDue.
+const (
+	// dueWorkers bounds the index queries ListDue runs at once.
+	dueWorkers = 8
+	// batchGetSize is BatchGetItem's limit of keys per call.
+	batchGetSize = 100
+)
+
+// dueEntry is an index entry of a due request.
+type dueEntry struct {
+	at  int64  // status_time
+	pk  string // the table's pk
+	key item   // the request item's primary key
+}
+
+// ListDue queries [IndexStatus], never scans: one Query (more when it
+// pages) for each live status and shard, 3 × [StatusShards] in all, with
+// the sort key before before, at most dueWorkers at a time. Entries of
+// requests that have expired are skipped (the index projects expires_at).
+// With a limit it keeps the limit entries due first, then reads the
+// requests with strongly consistent BatchGetItem calls (100 keys each)
+// and keeps those still due: the index is eventually consistent, so an
+// entry may lag its request by a moment. The result may therefore hold
+// fewer than limit requests while more are due; a later call finds them.
+func (s *Store) ListDue(ctx context.Context, before time.Time, limit int) ([]storage.Request, error) {
+	const op = "list due"
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("dynamodb: %s: %w", op, err)
+	}
+	now := s.now()
+	// Stored times are milliseconds: t in ms is before before exactly when
+	// it is below before rounded up to the millisecond.
+	bound := before.UnixMilli()
+	if before.Nanosecond()%int(time.Millisecond) != 0 {
+		bound++
+	}
+	var parts []string
+	for _, st := range []string{queuedStatus, running, canceling} {
+		for n := range StatusShards {
+			parts = append(parts, shardOf(st, n))
+		}
+	}
+	found := make([][]dueEntry, len(parts))
+	errs := make([]error, len(parts))
+	sem := make(chan struct{}, dueWorkers)
+	var wg sync.WaitGroup
+	for i, part := range parts {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			found[i], errs[i] = s.queryDue(ctx, part, bound, limit, now)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("dynamodb: %s: %w", op, err)
+	}
+	var due []dueEntry
+	for _, f := range found {
+		due = append(due, f...)
+	}
+	slices.SortFunc(due, func(a, b dueEntry) int {
+		if c := cmp.Compare(a.at, b.at); c != 0 {
+			return c
+		}
+		return strings.Compare(a.pk, b.pk)
+	})
+	if limit > 0 && len(due) > limit {
+		due = due[:limit]
+	}
+	keys := make([]item, len(due))
+	for i, d := range due {
+		keys[i] = d.key
+	}
+	items, err := s.batchGet(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb: %s: %w", op, err)
+	}
+	var out []storage.Request
+	for _, d := range due {
+		it := items[d.pk]
+		if it == nil || expired(it, now) {
+			continue
+		}
+		r, err := decodeRequest(it)
+		if err != nil {
+			return nil, fmt.Errorf("dynamodb: %s: %w", op, err)
+		}
+		if storage.Due(r, before) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// queryDue queries one partition of [IndexStatus] for the entries whose
+// time is below bound (epoch ms), up to limit (≤ 0: all) unexpired ones,
+// in time order. Index queries are eventually consistent.
+func (s *Store) queryDue(ctx context.Context, part string, bound int64, limit int, now time.Time) ([]dueEntry, error) {
+	e := newExpr()
+	in := &ddb.QueryInput{
+		TableName:                 s.table,
+		IndexName:                 aws.String(IndexStatus),
+		KeyConditionExpression:    aws.String(e.n(AttrStatusShard) + " = " + e.s(part) + " AND " + e.n(AttrStatusTime) + " < " + e.v(num(bound))),
+		ExpressionAttributeNames:  e.names,
+		ExpressionAttributeValues: e.values,
+	}
+	if limit > 0 {
+		in.Limit = aws.Int32(int32(min(limit, math.MaxInt32))) //nolint:gosec // bounded by MaxInt32
+	}
+	var out []dueEntry
+	for {
+		page, err := s.api.Query(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("query %s %s: %w", IndexStatus, part, err)
+		}
+		for _, it := range page.Items {
+			if expired(it, now) {
+				continue
+			}
+			r := reader{it: it}
+			d := dueEntry{at: r.int(AttrStatusTime), pk: r.str(AttrPK)}
+			if r.err != nil {
+				return nil, fmt.Errorf("index entry in %s: %w", part, r.err)
+			}
+			d.key = primaryKey(d.pk, r.str(AttrSK))
+			out = append(out, d)
+			if limit > 0 && len(out) == limit {
+				return out, nil
+			}
+		}
+		if len(page.LastEvaluatedKey) == 0 {
+			return out, nil
+		}
+		in.ExclusiveStartKey = page.LastEvaluatedKey
+	}
+}
+
+// batchGet reads the items of keys with strongly consistent BatchGetItem
+// calls, retrying unprocessed keys, and returns them by pk (request items
+// are the only items with a given pk and sk REQ).
+func (s *Store) batchGet(ctx context.Context, keys []item) (map[string]item, error) {
+	out := make(map[string]item, len(keys))
+	for start := 0; start < len(keys); start += batchGetSize {
+		batch := keys[start:min(start+batchGetSize, len(keys))]
+		pending := map[string]types.KeysAndAttributes{*s.table: {Keys: batch, ConsistentRead: aws.Bool(true)}}
+		delay := conflictMinDelay
+		for attempt := 1; ; attempt++ {
+			res, err := s.api.BatchGetItem(ctx, &ddb.BatchGetItemInput{RequestItems: pending})
+			if err != nil {
+				return nil, err
+			}
+			for _, it := range res.Responses[*s.table] {
+				out[(&reader{it: it}).str(AttrPK)] = it
+			}
+			pending = res.UnprocessedKeys
+			if len(pending) == 0 || len(pending[*s.table].Keys) == 0 {
+				break
+			}
+			if attempt == conflictRetries {
+				return nil, fmt.Errorf("%d keys left unprocessed after %d attempts", len(pending[*s.table].Keys), attempt)
+			}
+			t := time.NewTimer(delay/2 + rand.N(delay)) //nolint:gosec // jitter needs no crypto
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-t.C:
+			}
+			delay = min(2*delay, conflictMaxDelay)
+		}
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,7 +189,12 @@ func TestCreateTable(t *testing.T) {
 	want := dynamodb.Schema(shared.table)
 	require.ElementsMatch(t, want.KeySchema, tbl.KeySchema)
 	require.ElementsMatch(t, want.AttributeDefinitions, tbl.AttributeDefinitions)
-	require.Empty(t, tbl.GlobalSecondaryIndexes)
+	require.Len(t, tbl.GlobalSecondaryIndexes, 1)
+	gsi := tbl.GlobalSecondaryIndexes[0]
+	require.Equal(t, dynamodb.IndexStatus, aws.ToString(gsi.IndexName))
+	require.Equal(t, want.GlobalSecondaryIndexes[0].KeySchema, gsi.KeySchema)
+	require.Equal(t, want.GlobalSecondaryIndexes[0].Projection.ProjectionType, gsi.Projection.ProjectionType)
+	require.ElementsMatch(t, want.GlobalSecondaryIndexes[0].Projection.NonKeyAttributes, gsi.Projection.NonKeyAttributes)
 	require.NotNil(t, tbl.StreamSpecification)
 	require.True(t, aws.ToBool(tbl.StreamSpecification.StreamEnabled))
 	require.Equal(t, types.StreamViewTypeNewAndOldImages, tbl.StreamSpecification.StreamViewType)
@@ -216,7 +222,14 @@ func TestSchema(t *testing.T) {
 	require.Equal(t, "tbl", aws.ToString(s.TableName))
 	require.Equal(t, types.BillingModePayPerRequest, s.BillingMode)
 	require.Equal(t, dynamodb.StreamViewType, s.StreamSpecification.StreamViewType)
-	require.Empty(t, s.GlobalSecondaryIndexes)
+	require.Len(t, s.GlobalSecondaryIndexes, 1, "the status index")
+	gsi := s.GlobalSecondaryIndexes[0]
+	require.Equal(t, dynamodb.IndexStatus, aws.ToString(gsi.IndexName))
+	require.Equal(t, []types.KeySchemaElement{
+		{AttributeName: aws.String(dynamodb.AttrStatusShard), KeyType: types.KeyTypeHash},
+		{AttributeName: aws.String(dynamodb.AttrStatusTime), KeyType: types.KeyTypeRange},
+	}, gsi.KeySchema)
+	require.NotEqual(t, types.ProjectionTypeAll, gsi.Projection.ProjectionType, "index writes are billed by projected size")
 	// Each call is a fresh value.
 	s.TableName = aws.String("changed")
 	require.Equal(t, "tbl", aws.ToString(dynamodb.Schema("tbl").TableName))
@@ -242,30 +255,47 @@ func TestOperations(t *testing.T) {
 	require.Equal(t, map[string]int{"UpdateItem": 1}, b.ops.take(), "claim")
 
 	oneWrite := map[string]int{"TransactWriteItems": 1}
-	require.NoError(t, b.store.AppendEvent(ctx, k, 0, ev(1), 0))
+	require.NoError(t, b.store.AppendEvent(ctx, k, 1, ev(1), 0))
 	require.Equal(t, oneWrite, b.ops.take(), "append")
 
-	require.ErrorIs(t, b.store.AppendEvent(ctx, k, 0, ev(1), 0), storage.ErrConflict)
+	require.ErrorIs(t, b.store.AppendEvent(ctx, k, 1, ev(1), 0), storage.ErrConflict)
 	require.Equal(t, oneWrite, b.ops.take(), "append to a taken seq")
+
+	require.ErrorIs(t, b.store.AppendEvent(ctx, k, 2, ev(2), 0), storage.ErrConflict)
+	require.Equal(t, oneWrite, b.ops.take(), "append of a superseded attempt")
 
 	require.ErrorIs(t, b.store.AppendEvent(ctx, uniqueKey(t), 0, ev(1), 0), storage.ErrNotFound)
 	require.Equal(t, oneWrite, b.ops.take(), "append to an unknown request")
 
-	// A canceling request is claimed again in the same single write.
+	// A takeover is a second write: the first, refused, claims only a
+	// queued request (a takeover must count a stall, a queued claim not).
+	// A canceling request stays canceling.
 	_, err = b.store.CancelRequest(ctx, k, now)
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{"UpdateItem": 1}, b.ops.take(), "cancel")
 	r, err := b.store.ClaimRequest(ctx, k, storage.Claim{Now: now.Add(2 * time.Minute), LeaseUntil: now.Add(3 * time.Minute)})
 	require.NoError(t, err)
 	require.Equal(t, storage.StatusCanceling, r.Status)
-	require.Equal(t, map[string]int{"UpdateItem": 1}, b.ops.take(), "takeover of a canceling request")
+	require.Equal(t, 1, r.Stalls)
+	require.Equal(t, map[string]int{"UpdateItem": 2}, b.ops.take(), "takeover of a canceling request")
 
-	_, err = b.store.ClaimRequest(ctx, k, storage.Claim{Now: now.Add(2 * time.Minute), LeaseUntil: now.Add(3 * time.Minute)})
+	// With Claim.Stalled (the reaper's), a takeover is one write.
+	r, err = b.store.ClaimRequest(ctx, k, storage.Claim{Now: now.Add(4 * time.Minute), LeaseUntil: now.Add(5 * time.Minute), Stalled: true})
+	require.NoError(t, err)
+	require.Equal(t, 3, r.Attempt)
+	require.Equal(t, 2, r.Stalls)
+	require.Equal(t, map[string]int{"UpdateItem": 1}, b.ops.take(), "stalled takeover")
+
+	_, err = b.store.ClaimRequest(ctx, k, storage.Claim{Now: now.Add(4 * time.Minute), LeaseUntil: now.Add(5 * time.Minute)})
 	require.ErrorIs(t, err, storage.ErrConflict)
 	require.Equal(t, map[string]int{"UpdateItem": 1}, b.ops.take(), "a rejected claim needs no read")
 
+	require.ErrorIs(t, b.store.FinishRequest(ctx, k, storage.Finish{
+		Attempt: 2, Event: storage.Event{Seq: 2, Type: "error"}, Status: storage.StatusCanceled, Now: now,
+	}), storage.ErrConflict)
+	require.Equal(t, oneWrite, b.ops.take(), "finish of a superseded attempt")
 	require.NoError(t, b.store.FinishRequest(ctx, k, storage.Finish{
-		Event: storage.Event{Seq: 2, Type: "error"}, Status: storage.StatusCanceled, Now: now,
+		Attempt: 3, Event: storage.Event{Seq: 2, Type: "error"}, Status: storage.StatusCanceled, Now: now,
 	}))
 	require.Equal(t, oneWrite, b.ops.take(), "finish")
 
@@ -277,6 +307,17 @@ func TestOperations(t *testing.T) {
 	_, err = b.store.LastEvent(ctx, k)
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{"Query": 1}, b.ops.take(), "last event")
+
+	// ListDue: one query of each live status and shard, and a batch read
+	// of what they found (the shared table holds other tests' requests:
+	// at most one BatchGetItem of 100 with this limit).
+	due, err := b.store.ListDue(ctx, now.Add(time.Hour), 100)
+	require.NoError(t, err)
+	require.LessOrEqual(t, len(due), 100)
+	ops := b.ops.take()
+	require.Equal(t, 3*dynamodb.StatusShards, ops["Query"], "list due: %v", ops)
+	require.LessOrEqual(t, ops["BatchGetItem"], 1, "list due: %v", ops)
+	require.Len(t, ops, 1+ops["BatchGetItem"], "list due: only Query and BatchGetItem: %v", ops)
 }
 
 // TestItems checks what is stored: the TTL attribute in epoch seconds and
@@ -470,4 +511,72 @@ func TestExpiredEvents(t *testing.T) {
 	last, err := b.store.LastEvent(ctx, k)
 	require.NoError(t, err)
 	require.Equal(t, int64(3), last.Seq)
+}
+
+// TestIndexAttributes follows a request's entry in the status index
+// through every write that moves it, and checks that other items are not
+// in the index.
+func TestIndexAttributes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	k := uniqueKey(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	pk := "REQ#" + k.String()
+
+	var shard string
+	check := func(status string, at time.Time, msg string) {
+		t.Helper()
+		it := rawItem(t, b, pk, "REQ")
+		require.NotNil(t, it, msg)
+		s, ok := it[dynamodb.AttrStatusShard].(*types.AttributeValueMemberS)
+		require.True(t, ok, "%s: %s is a string", msg, dynamodb.AttrStatusShard)
+		st, n, found := strings.Cut(s.Value, "#")
+		require.True(t, found, "%s: %q", msg, s.Value)
+		require.Equal(t, status, st, msg)
+		require.Len(t, n, 2, msg)
+		if shard == "" {
+			shard = n
+		}
+		require.Equal(t, shard, n, "%s: the shard never changes", msg)
+		v, ok := it[dynamodb.AttrStatusTime].(*types.AttributeValueMemberN)
+		require.True(t, ok, "%s: %s is a number", msg, dynamodb.AttrStatusTime)
+		require.Equal(t, strconv.FormatInt(at.UnixMilli(), 10), v.Value, msg)
+	}
+
+	require.NoError(t, b.store.CreateRequest(ctx, storage.Request{Key: k, Status: storage.StatusQueued, NotBefore: now}))
+	check("queued", now, "create")
+	_, err := b.store.ClaimRequest(ctx, k, storage.Claim{Now: now, LeaseUntil: now.Add(time.Minute)})
+	require.NoError(t, err)
+	check("running", now.Add(time.Minute), "claim")
+	require.NoError(t, b.store.ExtendLease(ctx, k, 1, now.Add(2*time.Minute)))
+	check("running", now.Add(2*time.Minute), "extend")
+	require.NoError(t, b.store.AppendEvent(ctx, k, 1, storage.Event{Seq: 1, Type: "progress"}, 0))
+	check("running", now.Add(2*time.Minute), "an event does not move the request")
+	ev := rawItem(t, b, pk, "EV#00000000000000000001")
+	require.NotContains(t, ev, dynamodb.AttrStatusShard, "events are not in the index")
+	require.NotContains(t, ev, dynamodb.AttrStatusTime)
+	require.NoError(t, b.store.RequeueRequest(ctx, k, 1, now.Add(3*time.Minute)))
+	check("queued", now.Add(3*time.Minute), "requeue")
+	_, err = b.store.CancelRequest(ctx, k, now)
+	require.NoError(t, err)
+	check("canceling", time.Time{}, "cancel of a queued request: due at once")
+	_, err = b.store.ClaimRequest(ctx, k, storage.Claim{Now: now.Add(4 * time.Minute), LeaseUntil: now.Add(5 * time.Minute)})
+	require.NoError(t, err)
+	check("canceling", now.Add(5*time.Minute), "claim of a canceling request")
+	require.NoError(t, b.store.Subscribe(ctx, k, t.Name()+"-conn", time.Time{}))
+	require.NotContains(t, rawItem(t, b, pk, "SUB#"+t.Name()+"-conn"), dynamodb.AttrStatusShard, "subscriptions are not in the index")
+	require.NoError(t, b.store.FinishRequest(ctx, k, storage.Finish{
+		Attempt: 2, Event: storage.Event{Seq: 2, Type: "error"}, Status: storage.StatusCanceled, Now: now.Add(6 * time.Minute),
+	}))
+	check("canceled", now.Add(6*time.Minute), "finish: by the time it finished")
+
+	k2 := uniqueKey(t)
+	pk = "REQ#" + k2.String()
+	shard = ""
+	require.NoError(t, b.store.CreateRequest(ctx, storage.Request{Key: k2, Status: storage.StatusRunning, Attempt: 1, LeaseUntil: now}))
+	check("running", now, "created running")
+	_, err = b.store.CancelRequest(ctx, k2, now)
+	require.NoError(t, err)
+	check("canceling", now, "cancel of a running request: due when its lease passes")
 }
