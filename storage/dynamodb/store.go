@@ -984,6 +984,15 @@ func (s *Store) ListDue(ctx context.Context, before time.Time, limit int) ([]sto
 		}
 		return strings.Compare(a.pk, b.pk)
 	})
+	// A request that just changed status may briefly have an entry in its
+	// old partition and one in its new (the index is updated
+	// asynchronously): keep the first.
+	seen := make(map[string]bool, len(due))
+	due = slices.DeleteFunc(due, func(d dueEntry) bool {
+		dup := seen[d.pk]
+		seen[d.pk] = true
+		return dup
+	})
 	if limit > 0 && len(due) > limit {
 		due = due[:limit]
 	}
