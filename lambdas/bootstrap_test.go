@@ -77,6 +77,9 @@ func testSettings(t *testing.T, dir string) {
 	stderr, code = start(t, filepath.Join(dir, "router", "bootstrap"), []string{"STREAMER_TABLE=t", "STREAMER_RETENTION=forever"})
 	require.Equal(t, 1, code, stderr)
 	require.Contains(t, stderr, "STREAMER_RETENTION")
+	stderr, code = start(t, filepath.Join(dir, "reaper", "bootstrap"), []string{"STREAMER_TABLE=t", "STREAMER_MAX_STALLS=0"})
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "STREAMER_MAX_STALLS")
 }
 
 // start runs a bootstrap without AWS_LAMBDA_RUNTIME_API and returns its
@@ -95,10 +98,11 @@ func start(t *testing.T, bin string, env []string) (string, int) {
 	return stderr.String(), exit.ExitCode()
 }
 
-// The four bootstraps under the Runtime Interface Emulator, on DynamoDB
-// Local, replying through a local gateway's Management API: a client
-// connects, sends a sync and an async request, the processor runs the
-// async one from its captured stream record, and the client disconnects.
+// Every bootstrap under the Runtime Interface Emulator, on DynamoDB Local,
+// replying through a local gateway's Management API: a client connects,
+// sends a sync and an async request, the processor runs the async one from
+// its captured stream record, the reaper runs from a scheduled event and
+// finds nothing stalled, and the client disconnects.
 func testUnderRIE(t *testing.T, dir string) {
 	aws := lambdatest.DynamoDBLocal(t)
 	table := aws.Table(t)
@@ -165,6 +169,13 @@ func testUnderRIE(t *testing.T, dir string) {
 	require.JSONEq(t, `{"batchItemFailures":[]}`, string(out))
 	got := lambdatest.ReadUntil(t, ws, streamer.TypeComplete)
 	require.Equal(t, "job-9", got[len(got)-1].RequestID)
+
+	// The event an EventBridge schedule (serverless.yml's rate(1 minute))
+	// sends.
+	scheduled := json.RawMessage(`{"version":"0","id":"53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa","detail-type":"Scheduled Event",
+		"source":"aws.events","account":"123456789012","time":"2024-01-01T00:00:00Z","region":"us-east-1",
+		"resources":["arn:aws:events:us-east-1:123456789012:rule/streamer-test-reaper"],"detail":{}}`)
+	require.JSONEq(t, `{"reaped":0}`, string(rie["reaper"].invoke(t, scheduled, nil)))
 
 	require.Equal(t, http.StatusOK, status("disconnect", wsEvent("$disconnect", "", nil)))
 }

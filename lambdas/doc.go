@@ -1,7 +1,9 @@
 // Package lambdas holds Streamer's AWS Lambda functions: connect,
 // disconnect and router behind API Gateway's WebSocket API ($connect,
-// $disconnect and $default), and processor behind the table's DynamoDB
-// stream. Each is a small main package around package lambdaapp, which
+// $disconnect and $default), processor behind the table's DynamoDB
+// stream, and reaper on a one-minute schedule, which hands stalled requests
+// back to the processor (see docs/reaper.md). lambdaapp.Functions lists
+// them. Each is a small main package around package lambdaapp, which
 // reads the STREAMER_* environment variables (see lambdaapp.ConfigFromEnv)
 // and builds the handlers.
 //
@@ -16,6 +18,6 @@
 // function's package artifact, with handler bootstrap.
 //
 // The tests run the handlers on DynamoDB Local, replying through the local
-// gateway's Management API, and run the four bootstraps, built for this
+// gateway's Management API, and run every bootstrap, built for this
 // machine, under the Lambda Runtime Interface Emulator.
 package lambdas

@@ -4,29 +4,60 @@ import (
 	"archive/zip"
 	"bytes"
 	"debug/elf"
+	"go/parser"
+	"go/token"
 	"io"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/streamer-go/streamer/lambdas/lambdaapp"
 )
 
 // functions are the Lambdas, by their directory under lambdas/.
-var functions = []string{"connect", "disconnect", "router", "processor"}
+var functions = func() []string {
+	out := make([]string, 0, len(lambdaapp.Functions))
+	for _, fn := range lambdaapp.Functions {
+		out = append(out, string(fn))
+	}
+	return out
+}()
+
+// Every main package under lambdas/ is one of lambdaapp.Functions, and each
+// of them has one: scripts/package.sh builds the former, serverless.yml and
+// the tests list the latter.
+func TestFunctionsAreTheMains(t *testing.T) {
+	t.Parallel()
+	mains, err := filepath.Glob(filepath.Join("*", "main.go"))
+	require.NoError(t, err)
+	dirs := make([]string, 0, len(mains))
+	for _, m := range mains {
+		f, err := parser.ParseFile(token.NewFileSet(), m, nil, parser.PackageClauseOnly)
+		require.NoError(t, err)
+		if f.Name.Name == "main" { // lambdaapp/main.go is not a command
+			dirs = append(dirs, filepath.Dir(m))
+		}
+	}
+	require.ElementsMatch(t, functions, dirs)
+}
 
 // scripts/package.sh builds dist/<function>.zip files holding exactly one
-// file, an executable linux/arm64 bootstrap. It cross-compiles four
+// file, an executable linux/arm64 bootstrap. It cross-compiles five
 // binaries (seconds with a warm build cache), so -short skips it.
 func TestPackageScript(t *testing.T) {
 	if testing.Short() {
-		t.Skip("cross-compiles the four Lambdas; skipped with -short")
+		t.Skip("cross-compiles the Lambdas; skipped with -short")
 	}
 	t.Parallel()
 	out := t.TempDir()
 	cmd := exec.Command("bash", filepath.Join("..", "scripts", "package.sh"), out)
 	log, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", log)
+	built, err := filepath.Glob(filepath.Join(out, "*.zip"))
+	require.NoError(t, err)
+	require.Len(t, built, len(functions), "one zip per function: %v", built)
 	for _, fn := range functions {
 		z, err := zip.OpenReader(filepath.Join(out, fn+".zip"))
 		require.NoError(t, err, fn)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# package.sh — build the four Lambdas (connect, disconnect, router,
-# processor) for the provided.al2023 runtime on arm64, and zip each into
+# package.sh — build the Lambdas (every main package lambdas/<function>:
+# connect, disconnect, router, processor, reaper; lambdaapp.Functions lists
+# the same, which lambdas/package_test.go checks) for the provided.al2023
+# runtime on arm64, and zip each into
 # <OUT_DIR>/<function>.zip holding exactly one file: the executable
 # bootstrap (mode 0755), as serverless.yml's package.artifact expects.
 #
@@ -12,7 +14,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT/dist}"
 GO="${GO:-go}"
-FUNCTIONS=(connect disconnect router processor)
+FUNCTIONS=()
+for main in "$ROOT"/lambdas/*/main.go; do
+	grep -q '^package main$' "$main" || continue # lambdaapp's Main, not a command
+	dir="${main%/main.go}"
+	FUNCTIONS+=("${dir##*/}")
+done
 
 command -v python3 >/dev/null 2>&1 || { echo "package: python3 is required to write the zips" >&2; exit 1; }
 mkdir -p "$OUT"

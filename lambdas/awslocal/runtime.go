@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +47,18 @@ type Config struct {
 	Logger      zerolog.Logger
 	IdleTimeout time.Duration
 	MaxLifetime time.Duration
+	// ReapInterval is how often the reaper handler runs, standing in for
+	// serverless.yml's schedule; default [streamer.DefaultReapInterval] (the
+	// schedule's rate), negative disables it.
+	ReapInterval time.Duration
+	// StallTimeout and MaxStalls are the functions' STREAMER_STALL_TIMEOUT
+	// and STREAMER_MAX_STALLS; zero means their defaults.
+	StallTimeout time.Duration
+	MaxStalls    int
+	// Lease is the claim lease of the processor and the reaper; default 5s,
+	// so that after a crash of this process the requests it ran are taken
+	// over seconds after the restart, not a minute.
+	Lease time.Duration
 	// Ready is called once everything is serving.
 	Ready func(devserver.Info)
 }
@@ -54,8 +67,9 @@ type Config struct {
 // gateway invokes the same connect, router and disconnect handlers the
 // Lambdas run, with API-Gateway-shaped events; replies and events go
 // through the gateway's Management API, as they do through API Gateway's;
-// and a poller feeds the table's DynamoDB stream, filtered as
-// serverless.yml filters it, to the processor handler.
+// a poller feeds the table's DynamoDB stream, filtered as serverless.yml
+// filters it, to the processor handler; and the reaper handler runs every
+// ReapInterval, as the schedule runs it.
 func Run(ctx context.Context, cfg Config) error {
 	switch {
 	case cfg.Listener == nil:
@@ -65,6 +79,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Table == "" {
 		cfg.Table = "streamer-local"
+	}
+	if cfg.ReapInterval == 0 {
+		cfg.ReapInterval = streamer.DefaultReapInterval
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 5 * time.Second
 	}
 	base := "http://" + cfg.Listener.Addr().String()
 	// Static credentials: DynamoDB Local accepts any, and the default chain
@@ -99,6 +119,14 @@ func Run(ctx context.Context, cfg Config) error {
 			return string(cfg.Secret)
 		case lambdaapp.EnvEndpoint:
 			return base
+		case lambdaapp.EnvStallTimeout:
+			if cfg.StallTimeout != 0 {
+				return cfg.StallTimeout.String()
+			}
+		case lambdaapp.EnvMaxStalls:
+			if cfg.MaxStalls != 0 {
+				return strconv.Itoa(cfg.MaxStalls)
+			}
 		}
 		return ""
 	})
@@ -108,9 +136,7 @@ func Run(ctx context.Context, cfg Config) error {
 	lcfg.LocalDynamoDB = true
 	dbCfg := awsCfg.Copy()
 	dbCfg.BaseEndpoint = endpoint // the store's client; the sender uses Endpoint
-	// A short lease: after a crash of this process the requests it ran are
-	// taken over seconds after the restart, not a minute.
-	h, err := lambdaapp.New(ctx, lcfg, cfg.Plugins, lambdaapp.Options{AWS: &dbCfg, Logger: &cfg.Logger, Lease: 5 * time.Second})
+	h, err := lambdaapp.New(ctx, lcfg, cfg.Plugins, lambdaapp.Options{AWS: &dbCfg, Logger: &cfg.Logger, Lease: cfg.Lease})
 	if err != nil {
 		return err
 	}
@@ -160,6 +186,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	g.Go(func() error { return poller.Run(pollCtx) })
+	if cfg.ReapInterval > 0 {
+		g.Go(func() error {
+			reap(pollCtx, h, cfg.ReapInterval)
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -222,4 +254,24 @@ func (g *gatewayHandler) Message(ctx context.Context, c *local.Conn, m local.Inb
 
 func (g *gatewayHandler) Disconnect(ctx context.Context, c *local.Conn) {
 	_, _ = g.h.Disconnect(ctx, events.APIGatewayWebsocketProxyRequest{RequestContext: requestContext(c, "DISCONNECT", "$disconnect")})
+}
+
+// reap invokes the reaper handler every interval until ctx is canceled, with
+// the event an EventBridge schedule sends. The handler logs its runs and
+// their failures; the next run tries again, as on AWS.
+func reap(ctx context.Context, h *lambdaapp.Handlers, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			ev := events.EventBridgeEvent{
+				Version: "0", ID: fmt.Sprintf("awslocal-%d", now.UnixNano()), DetailType: "Scheduled Event",
+				Source: "aws.events", Region: "local", Time: now.UTC(), Detail: []byte("{}"),
+			}
+			_, _ = h.Reap(ctx, ev)
+		}
+	}
 }

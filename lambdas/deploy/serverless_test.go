@@ -15,12 +15,20 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamer-go/streamer/lambdas/lambdaapp"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/dynamodb"
 )
 
-// functions are the four Lambdas, named as in serverless.yml.
-var functions = []string{"connect", "disconnect", "router", "processor"}
+// functions are the Lambdas (lambdaapp.Functions), named as in
+// serverless.yml.
+var functions = func() []string {
+	out := make([]string, 0, len(lambdaapp.Functions))
+	for _, fn := range lambdaapp.Functions {
+		out = append(out, string(fn))
+	}
+	return out
+}()
 
 // routes maps each WebSocket route to the function behind it.
 var routes = map[string]string{"$connect": "connect", "$disconnect": "disconnect", "$default": "router"}
@@ -51,7 +59,20 @@ func wantEnv() map[string]any {
 		"STREAMER_SYNC_THRESHOLD":     "5s",
 		"STREAMER_SUBSCRIBER_REFRESH": "0s",
 		"STREAMER_CANCEL_POLL":        "2s",
+		"STREAMER_STALL_TIMEOUT":      "2m",
+		"STREAMER_MAX_STALLS":         "3",
 	}
+}
+
+// wantEnv names every variable lambdaapp reads, but STREAMER_ENDPOINT.
+func TestWantEnvIsEveryVariable(t *testing.T) {
+	t.Parallel()
+	var names []string
+	for name := range wantEnv() {
+		names = append(names, name)
+	}
+	want := slices.DeleteFunc(slices.Clone(lambdaapp.EnvVars), func(v string) bool { return v == lambdaapp.EnvEndpoint })
+	assert.ElementsMatch(t, want, names)
 }
 
 // TestServerlessTemplate packages serverless.yml and checks the generated
@@ -63,6 +84,7 @@ func TestServerlessTemplate(t *testing.T) {
 	t.Run("table matches dynamodb.Schema", func(t *testing.T) { checkTable(t, tpl) })
 	t.Run("websocket routes", func(t *testing.T) { checkRoutes(t, tpl) })
 	t.Run("processor stream", func(t *testing.T) { checkStream(t, tpl) })
+	t.Run("reaper schedule", func(t *testing.T) { checkSchedule(t, tpl) })
 	t.Run("functions", func(t *testing.T) { checkFunctions(t, tpl, wantEnv()) })
 	t.Run("log groups", func(t *testing.T) { checkLogGroups(t, tpl) })
 	t.Run("iam", func(t *testing.T) { checkIAM(t, tpl) })
@@ -84,6 +106,8 @@ func TestServerlessEnvOverrides(t *testing.T) {
 		"STREAMER_JWT_ISSUER":     "https://issuer.example",
 		"STREAMER_LOG_LEVEL":      "debug",
 		"STREAMER_RETENTION":      "48h",
+		"STREAMER_STALL_TIMEOUT":  "5m",
+		"STREAMER_MAX_STALLS":     "2",
 	}
 	tpl := packageTemplate(t, set)
 	want := wantEnv()
@@ -258,9 +282,34 @@ func checkRoutes(t *testing.T, tpl cfnTemplate) {
 	}
 	assert.Equal(t, want, got, "route -> function")
 
-	// API Gateway may invoke the three functions from this API only.
+	// API Gateway may invoke the three functions from this API only (and
+	// EventBridge the reaper from its rule only: checkSchedule).
 	wantSource := "arn:{AWS::Partition}:execute-api:{AWS::Region}:{AWS::AccountId}:{" + apiID + "}/*"
 	invokable := map[string]bool{}
+	for _, perm := range permissions(t, tpl) {
+		if perm.Principal == "events.amazonaws.com" {
+			continue
+		}
+		assert.Equal(t, "apigateway.amazonaws.com", perm.Principal, perm.id)
+		assert.Equal(t, wantSource, perm.source, "SourceArn of %s", perm.id)
+		invokable[perm.function] = true
+	}
+	for _, fn := range routes {
+		assert.True(t, invokable[functionID(fn)], "no permission lets API Gateway invoke %s", fn)
+	}
+}
+
+// permission is an AWS::Lambda::Permission, its references rendered.
+type permission struct {
+	id, function, source string
+	Principal            string
+}
+
+// permissions lists the template's Lambda permissions; each lets a service
+// invoke one function from one source.
+func permissions(t *testing.T, tpl cfnTemplate) []permission {
+	t.Helper()
+	var out []permission
 	for _, id := range tpl.ofType("AWS::Lambda::Permission") {
 		var perm struct {
 			FunctionName any
@@ -270,13 +319,54 @@ func checkRoutes(t *testing.T, tpl cfnTemplate) {
 		}
 		tpl.props(t, id, "AWS::Lambda::Permission", &perm)
 		require.NotNil(t, perm.SourceArn, "%s has no SourceArn", id)
-		assert.Equal(t, "apigateway.amazonaws.com", perm.Principal, id)
 		assert.Equal(t, "lambda:InvokeFunction", perm.Action, id)
-		assert.Equal(t, wantSource, mustRender(t, perm.SourceArn), "SourceArn of %s", id)
-		invokable[strings.TrimSuffix(strings.Trim(mustRender(t, perm.FunctionName), "{}"), ".Arn")] = true
+		out = append(out, permission{
+			id: id, Principal: perm.Principal, source: mustRender(t, perm.SourceArn),
+			function: strings.TrimSuffix(strings.Trim(mustRender(t, perm.FunctionName), "{}"), ".Arn"),
+		})
 	}
-	for _, fn := range routes {
-		assert.True(t, invokable[functionID(fn)], "no permission lets API Gateway invoke %s", fn)
+	return out
+}
+
+// --- reaper's schedule ------------------------------------------------------
+
+// checkSchedule checks that one EventBridge rule runs the reaper once a
+// minute, that EventBridge may invoke the reaper from that rule only, and
+// that a failed run is not retried (the next run is).
+func checkSchedule(t *testing.T, tpl cfnTemplate) {
+	rules := tpl.ofType("AWS::Events::Rule")
+	require.Len(t, rules, 1, "EventBridge rules")
+	var rule struct {
+		ScheduleExpression string
+		State              string
+		Targets            []struct{ Arn any }
+	}
+	tpl.props(t, rules[0], "AWS::Events::Rule", &rule)
+	assert.Equal(t, "rate(1 minute)", rule.ScheduleExpression)
+	assert.Equal(t, "ENABLED", rule.State)
+	require.Len(t, rule.Targets, 1, "targets of %s", rules[0])
+	assert.Equal(t, "{"+functionID("reaper")+".Arn}", mustRender(t, rule.Targets[0].Arn))
+
+	var fromEvents []permission
+	for _, p := range permissions(t, tpl) {
+		if p.Principal == "events.amazonaws.com" {
+			fromEvents = append(fromEvents, p)
+		}
+	}
+	require.Len(t, fromEvents, 1, "permissions for EventBridge")
+	assert.Equal(t, functionID("reaper"), fromEvents[0].function)
+	assert.Equal(t, "{"+rules[0]+".Arn}", fromEvents[0].source, "only the rule may invoke the reaper")
+
+	confs := tpl.ofType("AWS::Lambda::EventInvokeConfig")
+	require.Len(t, confs, 1, "event invoke configs")
+	var conf struct {
+		FunctionName         any
+		MaximumRetryAttempts *int
+	}
+	tpl.props(t, confs[0], "AWS::Lambda::EventInvokeConfig", &conf)
+	assert.Equal(t, "{"+functionID("reaper")+"}", mustRender(t, conf.FunctionName))
+	if assert.NotNil(t, conf.MaximumRetryAttempts) {
+		assert.Zero(t, *conf.MaximumRetryAttempts, "a failed run is retried by the next one")
 	}
 }
 
@@ -556,9 +646,14 @@ func checkFunctions(t *testing.T, tpl cfnTemplate, env map[string]any) {
 			assert.Equal(t, env, fn.Environment.Variables)
 			assert.True(t, strings.HasSuffix(mustRender(t, fn.Code.S3Key), "/"+name+".zip"), "code %v", fn.Code.S3Key)
 			assert.Positive(t, fn.MemorySize)
-			if name == "processor" {
+			switch name {
+			case "processor":
 				assert.Equal(t, 900, fn.Timeout, "the processor gets Lambda's longest timeout")
-			} else {
+			case "reaper":
+				// Less than the schedule's period: runs do not pile up.
+				assert.Positive(t, fn.Timeout)
+				assert.LessOrEqual(t, fn.Timeout, 60)
+			default:
 				// API Gateway gives up on an integration after 29 s.
 				assert.Positive(t, fn.Timeout)
 				assert.LessOrEqual(t, fn.Timeout, 29)

@@ -1,7 +1,8 @@
 // Package lambdaapp builds Streamer's AWS Lambda handlers from STREAMER_*
 // environment variables: $connect, $disconnect and $default for API
-// Gateway's WebSocket API, and the processor for the table's DynamoDB
-// stream. The main packages in lambdas/ are a few lines around it.
+// Gateway's WebSocket API, the processor for the table's DynamoDB stream,
+// and the reaper, run on a schedule, which hands stalled requests back to
+// the processor. The main packages in lambdas/ are one line around it.
 package lambdaapp
 
 import (
@@ -11,24 +12,34 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/middleware"
 )
 
-// Function names one of the four Lambdas; each needs its own settings.
+// Function names one of the Lambdas; each needs its own settings.
 type Function string
 
-// The four Lambdas.
+// The Lambdas.
 const (
 	Connect    Function = "connect"
 	Disconnect Function = "disconnect"
 	Router     Function = "router"
 	Processor  Function = "processor"
+	// Reaper runs [streamer.App.Reap] on a schedule (once a minute in
+	// serverless.yml).
+	Reaper Function = "reaper"
 )
+
+// Functions lists every Lambda. Each has its main package in
+// lambdas/<function>, its zip dist/<function>.zip (scripts/package.sh) and
+// its function of that name in serverless.yml.
+var Functions = []Function{Connect, Disconnect, Router, Processor, Reaper}
 
 // Environment variables read by [ConfigFromEnv]. serverless.yml declares
 // them all.
@@ -45,12 +56,15 @@ const (
 	EnvSyncThreshold     = "STREAMER_SYNC_THRESHOLD"
 	EnvSubscriberRefresh = "STREAMER_SUBSCRIBER_REFRESH"
 	EnvCancelPoll        = "STREAMER_CANCEL_POLL"
+	EnvStallTimeout      = "STREAMER_STALL_TIMEOUT"
+	EnvMaxStalls         = "STREAMER_MAX_STALLS"
 )
 
 // EnvVars lists every STREAMER_* variable the Lambdas read.
 var EnvVars = []string{
 	EnvTable, EnvJWTSecret, EnvJWTPublicKey, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
+	EnvStallTimeout, EnvMaxStalls,
 }
 
 // Config is a Lambda's configuration, read by [ConfigFromEnv].
@@ -94,6 +108,17 @@ type Config struct {
 	// notice a cancel sent through the router (STREAMER_CANCEL_POLL;
 	// default 2s).
 	CancelPoll time.Duration
+	// StallTimeout is how long a live request may stay due (queued, or
+	// running past its lease) before the reaper takes it for stalled
+	// (STREAMER_STALL_TIMEOUT; default [streamer.DefaultStallTimeout]). The
+	// processor uses it too: a delivery of a request that finished less
+	// than this ago sends its terminal event again.
+	StallTimeout time.Duration
+	// MaxStalls is how many times a request may stall before it is ended
+	// with PROCESSING_FAILED (STREAMER_MAX_STALLS, at least 1; default
+	// [streamer.DefaultMaxStalls]). The reaper and the processor both
+	// enforce it, so both must have the same value.
+	MaxStalls int
 	// LocalDynamoDB turns the DynamoDB client's response checksum
 	// validation off, as DynamoDB Local needs. ConfigFromEnv leaves it
 	// false: [New] turns validation off by itself when the client has a
@@ -109,7 +134,7 @@ type Config struct {
 func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 	cfg := Config{Function: fn}
 	switch fn {
-	case Connect, Disconnect, Router, Processor:
+	case Connect, Disconnect, Router, Processor, Reaper:
 	default:
 		return cfg, fmt.Errorf("lambdaapp: unknown function %q", fn)
 	}
@@ -178,6 +203,7 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 		// events cost no read.
 		{EnvSubscriberRefresh, &cfg.SubscriberRefresh, 0},
 		{EnvCancelPoll, &cfg.CancelPoll, 2 * time.Second},
+		{EnvStallTimeout, &cfg.StallTimeout, streamer.DefaultStallTimeout},
 	}
 	for _, d := range durations {
 		*d.into = d.def
@@ -191,6 +217,15 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 			continue
 		}
 		*d.into = parsed
+	}
+	cfg.MaxStalls = streamer.DefaultMaxStalls
+	if v := getenv(EnvMaxStalls); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number of at least 1, such as %d", EnvMaxStalls, v, streamer.DefaultMaxStalls))
+		} else {
+			cfg.MaxStalls = n
+		}
 	}
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("lambdaapp: bad configuration of %s: %w", fn, errors.Join(errs...))

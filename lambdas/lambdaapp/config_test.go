@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
 )
 
@@ -28,6 +29,8 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	require.Equal(t, 5*time.Second, cfg.SyncThreshold)
 	require.Zero(t, cfg.SubscriberRefresh, "subscribers are read for every event by default")
 	require.Equal(t, 2*time.Second, cfg.CancelPoll)
+	require.Equal(t, streamer.DefaultStallTimeout, cfg.StallTimeout)
+	require.Equal(t, streamer.DefaultMaxStalls, cfg.MaxStalls)
 	require.Equal(t, zerolog.InfoLevel, cfg.LogLevel)
 	require.Empty(t, cfg.Endpoint)
 	require.Nil(t, cfg.JWTSecret)
@@ -49,6 +52,8 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		"STREAMER_SYNC_THRESHOLD":     "1s",
 		"STREAMER_SUBSCRIBER_REFRESH": "500ms",
 		"STREAMER_CANCEL_POLL":        "3s",
+		"STREAMER_STALL_TIMEOUT":      "90s",
+		"STREAMER_MAX_STALLS":         "5",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, lambdaapp.Config{
@@ -56,13 +61,14 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		JWTAlgorithms: []string{"HS256", "HS512"}, JWTIssuer: "iss", JWTAudience: "aud",
 		Endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod", LogLevel: zerolog.DebugLevel,
 		Retention: 2 * time.Hour, SyncThreshold: time.Second, SubscriberRefresh: 500 * time.Millisecond, CancelPoll: 3 * time.Second,
+		StallTimeout: 90 * time.Second, MaxStalls: 5,
 	}, cfg)
 }
 
 // The JWT settings are required by connect only.
 func TestConfigFromEnvKeysOnlyForConnect(t *testing.T) {
 	t.Parallel()
-	for _, fn := range []lambdaapp.Function{lambdaapp.Disconnect, lambdaapp.Router, lambdaapp.Processor} {
+	for _, fn := range []lambdaapp.Function{lambdaapp.Disconnect, lambdaapp.Router, lambdaapp.Processor, lambdaapp.Reaper} {
 		_, err := lambdaapp.ConfigFromEnv(fn, env(map[string]string{"STREAMER_TABLE": "t"}))
 		require.NoError(t, err, fn)
 	}
@@ -103,6 +109,10 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		{lambdaapp.Processor, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RETENTION": "forever"}, "STREAMER_RETENTION"},
 		{lambdaapp.Processor, map[string]string{"STREAMER_TABLE": "t", "STREAMER_CANCEL_POLL": "-1s"}, "STREAMER_CANCEL_POLL"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_LOG_LEVEL": "loud"}, "STREAMER_LOG_LEVEL"},
+		{lambdaapp.Reaper, map[string]string{"STREAMER_TABLE": "t", "STREAMER_STALL_TIMEOUT": "0s"}, "STREAMER_STALL_TIMEOUT"},
+		{lambdaapp.Reaper, map[string]string{"STREAMER_TABLE": "t", "STREAMER_STALL_TIMEOUT": "2"}, "STREAMER_STALL_TIMEOUT"},
+		{lambdaapp.Reaper, map[string]string{"STREAMER_TABLE": "t", "STREAMER_MAX_STALLS": "0"}, "STREAMER_MAX_STALLS"},
+		{lambdaapp.Processor, map[string]string{"STREAMER_TABLE": "t", "STREAMER_MAX_STALLS": "three"}, "STREAMER_MAX_STALLS"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_SYNC_THRESHOLD": "5"}, "STREAMER_SYNC_THRESHOLD"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_SUBSCRIBER_REFRESH": "-1s"}, "STREAMER_SUBSCRIBER_REFRESH"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RETENTION": "0s"}, "STREAMER_RETENTION"},

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -16,6 +17,7 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/lambdas/internal/lambdatest"
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
+	"github.com/streamer-go/streamer/storage/dynamodb"
 )
 
 // opCounter counts AWS API calls by service and operation, through an SDK
@@ -119,4 +121,62 @@ func TestCostPerAsyncRequest(t *testing.T) {
 	require.Equal(t, 3, processorOps["DynamoDB.Query"],
 		"no read per progress event: the last event, the subscribers once, and again before the terminal")
 	require.Equal(t, 1+steps+1, rp+pp, "one post per message: the acknowledgment, each progress, the complete")
+}
+
+// TestCostPerReaperRun counts what the reaper costs: a run that finds
+// nothing (its price once a minute), a run that re-queues one stalled
+// request, and a run that ends one with PROCESSING_FAILED. BENCHMARKS.md
+// records the figures.
+func TestCostPerReaperRun(t *testing.T) {
+	t.Parallel()
+	lambdatest.DynamoDBLocal(t)
+	counter := &opCounter{n: map[string]int{}}
+	awsCfg, err := config.LoadDefaultConfig(context.Background())
+	require.NoError(t, err)
+	awsCfg.APIOptions = append(awsCfg.APIOptions, counter.add)
+	s := newReapStack(t, lambdaapp.Options{AWS: &awsCfg})
+	ctx := context.Background()
+
+	// reap runs the reaper until a run reaps one request (or, with want
+	// 0, once), and returns that run's calls.
+	reap := func(want int) map[string]int {
+		deadline := time.Now().Add(reapStallTimeout + 2*lambdatest.Wait)
+		for {
+			counter.take()
+			res, err := s.reaper.Reap(ctx, scheduled())
+			require.NoError(t, err)
+			ops := counter.take()
+			if res.Reaped == want {
+				return ops
+			}
+			require.Zero(t, res.Reaped)
+			require.True(t, time.Now().Before(deadline), "nothing was reaped")
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	_, _, _, idle := cost(reap(0))
+	iw, ir, ip, _ := cost(counterOps(idle))
+	t.Logf("a run that finds nothing: %d writes, %d reads, %d posts (%s)", iw, ir, ip, idle)
+	require.Zero(t, iw+ip)
+	require.Zero(t, counterOps(idle)["DynamoDB.Scan"], "never a scan")
+	require.Equal(t, 3*dynamodb.StatusShards, ir, "one query per live status and shard of the status index")
+
+	c, key := s.openAsync(t, "cost", "reap-1")
+	s.capture(t, isQueuedInsert("reap-1"))
+	crash(t, s.store(t), key)
+	rw, rr, rp, requeue := cost(reap(1))
+	t.Logf("a run that re-queues one:  %d writes, %d reads, %d posts (%s)", rw, rr, rp, requeue)
+	require.Equal(t, 2, rw, "the claim and the re-queue")
+	require.Equal(t, 2, rr-ir, "the request (BatchGetItem) and its last event")
+	require.Zero(t, rp)
+
+	s.requeueRecord(t, "reap-1", 1)
+	crash(t, s.store(t), key)
+	ew, er, ep, end := cost(reap(1))
+	t.Logf("a run that ends one:       %d writes, %d reads, %d posts (%s)", ew, er, ep, end)
+	require.Equal(t, streamer.TypeError, lambdatest.ReadUntil(t, c, streamer.TypeError)[0].Type)
+	require.Equal(t, 2, ew, "the claim and the finish")
+	require.Equal(t, 3, er-ir, "the request, its last event and its subscribers")
+	require.Equal(t, 1, ep, "the terminal event, posted to the one subscriber")
 }

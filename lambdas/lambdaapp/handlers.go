@@ -43,9 +43,10 @@ type Options struct {
 	AWS *aws.Config
 	// Logger replaces the JSON logger on standard error.
 	Logger *zerolog.Logger
-	// Lease replaces the processor's claim lease (streamer.DefaultLease):
-	// how long a request a dead processor held waits before another may
-	// run it. The local AWS runtime uses a short one.
+	// Lease replaces the claim lease of the processor and the reaper
+	// (streamer.DefaultLease): how long a request a dead processor held
+	// waits before another may run it. The local AWS runtime uses a short
+	// one.
 	Lease time.Duration
 	// WrapStore, when set, wraps the DynamoDB store, for fault-injection
 	// tests (storagetest.Faulty).
@@ -100,7 +101,7 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		Middleware:    []streamer.Middleware{middleware.Logging(log), middleware.Auth(middleware.AuthOptions{})},
 		SyncThreshold: cfg.SyncThreshold, Retention: cfg.Retention,
 		SubscriberRefresh: cfg.SubscriberRefresh, CancelPoll: cfg.CancelPoll, Endpoint: cfg.Endpoint,
-		Lease: opts.Lease,
+		StallTimeout: cfg.StallTimeout, MaxStalls: cfg.MaxStalls, Lease: opts.Lease,
 	}
 	if cfg.JWTSecret != nil || cfg.JWTPublicKey != nil {
 		auth, err := middleware.NewJWT(cfg.jwtConfig())
@@ -301,4 +302,38 @@ func (h *Handlers) process(ctx context.Context, k storage.Key) error {
 		case <-t.C:
 		}
 	}
+}
+
+// ReapResult is the reaper's response: how many stalled requests one run
+// handed back to the processor or ended.
+type ReapResult struct {
+	Reaped int `json:"reaped"`
+}
+
+// Reap is the reaper, invoked on a schedule (an EventBridge rule, once a
+// minute in serverless.yml; the event's content is not used). It runs
+// [streamer.App.Reap] once: each request that stayed due longer than
+// Config.StallTimeout (its stream record was never processed, or its
+// processor died) is claimed, which fences out a processor still writing to
+// it, and re-queued, which the stream delivers to the processor again; a
+// canceling one is finished canceled, and one that stalled more than
+// Config.MaxStalls times is ended with PROCESSING_FAILED, its terminal
+// event posted to its subscribers. A failure to list or settle a request is
+// the invocation's error, after the others are handled; the next run tries
+// again.
+func (h *Handlers) Reap(ctx context.Context, _ events.EventBridgeEvent) (ReapResult, error) {
+	start := time.Now()
+	n, err := h.app.Reap(ctx)
+	lev := h.log.Debug()
+	if n > 0 {
+		lev = h.log.Info()
+	}
+	if err != nil {
+		lev = h.log.Error().Err(err)
+	}
+	lev.Int("reaped", n).Dur("took", time.Since(start)).Msg("reaper run")
+	if err != nil {
+		return ReapResult{Reaped: n}, fmt.Errorf("lambdaapp: %w", err)
+	}
+	return ReapResult{Reaped: n}, nil
 }

@@ -28,6 +28,7 @@ type stack struct {
 	disconnect *lambdaapp.Handlers
 	router     *lambdaapp.Handlers
 	processor  *lambdaapp.Handlers
+	reaper     *lambdaapp.Handlers
 	// build makes another function's handlers of this deployment.
 	build func(fn lambdaapp.Function, opts lambdaapp.Options) *lambdaapp.Handlers
 }
@@ -39,6 +40,13 @@ func newStack(t *testing.T, plugins ...streamer.Plugin) *stack {
 
 // newStackWith is newStack with options for every function's handlers.
 func newStackWith(t *testing.T, opts lambdaapp.Options, plugins ...streamer.Plugin) *stack {
+	t.Helper()
+	return newStackEnv(t, opts, nil, plugins...)
+}
+
+// newStackEnv is newStackWith with extra STREAMER_* settings for every
+// function.
+func newStackEnv(t *testing.T, opts lambdaapp.Options, extra map[string]string, plugins ...streamer.Plugin) *stack {
 	t.Helper()
 	if plugins == nil {
 		plugins = []streamer.Plugin{demo.New()}
@@ -53,6 +61,9 @@ func newStackWith(t *testing.T, opts lambdaapp.Options, plugins ...streamer.Plug
 		// Short, so that a cancel or a refresh shows within the tests.
 		"STREAMER_CANCEL_POLL": "200ms",
 	}
+	for k, v := range extra {
+		vars[k] = v
+	}
 	s.build = func(fn lambdaapp.Function, o lambdaapp.Options) *lambdaapp.Handlers {
 		cfg, err := lambdaapp.ConfigFromEnv(fn, env(vars))
 		require.NoError(t, err)
@@ -64,6 +75,7 @@ func newStackWith(t *testing.T, opts lambdaapp.Options, plugins ...streamer.Plug
 	}
 	build := func(fn lambdaapp.Function) *lambdaapp.Handlers { return s.build(fn, opts) }
 	s.connect, s.disconnect, s.router, s.processor = build(lambdaapp.Connect), build(lambdaapp.Disconnect), build(lambdaapp.Router), build(lambdaapp.Processor)
+	s.reaper = build(lambdaapp.Reaper)
 	return s
 }
 
