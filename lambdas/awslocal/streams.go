@@ -1,7 +1,9 @@
 // Package awslocal runs Streamer's AWS path on one machine: DynamoDB Local
 // for storage and, in place of the Lambda event source mapping, a poller
 // that reads the table's DynamoDB stream and invokes the processor with
-// Lambda-shaped batches.
+// Lambda-shaped batches. [LambdaService] stands in for the Lambda Invoke
+// API, running registered functions in process or, through [RIEPool],
+// under the Runtime Interface Emulator.
 package awslocal
 
 import (
