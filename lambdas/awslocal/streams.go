@@ -1,13 +1,16 @@
 // Package awslocal runs Streamer's AWS path on one machine: DynamoDB Local
 // for storage and, in place of the Lambda event source mapping, a poller
 // that reads the table's DynamoDB stream and invokes the processor with
-// Lambda-shaped batches.
+// Lambda-shaped batches. [LambdaService] stands in for the Lambda Invoke
+// API, running registered functions in process or, through [RIEPool],
+// under the Runtime Interface Emulator.
 package awslocal
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -16,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	"github.com/rs/zerolog"
+
+	"github.com/streamer-go/streamer/storage/dynamodb"
 )
 
 // StreamsAPI is the part of the DynamoDB Streams client the poller uses.
@@ -45,23 +50,46 @@ type PollerConfig struct {
 	MaxRetries int
 	// Interval is the wait between polls of an idle shard; default 100ms.
 	Interval time.Duration
-	// Parallelization is how many batches run at once, as the event
-	// source mapping's ParallelizationFactor; default 10. A batch whose
-	// handler runs a long request does not hold up the requests behind it.
+	// Parallelization is the number of lanes of each shard, as the event
+	// source mapping's ParallelizationFactor; default 10. A record's lane
+	// is chosen by a hash of its partition key; a lane delivers its records
+	// in order, one batch at a time. A batch whose handler runs long holds
+	// up the later records of its lane, but not those of the other lanes.
 	Parallelization int
-	Logger          zerolog.Logger
+	// PartitionKey is the key attribute the lanes hash, read from the
+	// records' Keys; default the table's, dynamodb.AttrPK.
+	PartitionKey string
+	Logger       zerolog.Logger
 }
 
 // Poller reads a DynamoDB stream and invokes a handler with Lambda-shaped
 // batches, as an event source mapping with ReportBatchItemFailures does:
 // failed records are retried from the first failure on, up to MaxRetries.
+// Like an event source mapping with a ParallelizationFactor, it processes
+// each shard in Parallelization lanes: records of one partition key share
+// a lane, a lane has at most one batch in flight, and its next batch
+// starts once the previous one succeeded or exhausted its retries.
 // It starts each shard at TRIM_HORIZON, so requests queued while it was
 // down are not missed (processing them again is harmless: the processor's
 // claim runs each request once).
 type Poller struct {
-	cfg      PollerConfig
-	inflight chan struct{}
-	wg       sync.WaitGroup
+	cfg PollerConfig
+	wg  sync.WaitGroup
+
+	mu     sync.Mutex
+	shards map[string]*shardLanes // touched by Run and the lanes' goroutines
+}
+
+// shardLanes are the lanes of one shard.
+type shardLanes struct {
+	lanes  []lane
+	queued int // records waiting in the lanes
+}
+
+// lane is a FIFO of records and whether a goroutine delivers them.
+type lane struct {
+	queue []events.DynamoDBEventRecord
+	busy  bool
 }
 
 // NewPoller validates cfg.
@@ -89,7 +117,16 @@ func NewPoller(cfg PollerConfig) (*Poller, error) {
 	if cfg.Parallelization <= 0 {
 		cfg.Parallelization = 10
 	}
-	return &Poller{cfg: cfg, inflight: make(chan struct{}, cfg.Parallelization)}, nil
+	if cfg.PartitionKey == "" {
+		cfg.PartitionKey = dynamodb.AttrPK
+	}
+	return &Poller{cfg: cfg, shards: map[string]*shardLanes{}}, nil
+}
+
+// readAhead is how many records a shard's lanes may hold before the poller
+// stops reading the shard until they drain.
+func (p *Poller) readAhead() int {
+	return max(1000, 10*p.cfg.BatchSize*p.cfg.Parallelization)
 }
 
 // Run polls until ctx is canceled, then returns nil after the invocations in
@@ -108,7 +145,10 @@ func (p *Poller) Run(ctx context.Context) error {
 		}
 		got := 0
 		for shard, it := range iters {
-			n, next, err := p.poll(ctx, it)
+			if p.backlog(shard) >= p.readAhead() {
+				continue // its lanes are behind: read on once they drain
+			}
+			n, next, err := p.poll(ctx, shard, it)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil //nolint:nilerr // canceled: stopping is not a failure
@@ -163,34 +203,92 @@ func (p *Poller) discover(ctx context.Context, iters map[string]*string, done ma
 	}
 }
 
-// poll reads one page of a shard and delivers its matching records.
-func (p *Poller) poll(ctx context.Context, it *string) (int, *string, error) {
+// backlog returns how many records wait in the lanes of a shard.
+func (p *Poller) backlog(shard string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sh := p.shards[shard]; sh != nil {
+		return sh.queued
+	}
+	return 0
+}
+
+// poll reads one page of a shard and queues its matching records in their
+// lanes.
+func (p *Poller) poll(ctx context.Context, shard string, it *string) (int, *string, error) {
 	out, err := p.cfg.Streams.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(1000)})
 	if err != nil {
 		return 0, nil, err
 	}
-	var batch []events.DynamoDBEventRecord
 	for _, r := range out.Records {
 		rec := ConvertRecord(r, p.cfg.StreamARN, p.cfg.Region)
 		if p.cfg.Filter == nil || p.cfg.Filter(rec) {
-			batch = append(batch, rec)
+			p.enqueue(ctx, shard, laneOf(rec, p.cfg.PartitionKey, p.cfg.Parallelization), rec)
 		}
-	}
-	for len(batch) > 0 {
-		n := min(len(batch), p.cfg.BatchSize)
-		select {
-		case p.inflight <- struct{}{}:
-		case <-ctx.Done():
-			return len(out.Records), out.NextShardIterator, nil
-		}
-		b := batch[:n]
-		p.wg.Go(func() {
-			defer func() { <-p.inflight }()
-			p.deliver(ctx, b)
-		})
-		batch = batch[n:]
 	}
 	return len(out.Records), out.NextShardIterator, nil
+}
+
+// enqueue appends a record to its lane and starts the lane's goroutine
+// unless it runs.
+func (p *Poller) enqueue(ctx context.Context, shard string, i int, rec events.DynamoDBEventRecord) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sh := p.shards[shard]
+	if sh == nil {
+		sh = &shardLanes{lanes: make([]lane, p.cfg.Parallelization)}
+		p.shards[shard] = sh
+	}
+	l := &sh.lanes[i]
+	l.queue = append(l.queue, rec)
+	sh.queued++
+	if !l.busy {
+		l.busy = true
+		p.wg.Go(func() { p.drain(ctx, sh, i) })
+	}
+}
+
+// drain delivers a lane's records in order, one batch at a time, until the
+// lane is empty or ctx is canceled.
+func (p *Poller) drain(ctx context.Context, sh *shardLanes, i int) {
+	for {
+		p.mu.Lock()
+		l := &sh.lanes[i]
+		if len(l.queue) == 0 || ctx.Err() != nil {
+			sh.queued -= len(l.queue)
+			l.queue, l.busy = nil, false
+			p.mu.Unlock()
+			return
+		}
+		n := min(len(l.queue), p.cfg.BatchSize)
+		batch := append([]events.DynamoDBEventRecord(nil), l.queue[:n]...)
+		l.queue = l.queue[n:]
+		sh.queued -= n
+		p.mu.Unlock()
+		p.deliver(ctx, batch)
+	}
+}
+
+// laneOf returns the lane of a record: a hash of its partition key
+// attribute, modulo the number of lanes. A record without the attribute
+// goes to lane 0.
+func laneOf(rec events.DynamoDBEventRecord, key string, lanes int) int {
+	v, ok := rec.Change.Keys[key]
+	if !ok {
+		return 0
+	}
+	h := fnv.New32a()
+	switch v.DataType() {
+	case events.DataTypeString:
+		_, _ = h.Write([]byte(v.String()))
+	case events.DataTypeNumber:
+		_, _ = h.Write([]byte(v.Number()))
+	case events.DataTypeBinary:
+		_, _ = h.Write(v.Binary())
+	default:
+		return 0
+	}
+	return int(h.Sum32() % uint32(lanes)) //nolint:gosec // lanes is positive
 }
 
 // deliver invokes the handler with one batch, retrying from the first

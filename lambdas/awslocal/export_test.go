@@ -1,0 +1,4 @@
+package awslocal
+
+// LaneOf exposes laneOf to the tests.
+var LaneOf = laneOf
