@@ -23,6 +23,9 @@ import (
 // Process it again at At.
 type NotDueError struct {
 	At time.Time
+	// Held is set when another processor holds the request: At is when
+	// its lease ends, which a live processor keeps moving.
+	Held bool
 }
 
 func (e *NotDueError) Error() string {
@@ -95,7 +98,7 @@ func (a *App) Process(ctx context.Context, key storage.Key) error {
 			// Claimed by a processor that may have died: its lease says
 			// when the request may be taken over. Delivered again then, it
 			// runs, so a crash loses nothing.
-			return &NotDueError{At: cur.LeaseUntil.Add(time.Millisecond)}
+			return &NotDueError{At: cur.LeaseUntil.Add(time.Millisecond), Held: true}
 		}
 		return nil
 	case err != nil:

@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/lambdas/awslocal"
 	"github.com/streamer-go/streamer/lambdas/internal/lambdatest"
 	"github.com/streamer-go/streamer/storage/dynamodb"
 )
@@ -100,9 +101,11 @@ func start(t *testing.T, bin string, env []string) (string, int) {
 
 // Every bootstrap under the Runtime Interface Emulator, on DynamoDB Local,
 // replying through a local gateway's Management API: a client connects,
-// sends a sync and an async request, the processor runs the async one from
-// its captured stream record, the reaper runs from a scheduled event and
-// finds nothing stalled, and the client disconnects.
+// sends a sync and an async request, the processor dispatches the async one
+// from its captured stream record to an invocation of its own (the local
+// Lambda service, which runs it in another emulator of the processor
+// bootstrap), the reaper runs from a scheduled event and finds nothing
+// stalled, and the client disconnects.
 func testUnderRIE(t *testing.T, dir string) {
 	aws := lambdatest.DynamoDBLocal(t)
 	table := aws.Table(t)
@@ -119,6 +122,25 @@ func testUnderRIE(t *testing.T, dir string) {
 		"STREAMER_ENDPOINT=" + gw.URL,
 		"STREAMER_LOG_LEVEL=warn",
 	}
+	// The Lambda service the processor invokes itself through, running
+	// each job in an emulator of the processor's bootstrap.
+	lambdaLn, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	env = append(env, "AWS_ENDPOINT_URL_LAMBDA=http://"+lambdaLn.Addr().String(), "AWS_LAMBDA_FUNCTION_NAME=processor")
+	svc := awslocal.NewLambdaService(awslocal.LambdaServiceConfig{Region: aws.Region})
+	pool, err := awslocal.NewRIEPool(awslocal.RIEConfig{
+		RIE: filepath.Join(dir, "rie"), Bootstrap: filepath.Join(dir, "processor", "bootstrap"), Env: env,
+		FunctionName: "processor", Timeout: time.Minute,
+	})
+	require.NoError(t, err)
+	require.NoError(t, svc.Register("processor", pool.Invoke, awslocal.FunctionConfig{Concurrency: 2, Timeout: time.Minute}))
+	go func() { _ = svc.Serve(lambdaLn) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = svc.Shutdown(ctx)
+		_ = pool.Close()
+	})
 	rie := map[string]*emulator{}
 	for _, fn := range functions {
 		rie[fn] = startRIE(t, filepath.Join(dir, "rie"), filepath.Join(dir, fn, "bootstrap"), env)
@@ -169,6 +191,10 @@ func testUnderRIE(t *testing.T, dir string) {
 	require.JSONEq(t, `{"batchItemFailures":[]}`, string(out))
 	got := lambdatest.ReadUntil(t, ws, streamer.TypeComplete)
 	require.Equal(t, "job-9", got[len(got)-1].RequestID)
+	require.Eventually(t, func() bool {
+		stats, ok := svc.Stats("processor")
+		return ok && stats.Succeeded == 1
+	}, lambdatest.Wait, 10*time.Millisecond, "the job ran in an invocation of its own")
 
 	// The event an EventBridge schedule (serverless.yml's rate(1 minute))
 	// sends.

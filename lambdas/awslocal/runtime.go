@@ -3,6 +3,7 @@ package awslocal
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -59,6 +61,21 @@ type Config struct {
 	// so that after a crash of this process the requests it ran are taken
 	// over seconds after the restart, not a minute.
 	Lease time.Duration
+	// Concurrency is the processor function's emulated concurrency: how
+	// many jobs run at once (the account's, or the function's reserved,
+	// concurrency); more wait in the local Lambda service's queue. Default
+	// 1000, Lambda's default account concurrency.
+	Concurrency int
+	// ProcessorTimeout is the processor function's timeout: each job's
+	// deadline (serverless.yml: 15 minutes, the default).
+	ProcessorTimeout time.Duration
+	// JobRetryDelays are the waits before the async retries of a failed
+	// job (Lambda: about 1 and 2 minutes); default 1s and 2s.
+	JobRetryDelays []time.Duration
+	// OnJobFailure receives the jobs that failed on every attempt, as the
+	// processor's on-failure destination (the SQS failure queue) would; by
+	// default they are logged.
+	OnJobFailure func(Failure)
 	// Ready is called once everything is serving.
 	Ready func(devserver.Info)
 }
@@ -86,6 +103,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Lease <= 0 {
 		cfg.Lease = 5 * time.Second
 	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1000
+	}
+	if cfg.ProcessorTimeout <= 0 {
+		cfg.ProcessorTimeout = 15 * time.Minute
+	}
+	if cfg.JobRetryDelays == nil {
+		cfg.JobRetryDelays = []time.Duration{time.Second, 2 * time.Second}
+	}
 	base := "http://" + cfg.Listener.Addr().String()
 	// Static credentials: DynamoDB Local accepts any, and the default chain
 	// could otherwise go looking for an instance metadata service.
@@ -111,8 +137,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("awslocal: describe table %s: %w", cfg.Table, err)
 	}
 
-	lcfg, err := lambdaapp.ConfigFromEnv(lambdaapp.Connect, func(k string) string {
+	getenv := func(k string) string {
 		switch k {
+		case lambdaapp.EnvFunctionName:
+			return processorFunction
 		case lambdaapp.EnvTable:
 			return cfg.Table
 		case lambdaapp.EnvJWTSecret:
@@ -129,15 +157,54 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}
 		return ""
-	})
+	}
+	dbCfg := awsCfg.Copy()
+	dbCfg.BaseEndpoint = endpoint // the store's client; the sender uses Endpoint
+	build := func(fn lambdaapp.Function, opts lambdaapp.Options) (*lambdaapp.Handlers, error) {
+		lcfg, err := lambdaapp.ConfigFromEnv(fn, getenv)
+		if err != nil {
+			return nil, err
+		}
+		lcfg.LocalDynamoDB = true
+		opts.AWS, opts.Logger, opts.Lease = &dbCfg, &cfg.Logger, cfg.Lease
+		return lambdaapp.New(ctx, lcfg, cfg.Plugins, opts)
+	}
+	h, err := build(lambdaapp.Connect, lambdaapp.Options{})
 	if err != nil {
 		return err
 	}
-	lcfg.LocalDynamoDB = true
-	dbCfg := awsCfg.Copy()
-	dbCfg.BaseEndpoint = endpoint // the store's client; the sender uses Endpoint
-	h, err := lambdaapp.New(ctx, lcfg, cfg.Plugins, lambdaapp.Options{AWS: &dbCfg, Logger: &cfg.Logger, Lease: cfg.Lease})
+
+	// The local Lambda service runs the processor's jobs, each in an
+	// invocation of its own, as Lambda runs its async invocations.
+	lambdaLn, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
+		return fmt.Errorf("awslocal: Lambda service listener: %w", err)
+	}
+	svc := NewLambdaService(LambdaServiceConfig{Region: awsCfg.Region, Logger: cfg.Logger})
+	lambdaURL := "http://" + lambdaLn.Addr().String()
+	invoker := awslambda.NewFromConfig(awsCfg, func(o *awslambda.Options) { o.BaseEndpoint = aws.String(lambdaURL) })
+	proc, err := build(lambdaapp.Processor, lambdaapp.Options{Invoker: invoker})
+	if err != nil {
+		return err
+	}
+	onFailure := cfg.OnJobFailure
+	if onFailure == nil {
+		onFailure = func(f Failure) {
+			cfg.Logger.Error().Err(f.Err).Str("function", f.Function).Int("attempts", f.Attempts).Str("condition", f.Condition).
+				RawJSON("payload", f.Payload).Msg("awslocal: a job failed on every attempt (the on-failure queue would get it)")
+		}
+	}
+	retries := 2
+	if err := svc.Register(processorFunction, func(ctx context.Context, payload []byte) ([]byte, error) {
+		out, err := proc.Handle(ctx, payload)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(out)
+	}, FunctionConfig{
+		Concurrency: cfg.Concurrency, Timeout: cfg.ProcessorTimeout,
+		MaximumRetryAttempts: &retries, RetryDelays: cfg.JobRetryDelays, OnFailure: onFailure,
+	}); err != nil {
 		return err
 	}
 
@@ -157,7 +224,7 @@ func Run(ctx context.Context, cfg Config) error {
 	streams := dynamodbstreams.NewFromConfig(awsCfg, func(o *dynamodbstreams.Options) { o.BaseEndpoint = endpoint })
 	poller, err := NewPoller(PollerConfig{
 		Streams: streams, StreamARN: aws.ToString(desc.Table.LatestStreamArn), Region: awsCfg.Region,
-		Handler: h.Process, Logger: cfg.Logger, BatchSize: 10, MaxRetries: 3,
+		Handler: proc.Dispatch, Logger: cfg.Logger, BatchSize: 10, MaxRetries: 3,
 		Filter: func(r events.DynamoDBEventRecord) bool {
 			_, ok, err := lambdaapp.QueuedKey(r)
 			return ok || err != nil // unreadable records reach the handler, which reports them
@@ -186,6 +253,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	g.Go(func() error { return poller.Run(pollCtx) })
+	g.Go(func() error {
+		if err := svc.Serve(lambdaLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("awslocal: Lambda service: %w", err)
+		}
+		return nil
+	})
 	if cfg.ReapInterval > 0 {
 		g.Go(func() error {
 			reap(pollCtx, h, cfg.ReapInterval)
@@ -199,10 +272,20 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = srv.Shutdown(shutCtx)
 		_ = gw.Close(shutCtx)
 		stopPoll()
+		// Running jobs get a moment to end; then their contexts are
+		// canceled and they re-queue their requests, as at a deadline.
+		// A request whose job did not get that far is taken over after
+		// its lease.
+		jobCtx, cancelJobs := context.WithTimeout(shutCtx, 2*time.Second)
+		defer cancelJobs()
+		_ = svc.Shutdown(jobCtx)
 		return nil
 	})
 	return g.Wait()
 }
+
+// processorFunction is the local name of the processor function.
+const processorFunction = "processor"
 
 // gatewayHandler turns the local gateway's calls into API Gateway's
 // WebSocket events for the Lambda handlers.

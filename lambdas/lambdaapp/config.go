@@ -60,6 +60,10 @@ const (
 	EnvMaxStalls         = "STREAMER_MAX_STALLS"
 )
 
+// EnvFunctionName is the variable Lambda sets to the function's name; the
+// processor reads it to invoke itself. It is not declared in serverless.yml.
+const EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
+
 // EnvVars lists every STREAMER_* variable the Lambdas read.
 var EnvVars = []string{
 	EnvTable, EnvJWTSecret, EnvJWTPublicKey, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
@@ -119,6 +123,11 @@ type Config struct {
 	// [streamer.DefaultMaxStalls]). The reaper and the processor both
 	// enforce it, so both must have the same value.
 	MaxStalls int
+	// FunctionName is the processor's own function name, which it invokes
+	// asynchronously to run each request in an invocation of its own
+	// (AWS_LAMBDA_FUNCTION_NAME, which Lambda sets; required by the
+	// processor).
+	FunctionName string
 	// LocalDynamoDB turns the DynamoDB client's response checksum
 	// validation off, as DynamoDB Local needs. ConfigFromEnv leaves it
 	// false: [New] turns validation off by itself when the client has a
@@ -155,6 +164,11 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", EnvJWTPublicKey, err))
 		}
 		cfg.JWTPublicKey = key
+	}
+	if fn == Processor {
+		if cfg.FunctionName = getenv(EnvFunctionName); cfg.FunctionName == "" {
+			errs = append(errs, fmt.Errorf("%s is required: the processor invokes itself by name (Lambda sets it)", EnvFunctionName))
+		}
 	}
 	if fn == Connect && cfg.JWTSecret == nil && cfg.JWTPublicKey == nil {
 		errs = append(errs, fmt.Errorf("%s or %s is required to verify tokens", EnvJWTSecret, EnvJWTPublicKey))

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/rs/zerolog"
 
 	"github.com/streamer-go/streamer"
@@ -31,9 +31,10 @@ const ProcessConcurrency = 8
 // safe for concurrent use; every goroutine they start ends before the
 // handler returns.
 type Handlers struct {
-	cfg Config
-	app *streamer.App
-	log zerolog.Logger
+	cfg     Config
+	app     *streamer.App
+	log     zerolog.Logger
+	invoker InvokeAPI
 }
 
 // Options are optional dependencies of [New], for tests and the local AWS
@@ -48,6 +49,9 @@ type Options struct {
 	// waits before another may run it. The local AWS runtime uses a short
 	// one.
 	Lease time.Duration
+	// Invoker replaces the Lambda client with which the processor invokes
+	// itself (built from the AWS configuration by default).
+	Invoker InvokeAPI
 	// WrapStore, when set, wraps the DynamoDB store, for fault-injection
 	// tests (storagetest.Faulty).
 	WrapStore func(storage.Store) storage.Store
@@ -114,7 +118,11 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: %w", err)
 	}
-	return &Handlers{cfg: cfg, app: app, log: log}, nil
+	h := &Handlers{cfg: cfg, app: app, log: log, invoker: opts.Invoker}
+	if h.invoker == nil && cfg.Function == Processor {
+		h.invoker = lambda.NewFromConfig(awsCfg)
+	}
+	return h, nil
 }
 
 // App returns the App the handlers run.
@@ -209,56 +217,6 @@ func body(ev events.APIGatewayWebsocketProxyRequest) ([]byte, bool, error) {
 	return data, true, nil
 }
 
-// Process is the processor, invoked by the table's DynamoDB stream. It runs
-// every record that inserts or modifies a request item into status queued
-// (others are skipped, although the event source mapping's filter already
-// drops them), up to [ProcessConcurrency] at a time, and returns after all
-// of them have ended. Records that failed, or could not be read, are listed
-// in BatchItemFailures by sequence number, so that only they are retried
-// (the mapping needs FunctionResponseTypes ReportBatchItemFailures); the
-// list is empty, never null, when all succeeded.
-//
-// A request whose retry delay has not passed is waited for when it falls
-// due before the invocation's deadline less [streamer.StopMargin], and
-// reported as failed otherwise, so the stream delivers it again.
-func (h *Handlers) Process(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
-	var (
-		mu       sync.Mutex
-		failures = []events.DynamoDBBatchItemFailure{}
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, ProcessConcurrency)
-	)
-	fail := func(seq string) {
-		mu.Lock()
-		failures = append(failures, events.DynamoDBBatchItemFailure{ItemIdentifier: seq})
-		mu.Unlock()
-	}
-	for _, rec := range ev.Records {
-		seq := rec.Change.SequenceNumber
-		k, ok, err := QueuedKey(rec)
-		if err != nil {
-			h.log.Error().Err(err).Str("sequence_number", seq).Msg("unreadable stream record")
-			fail(seq)
-			continue
-		}
-		if !ok {
-			continue
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := h.process(ctx, k); err != nil {
-				h.log.Error().Err(err).Str("request_id", k.ID).Str("sequence_number", seq).Msg("processing failed")
-				fail(seq)
-			}
-		}()
-	}
-	wg.Wait()
-	return events.DynamoDBEventResponse{BatchItemFailures: failures}, nil
-}
-
 // QueuedKey reads a stream record as Lambda delivers it. It returns the
 // request's key and true when the record inserts or modifies a request item
 // into status queued, and false for any other record. The new image is
@@ -277,31 +235,6 @@ func QueuedKey(rec events.DynamoDBEventRecord) (storage.Key, bool, error) {
 		return storage.Key{}, false, fmt.Errorf("lambdaapp: record %s: %w", rec.Change.SequenceNumber, err)
 	}
 	return k, ok, nil
-}
-
-// process runs one request, waiting for its retry delay when that ends
-// before the deadline.
-func (h *Handlers) process(ctx context.Context, k storage.Key) error {
-	for {
-		err := h.app.Process(ctx, k)
-		var nd *streamer.NotDueError
-		if !errors.As(err, &nd) {
-			if err != nil {
-				return fmt.Errorf("lambdaapp: %w", err)
-			}
-			return nil
-		}
-		if dl, ok := ctx.Deadline(); ok && nd.At.After(dl.Add(-streamer.StopMargin)) {
-			return fmt.Errorf("lambdaapp: request %s is not due before the deadline: %w", k.ID, err)
-		}
-		t := time.NewTimer(time.Until(nd.At))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("lambdaapp: waiting for request %s: %w", k.ID, ctx.Err())
-		case <-t.C:
-		}
-	}
 }
 
 // ReapResult is the reaper's response: how many stalled requests one run

@@ -60,6 +60,8 @@ func newStackEnv(t *testing.T, opts lambdaapp.Options, extra map[string]string, 
 		"STREAMER_ENDPOINT":   s.gw.URL,
 		// Short, so that a cancel or a refresh shows within the tests.
 		"STREAMER_CANCEL_POLL": "200ms",
+		// Lambda sets it; the processor invokes itself by it.
+		"AWS_LAMBDA_FUNCTION_NAME": "processor",
 	}
 	for k, v := range extra {
 		vars[k] = v
