@@ -85,6 +85,7 @@ func TestServerlessTemplate(t *testing.T) {
 	t.Run("websocket routes", func(t *testing.T) { checkRoutes(t, tpl) })
 	t.Run("processor stream", func(t *testing.T) { checkStream(t, tpl) })
 	t.Run("reaper schedule", func(t *testing.T) { checkSchedule(t, tpl) })
+	t.Run("processor jobs", func(t *testing.T) { checkProcessorJobs(t, tpl) })
 	t.Run("functions", func(t *testing.T) { checkFunctions(t, tpl, wantEnv()) })
 	t.Run("log groups", func(t *testing.T) { checkLogGroups(t, tpl) })
 	t.Run("iam", func(t *testing.T) { checkIAM(t, tpl) })
@@ -357,17 +358,58 @@ func checkSchedule(t *testing.T, tpl cfnTemplate) {
 	assert.Equal(t, functionID("reaper"), fromEvents[0].function)
 	assert.Equal(t, "{"+rules[0]+".Arn}", fromEvents[0].source, "only the rule may invoke the reaper")
 
-	confs := tpl.ofType("AWS::Lambda::EventInvokeConfig")
-	require.Len(t, confs, 1, "event invoke configs")
 	var conf struct {
 		FunctionName         any
 		MaximumRetryAttempts *int
 	}
-	tpl.props(t, confs[0], "AWS::Lambda::EventInvokeConfig", &conf)
-	assert.Equal(t, "{"+functionID("reaper")+"}", mustRender(t, conf.FunctionName))
+	found := false
+	for _, id := range tpl.ofType("AWS::Lambda::EventInvokeConfig") {
+		tpl.props(t, id, "AWS::Lambda::EventInvokeConfig", &conf)
+		if found = mustRender(t, conf.FunctionName) == "{"+functionID("reaper")+"}"; found {
+			break
+		}
+	}
+	require.True(t, found, "no event invoke config for the reaper")
 	if assert.NotNil(t, conf.MaximumRetryAttempts) {
 		assert.Zero(t, *conf.MaximumRetryAttempts, "a failed run is retried by the next one")
 	}
+}
+
+// processorARN is the processor function's ARN as the role's policy renders
+// it (a name, not a reference: the function depends on the role).
+const processorARN = "arn:{AWS::Partition}:lambda:{AWS::Region}:{AWS::AccountId}:function:" + service + "-" + stage + "-processor"
+
+// checkProcessorJobs checks the processor's async invoke configuration: its
+// jobs (asynchronous invocations of itself) are retried twice, wait in
+// Lambda's queue at most 6 hours, and then go to the failure queue.
+func checkProcessorJobs(t *testing.T, tpl cfnTemplate) {
+	var conf struct {
+		FunctionName             any
+		MaximumRetryAttempts     *int
+		MaximumEventAgeInSeconds *int
+		DestinationConfig        struct {
+			OnFailure struct{ Destination any }
+		}
+	}
+	found := false
+	for _, id := range tpl.ofType("AWS::Lambda::EventInvokeConfig") {
+		tpl.props(t, id, "AWS::Lambda::EventInvokeConfig", &conf)
+		if mustRender(t, conf.FunctionName) == "{"+functionID("processor")+"}" {
+			found = true
+			break
+		}
+	}
+	require.True(t, found, "no event invoke config for the processor")
+	if assert.NotNil(t, conf.MaximumRetryAttempts) {
+		assert.Equal(t, 2, *conf.MaximumRetryAttempts)
+	}
+	if assert.NotNil(t, conf.MaximumEventAgeInSeconds) {
+		assert.Equal(t, 21600, *conf.MaximumEventAgeInSeconds)
+	}
+	assert.Equal(t, "{"+deadLetterQueue(t, tpl)+".Arn}", mustRender(t, conf.DestinationConfig.OnFailure.Destination), "failed jobs go to the failure queue")
+	var fn struct{ Timeout int }
+	tpl.props(t, functionID("processor"), "AWS::Lambda::Function", &fn)
+	assert.Equal(t, 900, fn.Timeout)
 }
 
 // --- processor's stream -----------------------------------------------------
@@ -766,7 +808,9 @@ func checkIAM(t *testing.T, tpl cfnTemplate) {
 				assert.Regexp(t, manageConnections, res, "%s: only this API's connections", action)
 			case action == "sqs:SendMessage":
 				assert.Equal(t, dlq, res, "%s: only the dead-letter queue", action)
-			case svc == "dynamodb" || svc == "execute-api" || svc == "sqs":
+			case action == "lambda:InvokeFunction":
+				assert.Equal(t, processorARN, res, "%s: only the processor (which invokes itself)", action)
+			case svc == "dynamodb" || svc == "execute-api" || svc == "sqs" || svc == "lambda":
 				t.Errorf("unexpected grant of %s on %s", action, res)
 			case svc == "xray":
 				// X-Ray has no resource-level permissions.
@@ -784,6 +828,7 @@ func checkIAM(t *testing.T, tpl cfnTemplate) {
 		assert.True(t, grants[action][streamResource], "%s on the stream is not granted", action)
 	}
 	assert.True(t, grants["sqs:SendMessage"][dlq], "sqs:SendMessage on the dead-letter queue is not granted")
+	assert.True(t, grants["lambda:InvokeFunction"][processorARN], "lambda:InvokeFunction on the processor is not granted")
 	methods := map[string]bool{}
 	for res := range grants["execute-api:ManageConnections"] {
 		if m := manageConnections.FindStringSubmatch(res); m != nil {
