@@ -61,6 +61,7 @@ func wantEnv() map[string]any {
 		"STREAMER_CANCEL_POLL":        "2s",
 		"STREAMER_STALL_TIMEOUT":      "2m",
 		"STREAMER_MAX_STALLS":         "3",
+		"STREAMER_LEASE":              "1m",
 	}
 }
 
@@ -109,6 +110,7 @@ func TestServerlessEnvOverrides(t *testing.T) {
 		"STREAMER_RETENTION":      "48h",
 		"STREAMER_STALL_TIMEOUT":  "5m",
 		"STREAMER_MAX_STALLS":     "2",
+		"STREAMER_LEASE":          "30s",
 	}
 	tpl := packageTemplate(t, set)
 	want := wantEnv()

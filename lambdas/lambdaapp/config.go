@@ -57,6 +57,7 @@ const (
 	EnvSubscriberRefresh = "STREAMER_SUBSCRIBER_REFRESH"
 	EnvCancelPoll        = "STREAMER_CANCEL_POLL"
 	EnvStallTimeout      = "STREAMER_STALL_TIMEOUT"
+	EnvLease             = "STREAMER_LEASE"
 	EnvMaxStalls         = "STREAMER_MAX_STALLS"
 )
 
@@ -68,7 +69,7 @@ const EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 var EnvVars = []string{
 	EnvTable, EnvJWTSecret, EnvJWTPublicKey, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
-	EnvStallTimeout, EnvMaxStalls,
+	EnvStallTimeout, EnvMaxStalls, EnvLease,
 }
 
 // Config is a Lambda's configuration, read by [ConfigFromEnv].
@@ -118,6 +119,10 @@ type Config struct {
 	// processor uses it too: a delivery of a request that finished less
 	// than this ago sends its terminal event again.
 	StallTimeout time.Duration
+	// Lease is how long a processor's claim of a request lasts without
+	// renewal: how long a request whose job died waits before another job
+	// takes it over (STREAMER_LEASE; default [streamer.DefaultLease]).
+	Lease time.Duration
 	// MaxStalls is how many times a request may stall before it is ended
 	// with PROCESSING_FAILED (STREAMER_MAX_STALLS, at least 1; default
 	// [streamer.DefaultMaxStalls]). The reaper and the processor both
@@ -218,6 +223,7 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 		{EnvSubscriberRefresh, &cfg.SubscriberRefresh, 0},
 		{EnvCancelPoll, &cfg.CancelPoll, 2 * time.Second},
 		{EnvStallTimeout, &cfg.StallTimeout, streamer.DefaultStallTimeout},
+		{EnvLease, &cfg.Lease, streamer.DefaultLease},
 	}
 	for _, d := range durations {
 		*d.into = d.def

@@ -54,6 +54,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		"STREAMER_CANCEL_POLL":        "3s",
 		"STREAMER_STALL_TIMEOUT":      "90s",
 		"STREAMER_MAX_STALLS":         "5",
+		"STREAMER_LEASE":              "30s",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, lambdaapp.Config{
@@ -61,7 +62,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		JWTAlgorithms: []string{"HS256", "HS512"}, JWTIssuer: "iss", JWTAudience: "aud",
 		Endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod", LogLevel: zerolog.DebugLevel,
 		Retention: 2 * time.Hour, SyncThreshold: time.Second, SubscriberRefresh: 500 * time.Millisecond, CancelPoll: 3 * time.Second,
-		StallTimeout: 90 * time.Second, MaxStalls: 5,
+		StallTimeout: 90 * time.Second, MaxStalls: 5, Lease: 30 * time.Second,
 	}, cfg)
 }
 
@@ -69,7 +70,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 func TestConfigFromEnvKeysOnlyForConnect(t *testing.T) {
 	t.Parallel()
 	for _, fn := range []lambdaapp.Function{lambdaapp.Disconnect, lambdaapp.Router, lambdaapp.Processor, lambdaapp.Reaper} {
-		_, err := lambdaapp.ConfigFromEnv(fn, env(map[string]string{"STREAMER_TABLE": "t"}))
+		_, err := lambdaapp.ConfigFromEnv(fn, env(map[string]string{"STREAMER_TABLE": "t", "AWS_LAMBDA_FUNCTION_NAME": "f"}))
 		require.NoError(t, err, fn)
 	}
 	_, err := lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{"STREAMER_TABLE": "t"}))

@@ -23,12 +23,14 @@ func ExampleConfigFromEnv() {
 	}
 	fmt.Println(cfg.Table, cfg.Retention, cfg.SyncThreshold, cfg.LogLevel)
 
-	// The processor needs no key, but it needs its table.
+	// The processor needs no key, but it needs its table, and its own
+	// name (which Lambda sets) to invoke itself.
 	_, err = lambdaapp.ConfigFromEnv(lambdaapp.Processor, func(string) string { return "" })
 	fmt.Println(err)
 	// Output:
 	// streamer-prod 48h0m0s 5s info
 	// lambdaapp: bad configuration of processor: STREAMER_TABLE is required: the DynamoDB table's name
+	// AWS_LAMBDA_FUNCTION_NAME is required: the processor invokes itself by name (Lambda sets it)
 }
 
 func ExampleQueuedKey() {

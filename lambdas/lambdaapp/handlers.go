@@ -100,12 +100,15 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: Management API sender: %w", err)
 	}
+	if opts.Lease > 0 {
+		cfg.Lease = opts.Lease
+	}
 	appCfg := streamer.Config{
 		Store: st, Sender: sender, Plugins: plugins, Logger: log,
 		Middleware:    []streamer.Middleware{middleware.Logging(log), middleware.Auth(middleware.AuthOptions{})},
 		SyncThreshold: cfg.SyncThreshold, Retention: cfg.Retention,
 		SubscriberRefresh: cfg.SubscriberRefresh, CancelPoll: cfg.CancelPoll, Endpoint: cfg.Endpoint,
-		StallTimeout: cfg.StallTimeout, MaxStalls: cfg.MaxStalls, Lease: opts.Lease,
+		StallTimeout: cfg.StallTimeout, MaxStalls: cfg.MaxStalls, Lease: cfg.Lease,
 	}
 	if cfg.JWTSecret != nil || cfg.JWTPublicKey != nil {
 		auth, err := middleware.NewJWT(cfg.jwtConfig())
