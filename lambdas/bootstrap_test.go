@@ -26,6 +26,7 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/lambdas/awslocal"
 	"github.com/streamer-go/streamer/lambdas/internal/lambdatest"
+	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/dynamodb"
 )
 
@@ -121,6 +122,9 @@ func testUnderRIE(t *testing.T, dir string) {
 		"STREAMER_JWT_SECRET=" + lambdatest.Secret,
 		"STREAMER_ENDPOINT=" + gw.URL,
 		"STREAMER_LOG_LEVEL=warn",
+		// Short, so that a job whose invocation was killed is taken over
+		// within the test.
+		"STREAMER_LEASE=3s",
 	}
 	// The Lambda service the processor invokes itself through, running
 	// each job in an emulator of the processor's bootstrap.
@@ -128,12 +132,16 @@ func testUnderRIE(t *testing.T, dir string) {
 	require.NoError(t, err)
 	env = append(env, "AWS_ENDPOINT_URL_LAMBDA=http://"+lambdaLn.Addr().String(), "AWS_LAMBDA_FUNCTION_NAME=processor")
 	svc := awslocal.NewLambdaService(awslocal.LambdaServiceConfig{Region: aws.Region})
+	started := make(chan awslocal.RIEInvocation, 16)
 	pool, err := awslocal.NewRIEPool(awslocal.RIEConfig{
 		RIE: filepath.Join(dir, "rie"), Bootstrap: filepath.Join(dir, "processor", "bootstrap"), Env: env,
 		FunctionName: "processor", Timeout: time.Minute,
+		OnStart: func(inv awslocal.RIEInvocation) { started <- inv },
 	})
 	require.NoError(t, err)
-	require.NoError(t, svc.Register("processor", pool.Invoke, awslocal.FunctionConfig{Concurrency: 2, Timeout: time.Minute}))
+	require.NoError(t, svc.Register("processor", pool.Invoke, awslocal.FunctionConfig{
+		Concurrency: 2, Timeout: time.Minute, RetryDelays: []time.Duration{100 * time.Millisecond, 100 * time.Millisecond},
+	}))
 	go func() { _ = svc.Serve(lambdaLn) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -174,27 +182,73 @@ func testUnderRIE(t *testing.T, dir string) {
 	require.Equal(t, http.StatusOK, status("router", wsEvent("$default", `{"action":"delay","id":"job-9","payload":{"ms":50,"steps":2}}`, nil)))
 	require.Equal(t, streamer.TypeAcknowledgment, lambdatest.Read(t, ws).Type)
 
-	queued := func(r types.Record) bool {
-		return r.EventName == types.OperationTypeInsert && lambdatest.Str(r.Dynamodb.NewImage, dynamodb.AttrSK) == "REQ" &&
-			lambdatest.Str(r.Dynamodb.NewImage, "status") == "queued"
-	}
-	recs := aws.ReadStream(t, table, func(recs []types.Record) bool {
-		for _, r := range recs {
-			if queued(r) {
-				return true
-			}
+	queued := func(id string) func(r types.Record) bool {
+		return func(r types.Record) bool {
+			return r.EventName == types.OperationTypeInsert && lambdatest.Str(r.Dynamodb.NewImage, dynamodb.AttrSK) == "REQ" &&
+				lambdatest.Str(r.Dynamodb.NewImage, "status") == "queued" && strings.HasSuffix(lambdatest.Str(r.Dynamodb.NewImage, dynamodb.AttrPK), "|"+id)
 		}
-		return false
-	})
-	batch := lambdatest.EventJSON(t, recs, aws.StreamARN(t, table), aws.Region)
-	out := rie["processor"].invoke(t, json.RawMessage(batch), nil)
-	require.JSONEq(t, `{"batchItemFailures":[]}`, string(out))
+	}
+	dispatch := func(id string) {
+		t.Helper()
+		var recs []types.Record
+		aws.ReadStream(t, table, func(all []types.Record) bool {
+			recs = recs[:0]
+			for _, r := range all {
+				if queued(id)(r) {
+					recs = append(recs, r)
+				}
+			}
+			return len(recs) > 0
+		})
+		batch := lambdatest.EventJSON(t, recs, aws.StreamARN(t, table), aws.Region)
+		out := rie["processor"].invoke(t, json.RawMessage(batch), nil)
+		require.JSONEq(t, `{"batchItemFailures":[]}`, string(out))
+	}
+	dispatch("job-9")
 	got := lambdatest.ReadUntil(t, ws, streamer.TypeComplete)
 	require.Equal(t, "job-9", got[len(got)-1].RequestID)
 	require.Eventually(t, func() bool {
 		stats, ok := svc.Stats("processor")
 		return ok && stats.Succeeded == 1
 	}, lambdatest.Wait, 10*time.Millisecond, "the job ran in an invocation of its own")
+	<-started
+
+	// A job whose invocation is killed (SIGKILL of its emulator) is
+	// retried by Lambda; the retry waits out the dead run's lease, takes
+	// the request over and completes it, exactly once, its seqs
+	// contiguous.
+	require.Equal(t, http.StatusOK, status("router", wsEvent("$default", `{"action":"delay","id":"job-kill","payload":{"ms":4000,"steps":8}}`, nil)))
+	require.Equal(t, streamer.TypeAcknowledgment, lambdatest.Read(t, ws).Type)
+	dispatch("job-kill")
+	inv := <-started
+	first := lambdatest.Read(t, ws)
+	require.Equal(t, streamer.TypeProgress, first.Type, "the job runs")
+	require.NoError(t, syscall.Kill(inv.PID, syscall.SIGKILL))
+	got = append([]streamer.Message{first}, lambdatest.ReadUntil(t, ws, streamer.TypeComplete)...)
+	seen := map[int64]bool{}
+	var last int64
+	for _, m := range got {
+		require.Equal(t, "job-kill", m.RequestID)
+		require.LessOrEqual(t, m.Seq, last+1, "no gap before seq %d", m.Seq)
+		seen[m.Seq], last = true, max(last, m.Seq)
+	}
+	require.Equal(t, streamer.TypeComplete, got[len(got)-1].Type)
+	retry := <-started
+	require.Equal(t, 2, retry.Attempt, "Lambda retried the killed job")
+	store, err := dynamodb.New(dynamodb.Config{Client: aws.DB, Table: table})
+	require.NoError(t, err)
+	key := storage.Key{Subject: "erin", ID: "job-kill"}
+	evs, err := store.ReadEvents(context.Background(), key, 0, 0)
+	require.NoError(t, err)
+	for i, ev := range evs {
+		require.Equal(t, int64(i+1), ev.Seq, "stored seqs are contiguous")
+		require.Equal(t, i == len(evs)-1, ev.Terminal(), "one terminal event, the last")
+		require.True(t, seen[ev.Seq], "the client got seq %d", ev.Seq)
+	}
+	req, err := store.GetRequest(context.Background(), key)
+	require.NoError(t, err)
+	require.Equal(t, storage.StatusSucceeded, req.Status)
+	require.Equal(t, 1, req.Stalls, "the killed run counts one stall")
 
 	// The event an EventBridge schedule (serverless.yml's rate(1 minute))
 	// sends.
