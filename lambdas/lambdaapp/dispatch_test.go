@@ -1,0 +1,88 @@
+package lambdaapp_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/lambdas/internal/lambdatest"
+	"github.com/streamer-go/streamer/lambdas/lambdaapp"
+)
+
+// invokes records the processor's Invoke calls, failing those it is told to.
+type invokes struct {
+	mu    sync.Mutex
+	calls []*lambda.InvokeInput
+	fail  bool
+}
+
+func (i *invokes) Invoke(_ context.Context, in *lambda.InvokeInput, _ ...func(*lambda.Options)) (*lambda.InvokeOutput, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.calls = append(i.calls, in)
+	if i.fail {
+		return nil, errors.New("TooManyRequestsException: rate exceeded")
+	}
+	return &lambda.InvokeOutput{StatusCode: 202}, nil
+}
+
+// The stream handler only dispatches: one asynchronous Invoke of the
+// processor itself per queued request, carrying the request's job, and no
+// run; the job then runs in its own invocation. Records it cannot dispatch
+// alone are reported failed.
+func TestDispatchIsOneInvokePerRequest(t *testing.T) {
+	t.Parallel()
+	inv := &invokes{}
+	s := newStack(t)
+	proc := s.build(lambdaapp.Processor, lambdaapp.Options{Invoker: inv})
+	c, id := s.open(t, "fay")
+	s.send(t, id, `{"action":"delay","id":"d-1","payload":{"ms":10,"steps":2}}`)
+	require.Equal(t, streamer.TypeAcknowledgment, lambdatest.Read(t, c).Type)
+	all, insert := s.capture(t, isQueuedInsert("d-1"))
+
+	// The whole stream (connection items and all): only the queued
+	// request is dispatched.
+	resp, err := proc.Handle(context.Background(), json.RawMessage(all))
+	require.NoError(t, err)
+	require.Equal(t, events.DynamoDBEventResponse{BatchItemFailures: []events.DynamoDBBatchItemFailure{}}, resp)
+	require.Len(t, inv.calls, 1, "one Invoke per queued request")
+	call := inv.calls[0]
+	require.Equal(t, "processor", aws.ToString(call.FunctionName), "the processor invokes itself")
+	require.Equal(t, types.InvocationTypeEvent, call.InvocationType, "asynchronously")
+	var job lambdaapp.Job
+	require.NoError(t, json.Unmarshal(call.Payload, &job))
+	require.NotNil(t, job.Job)
+	require.Contains(t, job.Job.Key, "|d-1")
+
+	// Nothing ran yet; the job does, in its own invocation.
+	out, err := proc.Handle(context.Background(), call.Payload)
+	require.NoError(t, err)
+	require.Nil(t, out)
+	got := lambdatest.ReadUntil(t, c, streamer.TypeComplete)
+	require.Equal(t, "d-1", got[len(got)-1].RequestID)
+
+	// An Invoke that fails (throttled) reports its record, for the stream
+	// to deliver again.
+	inv.fail = true
+	ev := decode(t, insert)
+	resp, err = proc.Handle(context.Background(), json.RawMessage(insert))
+	require.NoError(t, err)
+	require.Equal(t, events.DynamoDBEventResponse{BatchItemFailures: []events.DynamoDBBatchItemFailure{
+		{ItemIdentifier: ev.Records[0].Change.SequenceNumber},
+	}}, resp)
+
+	// Events that are neither are refused with a clear error.
+	_, err = proc.Handle(context.Background(), json.RawMessage(`{"hello":1}`))
+	require.ErrorContains(t, err, "neither a DynamoDB stream batch")
+	_, err = proc.Handle(context.Background(), json.RawMessage(`{"streamer_job":{"key":"not a key"}}`))
+	require.ErrorContains(t, err, "job key")
+}
