@@ -76,6 +76,9 @@ type Config struct {
 	// processor's on-failure destination (the SQS failure queue) would; by
 	// default they are logged.
 	OnJobFailure func(Failure)
+	// WrapJob, when set, wraps the processor function's handler: a fault
+	// injection point for tests (a job that never starts, say).
+	WrapJob func(LambdaHandler) LambdaHandler
 	// Ready is called once everything is serving.
 	Ready func(devserver.Info)
 }
@@ -195,13 +198,17 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	retries := 2
-	if err := svc.Register(processorFunction, func(ctx context.Context, payload []byte) ([]byte, error) {
+	var job LambdaHandler = func(ctx context.Context, payload []byte) ([]byte, error) {
 		out, err := proc.Handle(ctx, payload)
 		if err != nil {
 			return nil, err
 		}
 		return json.Marshal(out)
-	}, FunctionConfig{
+	}
+	if cfg.WrapJob != nil {
+		job = cfg.WrapJob(job)
+	}
+	if err := svc.Register(processorFunction, job, FunctionConfig{
 		Concurrency: cfg.Concurrency, Timeout: cfg.ProcessorTimeout,
 		MaximumRetryAttempts: &retries, RetryDelays: cfg.JobRetryDelays, OnFailure: onFailure,
 	}); err != nil {

@@ -3,9 +3,11 @@ package awslocal_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -210,4 +212,79 @@ func TestJobsRunAtOnceUpToTheConcurrency(t *testing.T) {
 		}
 	}
 	require.Equal(t, int64(200), holds.peak.Load())
+}
+
+// TestJobThatNeverStartsEnds: a job whose invocation fails every time (its
+// function crashes before it can claim the request) is retried by Lambda,
+// then lands in the failure queue; the reaper dispatches its request again
+// and, once it stalled more than MaxStalls times, ends it: the client gets a
+// terminal PROCESSING_FAILED error, never silence, and the handler never ran.
+func TestJobThatNeverStartsEnds(t *testing.T) {
+	t.Parallel()
+	holds := newHoldPlugin()
+	var (
+		mu       sync.Mutex
+		failures []awslocal.Failure
+		ran      atomic.Int64
+	)
+	local := lambdatest.DynamoDBLocal(t)
+	table := local.Table(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan devserver.Info, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- awslocal.Run(ctx, awslocal.Config{
+			Listener: ln, DynamoDBEndpoint: local.Endpoint, Table: table, Secret: []byte(lambdatest.Secret),
+			Plugins: []streamer.Plugin{holds.plugin()}, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
+			ReapInterval: 200 * time.Millisecond, StallTimeout: time.Second, MaxStalls: 1, Lease: time.Second,
+			JobRetryDelays: []time.Duration{50 * time.Millisecond, 50 * time.Millisecond},
+			WrapJob: func(next awslocal.LambdaHandler) awslocal.LambdaHandler {
+				return func(ctx context.Context, payload []byte) ([]byte, error) {
+					if strings.Contains(string(payload), "never-1") {
+						return nil, errors.New("the function crashed at start")
+					}
+					ran.Add(1)
+					return next(ctx, payload)
+				}
+			},
+			OnJobFailure: func(f awslocal.Failure) {
+				mu.Lock()
+				failures = append(failures, f)
+				mu.Unlock()
+			},
+			Ready: func(info devserver.Info) { ready <- info },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	var info devserver.Info
+	select {
+	case info = <-ready:
+	case err := <-done:
+		t.Fatalf("awslocal.Run: %v", err)
+	}
+
+	c := dial(t, info, "nora")
+	send(t, c, `{"action":"quick","id":"never-1"}`)
+	got := lambdatest.ReadUntil(t, c, streamer.TypeError)
+	last := got[len(got)-1]
+	require.Equal(t, "never-1", last.RequestID)
+	require.NotNil(t, last.Error)
+	require.Equal(t, streamer.CodeProcessingFailed, last.Error.Code)
+	require.Positive(t, last.Seq, "a terminal event")
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, failures, "the failed job went to the failure queue")
+	require.Equal(t, 3, failures[0].Attempts, "the first try and Lambda's two retries")
+	require.Contains(t, string(failures[0].Payload), "never-1")
+
+	// Another principal's requests run meanwhile and after.
+	other := dial(t, info, "omar")
+	send(t, other, `{"action":"quick","id":"fine-1"}`)
+	fine := lambdatest.ReadUntil(t, other, streamer.TypeComplete)
+	require.Equal(t, "fine-1", fine[len(fine)-1].RequestID)
 }
