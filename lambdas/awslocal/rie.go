@@ -189,11 +189,11 @@ func (p *RIEPool) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 func parseErrorDoc(b []byte) *FunctionError {
 	var doc map[string]json.RawMessage
 	if json.Unmarshal(b, &doc) != nil {
-		return nil
+		return nil //nolint:nilerr // not a JSON object: not an error document
 	}
 	var fe FunctionError
 	if json.Unmarshal(doc["errorType"], &fe.Type) != nil || fe.Type == "" {
-		return nil
+		return nil //nolint:nilerr // no string errorType: not an error document
 	}
 	for k := range doc {
 		if k != "errorType" && k != "errorMessage" && k != "stackTrace" {
@@ -271,7 +271,8 @@ func (p *RIEPool) start(ctx context.Context, inv Invocation) (*emulator, error) 
 			env = append(env, "AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(math.Ceil(timeout.Seconds()))))
 		}
 	}
-	cmd := exec.Command(p.cfg.RIE, "--runtime-interface-emulator-address", addr, "--runtime-api-address", apiAddr, p.cfg.Bootstrap) //nolint:gosec // the configured binaries
+	// The emulator outlives the invocation that starts it; the pool ends it.
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), p.cfg.RIE, "--runtime-interface-emulator-address", addr, "--runtime-api-address", apiAddr, p.cfg.Bootstrap) //nolint:gosec // the configured binaries
 	cmd.Env = env
 	out := p.cfg.Output
 	if out == nil {
@@ -302,7 +303,7 @@ func (p *RIEPool) start(ctx context.Context, inv Invocation) (*emulator, error) 
 			e.status = err.Error()
 			var exit *exec.ExitError
 			if errors.As(err, &exit) {
-				e.status = exit.ProcessState.String() // "signal: killed"
+				e.status = exit.String() // "signal: killed"
 			}
 		}
 		close(e.exited)
@@ -317,7 +318,7 @@ func (p *RIEPool) start(ctx context.Context, inv Invocation) (*emulator, error) 
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
 		if err == nil {
 			_ = c.Close()
 			return e, nil
@@ -347,7 +348,7 @@ func hasEnv(env []string, key string) bool {
 
 // freeLoopbackAddr returns a loopback address free right now.
 func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
