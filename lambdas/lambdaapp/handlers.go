@@ -183,7 +183,7 @@ func (h *Handlers) Disconnect(ctx context.Context, ev events.APIGatewayWebsocket
 // Management API, so the response has an empty body. A base64-encoded body
 // is a binary frame, which the router answers with INVALID_MESSAGE; one that
 // does not decode is answered 400. Failures to reach storage (already
-// answered INTERNAL_ERROR to the client) are returned as the invocation's
+// answered UNAVAILABLE to the client) are returned as the invocation's
 // error.
 func (h *Handlers) Route(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	data, binary, err := body(ev)
