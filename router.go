@@ -102,8 +102,8 @@ func (a *App) replyError(ctx context.Context, conn Conn, requestID string, e *Er
 // on conn, through the Sender. Malformed frames, unknown actions, failed
 // checks and handler errors are all answered with protocol errors; the
 // returned error reports only failures to reach storage, which were also
-// answered with UNAVAILABLE (retryable, see [Unavailable]). binary marks a binary WebSocket frame, which
-// the protocol refuses.
+// answered with UNAVAILABLE (retryable, see [Unavailable]). binary marks a
+// binary WebSocket frame, which the protocol refuses.
 //
 // Sync requests run under their timeout before HandleMessage returns. Async
 // requests are stored, acknowledged and handed to the worker (see
@@ -159,7 +159,7 @@ func (a *App) lookupPrincipal(ctx context.Context, connID string) (Principal, er
 		if errors.Is(err, storage.ErrNotFound) {
 			return Principal{}, err
 		}
-		return Principal{}, &storeError{fmt.Errorf("streamer: read connection %s: %w", connID, err)}
+		return Principal{}, storeFailed(fmt.Errorf("streamer: read connection %s: %w", connID, err))
 	}
 	var p Principal
 	if err := json.Unmarshal(c.Principal, &p); err != nil {
@@ -356,16 +356,10 @@ func (a *App) admit(ctx context.Context, conn Conn, rt *route, req *Request) err
 	ad := &admission{app: a, conn: conn}
 	_, err := a.serve(context.WithValue(ctx, admitKey{}, ad), Chain(admitTerminal, rt.mw...), req, Discard)
 	if err != nil {
-		var se *Error
-		isErr := errors.As(err, &se)
-		var body *ErrorBody
-		if !isErr && isStoreError(err) {
-			body = Body(unavailable(), CodeInternal)
-		} else {
-			body = a.handlerError(ctx, req, err, CodeInternal)
-		}
+		body := a.handlerError(ctx, req, err, CodeInternal)
 		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: body, Timestamp: a.now().UnixMilli()})
-		if !isErr {
+		var se *Error
+		if !errors.As(err, &se) || isStoreError(err) {
 			return err
 		}
 		return nil
@@ -407,7 +401,7 @@ func (a *App) store(ctx context.Context, ad *admission, req *Request) error {
 	case errors.Is(err, storage.ErrExists):
 		return a.attach(ctx, ad, key, fp)
 	default:
-		return &storeError{fmt.Errorf("streamer: store request %s: %w", req.ID, err)}
+		return storeFailed(fmt.Errorf("streamer: store request %s: %w", req.ID, err))
 	}
 }
 
@@ -419,7 +413,7 @@ func (a *App) attach(ctx context.Context, ad *admission, key storage.Key, fp str
 		if errors.Is(err, storage.ErrNotFound) {
 			return Errorf(CodeConflict, "request %s is being replaced; send it again", key.ID)
 		}
-		return &storeError{fmt.Errorf("streamer: read request %s: %w", key.ID, err)}
+		return storeFailed(fmt.Errorf("streamer: read request %s: %w", key.ID, err))
 	}
 	if existing.Fingerprint != fp {
 		return Errorf(CodeConflict, "request id %s is already used with a different action or payload", key.ID)
@@ -428,7 +422,7 @@ func (a *App) attach(ctx context.Context, ad *admission, key storage.Key, fp str
 	// read is then sent live, so none is lost between the two.
 	if existing.ConnectionID != ad.conn.ID {
 		if err := a.cfg.Store.Subscribe(ctx, key, ad.conn.ID, a.now().Add(a.cfg.ConnectionTTL)); err != nil {
-			return &storeError{fmt.Errorf("streamer: subscribe %s: %w", key.ID, err)}
+			return storeFailed(fmt.Errorf("streamer: subscribe %s: %w", key.ID, err))
 		}
 	}
 	last, err := a.lastEvent(ctx, key)
@@ -447,7 +441,7 @@ func (a *App) attach(ctx context.Context, ad *admission, key storage.Key, fp str
 func (a *App) lastEvent(ctx context.Context, key storage.Key) (storage.Event, error) {
 	ev, err := a.cfg.Store.LastEvent(ctx, key)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return ev, &storeError{fmt.Errorf("streamer: read last event of %s: %w", key.ID, err)}
+		return ev, storeFailed(fmt.Errorf("streamer: read last event of %s: %w", key.ID, err))
 	}
 	return ev, nil
 }
@@ -625,6 +619,10 @@ func (a *App) cancelLocal(key storage.Key) bool {
 // storeError marks a failure of the Store in the router, so that it is
 // answered UNAVAILABLE rather than INTERNAL_ERROR.
 type storeError struct{ err error }
+
+// storeFailed wraps err, a failure of the Store, in the UNAVAILABLE error
+// the client gets (the code middleware such as Logging sees too).
+func storeFailed(err error) error { return unavailable().WithCause(&storeError{err}) }
 
 func (e *storeError) Error() string { return e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,6 +49,8 @@ type Config struct {
 	MaxLifetime time.Duration
 	// Ready is called once everything is serving.
 	Ready func(devserver.Info)
+	// Faults injects failures, for tests; none by default.
+	Faults Faults
 }
 
 // Run serves the AWS path on this machine until ctx is canceled: the local
@@ -62,6 +65,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New("awslocal: Config.Listener is required")
 	case cfg.DynamoDBEndpoint == "":
 		return errors.New("awslocal: Config.DynamoDBEndpoint is required")
+	}
+	if err := cfg.Faults.validate(); err != nil {
+		return err
 	}
 	if cfg.Table == "" {
 		cfg.Table = "streamer-local"
@@ -108,6 +114,17 @@ func Run(ctx context.Context, cfg Config) error {
 	lcfg.LocalDynamoDB = true
 	dbCfg := awsCfg.Copy()
 	dbCfg.BaseEndpoint = endpoint // the store's client; the sender uses Endpoint
+	var thr *throttler
+	if cfg.Faults.DynamoDBThrottle > 0 {
+		thr = newThrottler(cfg.Faults)
+		dbCfg.APIOptions = append(slices.Clone(dbCfg.APIOptions), thr.addTo)
+		cfg.Logger.Warn().Float64("fraction", cfg.Faults.DynamoDBThrottle).Uint64("seed", cfg.Faults.Seed).
+			Msg("fault injection: throttling the handlers' DynamoDB calls")
+		defer func() {
+			calls, throttled := thr.counts()
+			cfg.Logger.Info().Int64("calls", calls).Int64("throttled", throttled).Msg("fault injection: DynamoDB calls throttled")
+		}()
+	}
 	// A short lease: after a crash of this process the requests it ran are
 	// taken over seconds after the restart, not a minute.
 	h, err := lambdaapp.New(ctx, lcfg, cfg.Plugins, lambdaapp.Options{AWS: &dbCfg, Logger: &cfg.Logger, Lease: 5 * time.Second})
