@@ -24,7 +24,6 @@ func TestE2EThrottledDynamoDB(t *testing.T) {
 	}
 	t.Parallel()
 	s := startDev(t)
-	require.Contains(t, s.stdout.From(0), "faults:", "the banner announces the fault injection")
 
 	const (
 		conns    = 3
@@ -98,8 +97,10 @@ func TestE2EThrottledDynamoDB(t *testing.T) {
 		}
 	}
 
-	// The injection did happen.
+	// The injection did happen. (Once stopped, the server's output has
+	// been read to its end.)
 	s.stop()
+	require.Contains(t, s.stdout.From(0), "faults:", "the banner announces the fault injection")
 	m := regexp.MustCompile(`fault injection: DynamoDB calls throttled.*\bthrottled=(\d+)`).FindStringSubmatch(s.stderr.From(0))
 	require.NotNil(t, m, "no fault injection summary in the server's log")
 	n, err := strconv.Atoi(m[1])
@@ -162,5 +163,33 @@ func TestCLIFaultSettings(t *testing.T) {
 			require.Equal(t, 2, res.code, "stderr: %s", res.stderr)
 			require.Contains(t, res.stderr, tc.want)
 		})
+	}
+}
+
+// requireSteps checks the progress events of a delay request of n steps:
+// one per step, "step k/n" at 100k/n percent. With DynamoDB throttled
+// (faultThrottle), a write slowed by retries lets the server coalesce the
+// steps that fell due meanwhile, as docs/protocol.md section 3 allows: the
+// steps then go forward, each at most once, at most n of them.
+func requireSteps(t *testing.T, progress []streamer.Message, n int) {
+	t.Helper()
+	exact := faultThrottle() == ""
+	if exact {
+		require.Len(t, progress, n, "one progress event per step")
+	}
+	require.NotEmpty(t, progress)
+	require.LessOrEqual(t, len(progress), n)
+	prev := 0
+	for i, p := range progress {
+		var k, of int
+		_, err := fmt.Sscanf(p.Message, "step %d/%d", &k, &of)
+		require.NoError(t, err, "progress message %q", p.Message)
+		require.Equal(t, n, of, "progress message %q", p.Message)
+		require.Greater(t, k, prev, "steps go forward, each once: %q after step %d", p.Message, prev)
+		if exact {
+			require.Equal(t, i+1, k, "progress message %q", p.Message)
+		}
+		require.InDelta(t, float64(100*k)/float64(n), p.Percentage, 1e-9, "percentage of %q", p.Message)
+		prev = k
 	}
 }

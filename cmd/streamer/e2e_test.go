@@ -365,6 +365,9 @@ func token(t *testing.T, sub, tenant string) string {
 type rawConn struct {
 	t *testing.T
 	c *websocket.Conn
+	// pending are messages read ahead (by waitStatus) that the next reads
+	// return first, in order.
+	pending []streamer.Message
 }
 
 // dialWS performs a handshake with the given header (may be nil) and query
@@ -449,6 +452,11 @@ func (r *rawConn) readRaw() (websocket.MessageType, []byte, error) {
 // rules, and decodes it.
 func (r *rawConn) read() streamer.Message {
 	r.t.Helper()
+	if len(r.pending) > 0 {
+		m := r.pending[0]
+		r.pending = r.pending[1:]
+		return m
+	}
 	m, _ := r.readSized()
 	return m
 }
