@@ -429,6 +429,14 @@ func (a *App) attach(ctx context.Context, ad *admission, key storage.Key, fp str
 	if err != nil {
 		return err
 	}
+	if last.Terminal() && !existing.Status.Final() {
+		// It finished between the two reads: its terminal event went to
+		// the subscribers of then, so the acknowledgment must say it is
+		// over, or the sender would wait for events that never come.
+		if existing, err = a.cfg.Store.GetRequest(ctx, key); err != nil {
+			return storeFailed(fmt.Errorf("streamer: read request %s: %w", key.ID, err))
+		}
+	}
 	ad.ack = &Message{
 		Type: TypeAcknowledgment, RequestID: key.ID, Status: string(existing.Status),
 		Seq: last.Seq, Percentage: last.Percentage, Message: last.Message,

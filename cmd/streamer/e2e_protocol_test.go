@@ -446,11 +446,12 @@ func TestE2EClientSurvivesDrop(t *testing.T) {
 	for p := range progress {
 		got = append(got, p)
 	}
-	require.Len(t, got, 10, "each progress seq once")
+	steps := make([]streamer.Message, len(got))
 	for i, p := range got {
-		require.Equal(t, int64(i+1), p.Seq)
-		require.Equal(t, fmt.Sprintf("step %d/10", i+1), p.Message)
+		require.Equal(t, int64(i+1), p.Seq, "each progress seq once")
+		steps[i] = streamer.Message{Seq: p.Seq, Message: p.Message, Percentage: p.Percentage}
 	}
+	requireSteps(t, steps, 10)
 	require.GreaterOrEqual(t, d.count(), 2, "the client must have reconnected")
 }
 
@@ -722,8 +723,10 @@ func TestE2EIdempotentResend(t *testing.T) {
 	bAck := b.readFor(id)
 	require.Equal(t, streamer.TypeAcknowledgment, bAck.Type, "%+v", bAck.Error)
 	require.Contains(t, []string{"running", "succeeded"}, bAck.Status)
-	bEvents := b.collect(id, bAck.Seq)
-	require.Equal(t, streamer.TypeComplete, bEvents[len(bEvents)-1].Type)
+	if bAck.Status == "running" {
+		bEvents := b.collect(id, bAck.Seq)
+		require.Equal(t, streamer.TypeComplete, bEvents[len(bEvents)-1].Type)
+	} // else it finished before: the acknowledgment carries its last seq, and nothing follows
 
 	// The sender saw each event exactly once.
 	for {
