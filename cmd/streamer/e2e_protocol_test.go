@@ -688,7 +688,9 @@ func TestE2EIdempotentResend(t *testing.T) {
 	s := shared(t)
 	tok := token(t, uid("idem"), "")
 	id := uid("idem")
-	frame := `{"action":"delay","id":"` + id + `","payload":{"ms":1000,"steps":5}}`
+	// 3 s: the re-sends below must find it still running, with room for a
+	// loaded machine and throttled storage (the aws-local run).
+	frame := `{"action":"delay","id":"` + id + `","payload":{"ms":3000,"steps":5}}`
 
 	a := dialRaw(t, s, tok)
 	a.sendText(frame)
@@ -719,7 +721,7 @@ func TestE2EIdempotentResend(t *testing.T) {
 	// Another connection re-sends, with other whitespace: attached too, it
 	// gets every event after the acknowledged seq.
 	b := dialRaw(t, s, tok)
-	b.sendText(`{ "id" : "` + id + `", "action" : "delay", "payload" : { "ms" : 1000, "steps" : 5 } }`)
+	b.sendText(`{ "id" : "` + id + `", "action" : "delay", "payload" : { "ms" : 3000, "steps" : 5 } }`)
 	bAck := b.readFor(id)
 	require.Equal(t, streamer.TypeAcknowledgment, bAck.Type, "%+v", bAck.Error)
 	require.Contains(t, []string{"running", "succeeded"}, bAck.Status)
@@ -745,7 +747,7 @@ func TestE2EIdempotentResend(t *testing.T) {
 	stored := c.untilTerminal(id)
 	requireSteps(t, checkStream(t, stored, 1), 5) // the job ran once
 	require.Len(t, stored, len(aEvents))
-	require.JSONEq(t, `{"steps":5,"ms":1000}`, string(stored[len(stored)-1].Result))
+	require.JSONEq(t, `{"steps":5,"ms":3000}`, string(stored[len(stored)-1].Result))
 	require.Empty(t, c.ping())
 
 	// Re-sending after the end still attaches, with the final state.
@@ -759,10 +761,10 @@ func TestE2EIdempotentResend(t *testing.T) {
 	// The Go client re-sending the id gets the result, with the history.
 	gc := dialClient(t, s, tok)
 	var seqs []int64
-	res, err := gc.Request(testCtx(t, 30*time.Second), "delay", map[string]int{"ms": 1000, "steps": 5},
+	res, err := gc.Request(testCtx(t, 30*time.Second), "delay", map[string]int{"ms": 3000, "steps": 5},
 		client.WithID(id), client.WithProgress(func(p client.Progress) { seqs = append(seqs, p.Seq) }))
 	require.NoError(t, err)
-	require.JSONEq(t, `{"steps":5,"ms":1000}`, string(res))
+	require.JSONEq(t, `{"steps":5,"ms":3000}`, string(res))
 	wantSeqs := make([]int64, len(stored)-1)
 	for i := range wantSeqs {
 		wantSeqs[i] = int64(i + 1)
@@ -783,7 +785,7 @@ func TestE2EIdempotentResend(t *testing.T) {
 		// The stored request is unchanged.
 		st := r.status(id)
 		require.Equal(t, "succeeded", st.Status)
-		require.JSONEq(t, `{"steps":5,"ms":1000}`, string(st.Result))
+		require.JSONEq(t, `{"steps":5,"ms":3000}`, string(st.Result))
 	})
 }
 
