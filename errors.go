@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/streamer-go/streamer/storage"
 )
@@ -25,7 +26,33 @@ const (
 	CodeCanceled         = "CANCELED"
 	CodeProcessingFailed = "PROCESSING_FAILED"
 	CodeInternal         = "INTERNAL_ERROR"
+	// CodeUnavailable means the server could not serve the frame for now
+	// (its storage failed or was throttled); nothing was changed that a
+	// retry would repeat. It is retryable, and details.retry_after_ms says
+	// when to try again. See [Unavailable].
+	CodeUnavailable = "UNAVAILABLE"
 )
+
+// UnavailableRetryAfter is the retry_after_ms of the UNAVAILABLE errors the
+// router answers when its storage fails.
+const UnavailableRetryAfter = time.Second
+
+// RetryAfter is the details of RATE_LIMITED and UNAVAILABLE errors.
+type RetryAfter struct {
+	// RetryAfterMS is how long to wait before retrying, in milliseconds.
+	RetryAfterMS int64 `json:"retry_after_ms"`
+}
+
+// Unavailable returns a retryable UNAVAILABLE error whose details say to
+// retry after d (rounded up to a millisecond). Handlers may return it when
+// a service they depend on is down for now.
+func Unavailable(d time.Duration) *Error {
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	return &Error{
+		Code: CodeUnavailable, Message: "the service is unavailable for now; retry later",
+		Details: RetryAfter{RetryAfterMS: int64(max(ms, 0))}, Retryable: true,
+	}
+}
 
 // Error is an error with a protocol code, sent to the client as the error
 // body {code, message, details, retryable}. Handlers return it to choose the

@@ -102,8 +102,8 @@ func (a *App) replyError(ctx context.Context, conn Conn, requestID string, e *Er
 // on conn, through the Sender. Malformed frames, unknown actions, failed
 // checks and handler errors are all answered with protocol errors; the
 // returned error reports only failures to reach storage, which were also
-// answered with INTERNAL_ERROR. binary marks a binary WebSocket frame, which
-// the protocol refuses.
+// answered with UNAVAILABLE (retryable, see [Unavailable]). binary marks a
+// binary WebSocket frame, which the protocol refuses.
 //
 // Sync requests run under their timeout before HandleMessage returns. Async
 // requests are stored, acknowledged and handed to the worker (see
@@ -129,7 +129,7 @@ func (a *App) HandleMessage(ctx context.Context, conn Conn, data []byte, binary 
 				a.replyError(ctx, conn, f.ID, NewError(CodeUnauthorized, "the connection is not authenticated"))
 				return nil
 			}
-			a.replyError(ctx, conn, f.ID, NewError(CodeInternal, "internal error"))
+			a.replyError(ctx, conn, f.ID, failure(err))
 			return err
 		}
 		conn.Principal = &p
@@ -156,7 +156,10 @@ func (a *App) HandleMessage(ctx context.Context, conn Conn, data []byte, binary 
 func (a *App) lookupPrincipal(ctx context.Context, connID string) (Principal, error) {
 	c, err := a.cfg.Store.GetConnection(ctx, connID)
 	if err != nil {
-		return Principal{}, err
+		if errors.Is(err, storage.ErrNotFound) {
+			return Principal{}, err
+		}
+		return Principal{}, storeFailed(fmt.Errorf("streamer: read connection %s: %w", connID, err))
 	}
 	var p Principal
 	if err := json.Unmarshal(c.Principal, &p); err != nil {
@@ -356,7 +359,7 @@ func (a *App) admit(ctx context.Context, conn Conn, rt *route, req *Request) err
 		body := a.handlerError(ctx, req, err, CodeInternal)
 		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: body, Timestamp: a.now().UnixMilli()})
 		var se *Error
-		if !errors.As(err, &se) {
+		if !errors.As(err, &se) || isStoreError(err) {
 			return err
 		}
 		return nil
@@ -398,7 +401,7 @@ func (a *App) store(ctx context.Context, ad *admission, req *Request) error {
 	case errors.Is(err, storage.ErrExists):
 		return a.attach(ctx, ad, key, fp)
 	default:
-		return fmt.Errorf("streamer: store request %s: %w", req.ID, err)
+		return storeFailed(fmt.Errorf("streamer: store request %s: %w", req.ID, err))
 	}
 }
 
@@ -410,7 +413,7 @@ func (a *App) attach(ctx context.Context, ad *admission, key storage.Key, fp str
 		if errors.Is(err, storage.ErrNotFound) {
 			return Errorf(CodeConflict, "request %s is being replaced; send it again", key.ID)
 		}
-		return fmt.Errorf("streamer: read request %s: %w", key.ID, err)
+		return storeFailed(fmt.Errorf("streamer: read request %s: %w", key.ID, err))
 	}
 	if existing.Fingerprint != fp {
 		return Errorf(CodeConflict, "request id %s is already used with a different action or payload", key.ID)
@@ -419,12 +422,20 @@ func (a *App) attach(ctx context.Context, ad *admission, key storage.Key, fp str
 	// read is then sent live, so none is lost between the two.
 	if existing.ConnectionID != ad.conn.ID {
 		if err := a.cfg.Store.Subscribe(ctx, key, ad.conn.ID, a.now().Add(a.cfg.ConnectionTTL)); err != nil {
-			return fmt.Errorf("streamer: subscribe %s: %w", key.ID, err)
+			return storeFailed(fmt.Errorf("streamer: subscribe %s: %w", key.ID, err))
 		}
 	}
 	last, err := a.lastEvent(ctx, key)
 	if err != nil {
 		return err
+	}
+	if last.Terminal() && !existing.Status.Final() {
+		// It finished between the two reads: its terminal event went to
+		// the subscribers of then, so the acknowledgment must say it is
+		// over, or the sender would wait for events that never come.
+		if existing, err = a.cfg.Store.GetRequest(ctx, key); err != nil {
+			return storeFailed(fmt.Errorf("streamer: read request %s: %w", key.ID, err))
+		}
 	}
 	ad.ack = &Message{
 		Type: TypeAcknowledgment, RequestID: key.ID, Status: string(existing.Status),
@@ -438,7 +449,7 @@ func (a *App) attach(ctx context.Context, ad *admission, key storage.Key, fp str
 func (a *App) lastEvent(ctx context.Context, key storage.Key) (storage.Event, error) {
 	ev, err := a.cfg.Store.LastEvent(ctx, key)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return ev, fmt.Errorf("streamer: read last event of %s: %w", key.ID, err)
+		return ev, storeFailed(fmt.Errorf("streamer: read last event of %s: %w", key.ID, err))
 	}
 	return ev, nil
 }
@@ -485,7 +496,7 @@ func (a *App) handleStatus(ctx context.Context, conn Conn, f *Frame) error {
 			a.notFound(ctx, conn, key.ID)
 			return nil
 		}
-		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+		a.replyError(ctx, conn, key.ID, unavailable())
 		return fmt.Errorf("streamer: read request %s: %w", key.ID, err)
 	}
 	return a.replyStatus(ctx, conn, r)
@@ -495,7 +506,7 @@ func (a *App) handleStatus(ctx context.Context, conn Conn, f *Frame) error {
 func (a *App) replyStatus(ctx context.Context, conn Conn, r storage.Request) error {
 	m, err := a.statusMessage(ctx, r)
 	if err != nil {
-		a.replyError(ctx, conn, r.Key.ID, NewError(CodeInternal, "internal error"))
+		a.replyError(ctx, conn, r.Key.ID, failure(err))
 		return err
 	}
 	a.reply(ctx, conn, m)
@@ -535,14 +546,14 @@ func (a *App) handleResume(ctx context.Context, conn Conn, f *Frame) error {
 			a.notFound(ctx, conn, key.ID)
 			return nil
 		}
-		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+		a.replyError(ctx, conn, key.ID, unavailable())
 		return fmt.Errorf("streamer: read request %s: %w", key.ID, err)
 	}
 	// Subscribe first, then replay: an event stored meanwhile is sent live,
 	// replayed, or both; never neither. Clients drop duplicate seqs.
 	if !r.Status.Final() && r.ConnectionID != conn.ID {
 		if err := a.cfg.Store.Subscribe(ctx, key, conn.ID, a.now().Add(a.cfg.ConnectionTTL)); err != nil {
-			a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+			a.replyError(ctx, conn, key.ID, unavailable())
 			return fmt.Errorf("streamer: subscribe %s: %w", key.ID, err)
 		}
 	}
@@ -550,7 +561,7 @@ func (a *App) handleResume(ctx context.Context, conn Conn, f *Frame) error {
 	for {
 		evs, err := a.cfg.Store.ReadEvents(ctx, key, after, page)
 		if err != nil {
-			a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+			a.replyError(ctx, conn, key.ID, unavailable())
 			return fmt.Errorf("streamer: read events of %s: %w", key.ID, err)
 		}
 		for _, ev := range evs {
@@ -579,7 +590,7 @@ func (a *App) handleCancel(ctx context.Context, conn Conn, f *Frame) error {
 			a.notFound(ctx, conn, key.ID)
 			return nil
 		}
-		a.replyError(ctx, conn, key.ID, NewError(CodeInternal, "internal error"))
+		a.replyError(ctx, conn, key.ID, unavailable())
 		return fmt.Errorf("streamer: cancel %s: %w", key.ID, err)
 	}
 	if err := a.replyStatus(ctx, conn, r); err != nil {
@@ -602,3 +613,32 @@ func (a *App) handleCancel(ctx context.Context, conn Conn, f *Frame) error {
 // ErrCanceled is the cause of a handler's context when its request was
 // canceled by the client.
 var ErrCanceled = errors.New("streamer: request canceled")
+
+// storeError marks a failure of the Store in the router, so that it is
+// answered UNAVAILABLE rather than INTERNAL_ERROR.
+type storeError struct{ err error }
+
+// storeFailed wraps err, a failure of the Store, in the UNAVAILABLE error
+// the client gets (the code middleware such as Logging sees too).
+func storeFailed(err error) error { return unavailable().WithCause(&storeError{err}) }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// isStoreError reports whether err's chain holds a failure of the Store.
+func isStoreError(err error) bool {
+	var se *storeError
+	return errors.As(err, &se)
+}
+
+// unavailable is the answer to a frame the Store failed to serve.
+func unavailable() *Error { return Unavailable(UnavailableRetryAfter) }
+
+// failure is the answer to a frame the router failed to serve with err:
+// UNAVAILABLE when the Store failed, INTERNAL_ERROR otherwise.
+func failure(err error) *Error {
+	if isStoreError(err) {
+		return unavailable()
+	}
+	return NewError(CodeInternal, "internal error")
+}

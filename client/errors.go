@@ -3,6 +3,7 @@ package client
 import (
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/streamer-go/streamer"
 )
@@ -47,10 +48,40 @@ type Error struct {
 	// Message is the server's explanation, safe to show.
 	Message string
 	// Details is optional structured data, such as the field list of a
-	// VALIDATION_ERROR or retry_after_ms of RATE_LIMITED.
+	// VALIDATION_ERROR or retry_after_ms of RATE_LIMITED and UNAVAILABLE
+	// (see [Error.RetryAfter]).
 	Details json.RawMessage
 	// Retryable reports that the server marked the failure worth retrying.
 	Retryable bool
+}
+
+// RetryAfter returns how long the server asked to wait before retrying:
+// details.retry_after_ms of a RATE_LIMITED or UNAVAILABLE error (or of any
+// error that carries it). ok is false when the error carries none.
+//
+// UNAVAILABLE means the server could not serve the call for now (its
+// storage failed or was throttled); it is Retryable. The client does not
+// retry it by itself: the caller may send the call again after RetryAfter,
+// a request with the same id (see [WithID]) so that one stored after all is
+// attached to rather than run twice, and should give up after a few tries.
+func (e *Error) RetryAfter() (d time.Duration, ok bool) {
+	if len(e.Details) == 0 {
+		return 0, false
+	}
+	var v struct {
+		RetryAfterMS *float64 `json:"retry_after_ms"`
+	}
+	if json.Unmarshal(e.Details, &v) != nil || v.RetryAfterMS == nil || *v.RetryAfterMS < 0 {
+		return 0, false
+	}
+	return time.Duration(*v.RetryAfterMS * float64(time.Millisecond)), true
+}
+
+// IsUnavailable reports whether err's chain holds an [*Error] with code
+// UNAVAILABLE: the server could not serve the call for now, and a retry
+// after [Error.RetryAfter] may succeed.
+func IsUnavailable(err error) bool {
+	return CodeOf(err) == streamer.CodeUnavailable
 }
 
 // Error returns "client: CODE: message".

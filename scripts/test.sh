@@ -64,10 +64,16 @@ test_rc=0
 "$GO" test -race -count=1 -timeout 12m ${GO_TEST_FLAGS:-} $GO_TEST_PKGS || test_rc=$?
 
 # The end-to-end suite again, against the AWS path: `streamer dev --aws-local`
-# (the Lambda handlers on DynamoDB Local and its stream).
+# (the Lambda handlers on DynamoDB Local and its stream), with an SDK
+# middleware throttling 20% of the handlers' DynamoDB calls (fault
+# injection): every protocol case must still pass, nothing lost or
+# duplicated and nothing answered INTERNAL_ERROR (TestE2EThrottledDynamoDB
+# checks it under concurrent load). STREAMER_E2E_DYNAMODB_THROTTLE=0 turns
+# the injection off.
 if ((test_rc == 0)); then
-	step "end-to-end suite against streamer dev --aws-local"
-	STREAMER_E2E_RUNTIME=aws-local "$GO" test -race -count=1 -timeout 10m ${GO_TEST_FLAGS:-} ./cmd/streamer/ || test_rc=$?
+	step "end-to-end suite against streamer dev --aws-local, 20% of DynamoDB calls throttled"
+	STREAMER_E2E_RUNTIME=aws-local STREAMER_E2E_DYNAMODB_THROTTLE="${STREAMER_E2E_DYNAMODB_THROTTLE:-0.2}" \
+		"$GO" test -race -count=1 -timeout 10m ${GO_TEST_FLAGS:-} ./cmd/streamer/ || test_rc=$?
 fi
 
 # 4. The TypeScript client: unit tests, the stale-bundle check, and the

@@ -62,7 +62,7 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, stdout io.Writer, log zer
 	return awslocal.Run(ctx, awslocal.Config{
 		Listener: ln, DynamoDBEndpoint: endpoint, Table: cfg.table, Secret: secret,
 		Plugins: []streamer.Plugin{demo.New(), reports}, Logger: log,
-		IdleTimeout: cfg.idle, MaxLifetime: cfg.lifetime, Concurrency: cfg.lambdaConcurrency,
+		IdleTimeout: cfg.idle, MaxLifetime: cfg.lifetime, Concurrency: cfg.lambdaConcurrency, Faults: cfg.faults,
 		Handlers: map[string]http.Handler{
 			"/reports/": http.StripPrefix("/reports", report.FileServer(reportsDir)),
 			"/":         http.FileServerFS(web.FS),
@@ -71,6 +71,9 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, stdout io.Writer, log zer
 			info.SecretFile = secretFile
 			printBanner(stdout, cfg, info)
 			fmt.Fprintf(stdout, "  runtime:    aws-local (DynamoDB %s, table %s)\n", endpoint, cfg.table)
+			if f := cfg.faults; f.DynamoDBThrottle > 0 {
+				fmt.Fprintf(stdout, "  faults:     %g%% of the DynamoDB calls throttled (%s, seed %d)\n", 100*f.DynamoDBThrottle, envFaultThrottle, f.Seed)
+			}
 		},
 	})
 }

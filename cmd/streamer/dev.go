@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/cmd/streamer/web"
+	"github.com/streamer-go/streamer/lambdas/awslocal"
 	"github.com/streamer-go/streamer/plugins/demo"
 	"github.com/streamer-go/streamer/plugins/report"
 	"github.com/streamer-go/streamer/transport/local/devserver"
@@ -36,6 +38,37 @@ type devConfig struct {
 	dynamoLocalDir string
 	// lambdaConcurrency is the processor's emulated concurrency.
 	lambdaConcurrency int
+	faults            awslocal.Faults
+}
+
+// Fault injection for tests of --aws-local (see awslocal.Faults). They are
+// environment variables, not flags, to stay out of the way: nothing sets
+// them but a test.
+const (
+	envFaultThrottle = "STREAMER_FAULT_DYNAMODB_THROTTLE"
+	envFaultSeed     = "STREAMER_FAULT_SEED"
+)
+
+// faultsFromEnv reads the fault injection settings; a zero value when
+// unset.
+func faultsFromEnv() (awslocal.Faults, error) {
+	var f awslocal.Faults
+	if v := os.Getenv(envFaultThrottle); v != "" {
+		rate, err := strconv.ParseFloat(v, 64)
+		if err != nil || rate < 0 || rate > 1 {
+			return f, usageError{fmt.Sprintf("%s=%q: want a fraction between 0 and 1, such as 0.2", envFaultThrottle, v)}
+		}
+		f.DynamoDBThrottle = rate
+	}
+	f.Seed = 1
+	if v := os.Getenv(envFaultSeed); v != "" {
+		seed, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return f, usageError{fmt.Sprintf("%s=%q: want an unsigned integer", envFaultSeed, v)}
+		}
+		f.Seed = seed
+	}
+	return f, nil
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -71,6 +104,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if cfg.secret, err = secretFromEnv(); err != nil {
 		return err
+	}
+	if cfg.faults, err = faultsFromEnv(); err != nil {
+		return err
+	}
+	if cfg.faults.DynamoDBThrottle > 0 && !cfg.awsLocal {
+		return usageError{envFaultThrottle + " needs --aws-local"}
 	}
 	noColor := true
 	if f, ok := stderr.(*os.File); ok {

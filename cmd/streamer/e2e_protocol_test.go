@@ -16,7 +16,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamer-go/streamer"
@@ -239,14 +238,10 @@ func TestE2EDelayEvents(t *testing.T) {
 
 	events := r.untilTerminal(id)
 	progress := checkStream(t, events, 1)
-	require.Len(t, progress, 5, "one progress event per step")
-	for i, p := range progress {
-		assert.Equal(t, fmt.Sprintf("step %d/5", i+1), p.Message)
-		assert.InDelta(t, float64(20*(i+1)), p.Percentage, 1e-9)
-	}
+	requireSteps(t, progress, 5)
 	done := events[len(events)-1]
 	require.Equal(t, streamer.TypeComplete, done.Type)
-	require.Equal(t, int64(6), done.Seq)
+	require.Equal(t, int64(len(events)), done.Seq)
 	require.JSONEq(t, `{"steps":5,"ms":1000}`, string(done.Result))
 	require.NotZero(t, done.Timestamp)
 	require.Empty(t, r.ping(), "nothing may follow the terminal event")
@@ -255,7 +250,7 @@ func TestE2EDelayEvents(t *testing.T) {
 	require.Equal(t, streamer.TypeStatus, st.Type)
 	require.Equal(t, "succeeded", st.Status)
 	require.Equal(t, "delay", st.Action)
-	require.Equal(t, int64(6), st.Seq)
+	require.Equal(t, done.Seq, st.Seq)
 	require.JSONEq(t, `{"steps":5,"ms":1000}`, string(st.Result))
 	require.NotZero(t, st.CreatedAt)
 	require.GreaterOrEqual(t, st.UpdatedAt, st.CreatedAt)
@@ -342,16 +337,16 @@ func TestE2EResumeAfterDisconnect(t *testing.T) {
 	rest := r2.collect(id, last)
 	all := append(slices.Clone(seen), rest...)
 	progress := checkStream(t, all, 1)
-	require.Len(t, progress, 10)
+	requireSteps(t, progress, 10)
 	require.Equal(t, streamer.TypeComplete, all[len(all)-1].Type)
-	require.Equal(t, int64(11), all[len(all)-1].Seq)
+	require.Equal(t, int64(len(all)), all[len(all)-1].Seq)
 
 	// The whole history is still there, each seq exactly once.
 	r3 := dialRaw(t, s, tok)
 	r3.resume(id, 0)
 	replay := r3.untilTerminal(id)
 	checkStream(t, replay, 1)
-	require.Len(t, replay, 11)
+	require.Len(t, replay, len(all))
 	for i := range replay {
 		require.Equal(t, all[i].Type, replay[i].Type)
 		require.Equal(t, all[i].Message, replay[i].Message)
@@ -360,11 +355,11 @@ func TestE2EResumeAfterDisconnect(t *testing.T) {
 	require.Empty(t, r3.ping())
 
 	// Resuming after the terminal seq sends nothing.
-	r3.resume(id, 11)
+	r3.resume(id, int64(len(all)))
 	require.Empty(t, r3.ping())
 	// A resume without after_seq replays from the start.
 	r3.request(streamer.ActionResume, "", map[string]any{"request_id": id})
-	require.Len(t, r3.untilTerminal(id), 11)
+	require.Len(t, r3.untilTerminal(id), len(all))
 }
 
 // dropDialer records the TCP connections the Go client makes, so that the
@@ -451,22 +446,32 @@ func TestE2EClientSurvivesDrop(t *testing.T) {
 	for p := range progress {
 		got = append(got, p)
 	}
-	require.Len(t, got, 10, "each progress seq once")
+	steps := make([]streamer.Message, len(got))
 	for i, p := range got {
-		require.Equal(t, int64(i+1), p.Seq)
-		require.Equal(t, fmt.Sprintf("step %d/10", i+1), p.Message)
+		require.Equal(t, int64(i+1), p.Seq, "each progress seq once")
+		steps[i] = streamer.Message{Seq: p.Seq, Message: p.Message, Percentage: p.Percentage}
 	}
+	requireSteps(t, steps, 10)
 	require.GreaterOrEqual(t, d.count(), 2, "the client must have reconnected")
 }
 
 // waitStatus polls the status of id until it is want, within a deadline.
+// Events of id that arrive before a status reply (the request started
+// running meanwhile) are kept for the next reads.
 func (r *rawConn) waitStatus(id, want string) streamer.Message {
 	r.t.Helper()
 	deadline := time.Now().Add(readTimeout)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		m := r.status(id)
+		r.request(streamer.ActionStatus, "", map[string]any{"request_id": id})
+		var held []streamer.Message
+		m := r.readFor(id)
+		for m.Type != streamer.TypeStatus && m.Seq > 0 {
+			held = append(held, m)
+			m = r.readFor(id)
+		}
+		r.pending = append(r.pending, held...)
 		require.Equal(r.t, streamer.TypeStatus, m.Type, "status of %s: %+v", id, m.Error)
 		if m.Status == want {
 			return m
@@ -683,7 +688,9 @@ func TestE2EIdempotentResend(t *testing.T) {
 	s := shared(t)
 	tok := token(t, uid("idem"), "")
 	id := uid("idem")
-	frame := `{"action":"delay","id":"` + id + `","payload":{"ms":1000,"steps":5}}`
+	// 3 s: the re-sends below must find it still running, with room for a
+	// loaded machine and throttled storage (the aws-local run).
+	frame := `{"action":"delay","id":"` + id + `","payload":{"ms":3000,"steps":5}}`
 
 	a := dialRaw(t, s, tok)
 	a.sendText(frame)
@@ -714,12 +721,14 @@ func TestE2EIdempotentResend(t *testing.T) {
 	// Another connection re-sends, with other whitespace: attached too, it
 	// gets every event after the acknowledged seq.
 	b := dialRaw(t, s, tok)
-	b.sendText(`{ "id" : "` + id + `", "action" : "delay", "payload" : { "ms" : 1000, "steps" : 5 } }`)
+	b.sendText(`{ "id" : "` + id + `", "action" : "delay", "payload" : { "ms" : 3000, "steps" : 5 } }`)
 	bAck := b.readFor(id)
 	require.Equal(t, streamer.TypeAcknowledgment, bAck.Type, "%+v", bAck.Error)
 	require.Contains(t, []string{"running", "succeeded"}, bAck.Status)
-	bEvents := b.collect(id, bAck.Seq)
-	require.Equal(t, streamer.TypeComplete, bEvents[len(bEvents)-1].Type)
+	if bAck.Status == "running" {
+		bEvents := b.collect(id, bAck.Seq)
+		require.Equal(t, streamer.TypeComplete, bEvents[len(bEvents)-1].Type)
+	} // else it finished before: the acknowledgment carries its last seq, and nothing follows
 
 	// The sender saw each event exactly once.
 	for {
@@ -729,17 +738,16 @@ func TestE2EIdempotentResend(t *testing.T) {
 			break
 		}
 	}
-	require.Len(t, checkStream(t, aEvents, 1), 5)
-	require.Len(t, aEvents, 6)
+	requireSteps(t, checkStream(t, aEvents, 1), 5)
 	require.Empty(t, a.ping())
 
 	// The job ran once: exactly steps progress events are stored.
 	c := dialRaw(t, s, tok)
 	c.resume(id, 0)
 	stored := c.untilTerminal(id)
-	require.Len(t, checkStream(t, stored, 1), 5, "the job ran once")
-	require.Len(t, stored, 6)
-	require.JSONEq(t, `{"steps":5,"ms":1000}`, string(stored[5].Result))
+	requireSteps(t, checkStream(t, stored, 1), 5) // the job ran once
+	require.Len(t, stored, len(aEvents))
+	require.JSONEq(t, `{"steps":5,"ms":3000}`, string(stored[len(stored)-1].Result))
 	require.Empty(t, c.ping())
 
 	// Re-sending after the end still attaches, with the final state.
@@ -747,17 +755,21 @@ func TestE2EIdempotentResend(t *testing.T) {
 	endAck := c.readFor(id)
 	require.Equal(t, streamer.TypeAcknowledgment, endAck.Type)
 	require.Equal(t, "succeeded", endAck.Status)
-	require.Equal(t, int64(6), endAck.Seq)
+	require.Equal(t, int64(len(stored)), endAck.Seq)
 	require.Empty(t, c.ping())
 
 	// The Go client re-sending the id gets the result, with the history.
 	gc := dialClient(t, s, tok)
 	var seqs []int64
-	res, err := gc.Request(testCtx(t, 30*time.Second), "delay", map[string]int{"ms": 1000, "steps": 5},
+	res, err := gc.Request(testCtx(t, 30*time.Second), "delay", map[string]int{"ms": 3000, "steps": 5},
 		client.WithID(id), client.WithProgress(func(p client.Progress) { seqs = append(seqs, p.Seq) }))
 	require.NoError(t, err)
-	require.JSONEq(t, `{"steps":5,"ms":1000}`, string(res))
-	require.Equal(t, []int64{1, 2, 3, 4, 5}, seqs)
+	require.JSONEq(t, `{"steps":5,"ms":3000}`, string(res))
+	wantSeqs := make([]int64, len(stored)-1)
+	for i := range wantSeqs {
+		wantSeqs[i] = int64(i + 1)
+	}
+	require.Equal(t, wantSeqs, seqs)
 
 	t.Run("CONFLICT", func(t *testing.T) {
 		r := dialRaw(t, s, tok)
@@ -773,7 +785,7 @@ func TestE2EIdempotentResend(t *testing.T) {
 		// The stored request is unchanged.
 		st := r.status(id)
 		require.Equal(t, "succeeded", st.Status)
-		require.JSONEq(t, `{"steps":5,"ms":1000}`, string(st.Result))
+		require.JSONEq(t, `{"steps":5,"ms":3000}`, string(st.Result))
 	})
 }
 
@@ -1141,12 +1153,18 @@ func TestE2ECoalescing(t *testing.T) {
 // so the test need not wait 10 minutes).
 func TestE2EIdleTimeout(t *testing.T) {
 	t.Parallel()
-	s := startDev(t, "--idle-timeout", "300ms")
+	idle := "300ms"
+	if faultThrottle() != "" {
+		// The pong needs a DynamoDB read (the connection's principal),
+		// which throttling can delay past 300 ms.
+		idle = "3s"
+	}
+	s := startDev(t, "--idle-timeout", idle)
 	r := dialRaw(t, s, token(t, uid("idle"), ""))
 	require.Empty(t, r.ping())
 	start := time.Now()
 	_, data, err := r.readRaw()
 	require.Error(t, err, "got %s instead of the close", data)
 	require.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
-	require.Less(t, time.Since(start), 5*time.Second)
+	require.Less(t, time.Since(start), 10*time.Second)
 }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,6 +115,31 @@ func runtimeFlags(dataDir string) []string {
 	return []string{"--aws-local", "--table", "e2e-" + hex.EncodeToString(sum[:8])}
 }
 
+// faultThrottle is the fraction of DynamoDB calls the aws-local servers
+// throttle (STREAMER_E2E_DYNAMODB_THROTTLE, such as 0.2; scripts/test.sh
+// sets it), or "" for none.
+func faultThrottle() string {
+	if os.Getenv("STREAMER_E2E_RUNTIME") != "aws-local" {
+		return ""
+	}
+	f := os.Getenv("STREAMER_E2E_DYNAMODB_THROTTLE")
+	if v, err := strconv.ParseFloat(f, 64); err != nil || v <= 0 {
+		return ""
+	}
+	return f
+}
+
+// faultEnv is the fault injection environment of the servers: with
+// faultThrottle set, each throttles that fraction of its DynamoDB calls,
+// with a fixed seed.
+func faultEnv() []string {
+	f := faultThrottle()
+	if f == "" {
+		return nil
+	}
+	return []string{"STREAMER_FAULT_DYNAMODB_THROTTLE=" + f, "STREAMER_FAULT_SEED=20"}
+}
+
 // devServer is one `streamer dev` child process.
 type devServer struct {
 	cmd     *exec.Cmd
@@ -145,7 +171,7 @@ func launchDev(addr, dataDir string, extra ...string) (*devServer, error) {
 	extra = append(extra, runtimeFlags(dataDir)...)
 	s.cmd = exec.Command(binPath, append([]string{"dev", "--addr", addr, "--data-dir", dataDir}, extra...)...)
 	s.cmd.Dir = dataDir
-	s.cmd.Env = devEnv("STREAMER_JWT_SECRET=" + testSecret)
+	s.cmd.Env = devEnv(append([]string{"STREAMER_JWT_SECRET=" + testSecret}, faultEnv()...)...)
 	s.cmd.Stderr = s.stderr
 	pr, pw := io.Pipe()
 	s.cmd.Stdout = pw
@@ -339,6 +365,9 @@ func token(t *testing.T, sub, tenant string) string {
 type rawConn struct {
 	t *testing.T
 	c *websocket.Conn
+	// pending are messages read ahead (by waitStatus) that the next reads
+	// return first, in order.
+	pending []streamer.Message
 }
 
 // dialWS performs a handshake with the given header (may be nil) and query
@@ -423,6 +452,11 @@ func (r *rawConn) readRaw() (websocket.MessageType, []byte, error) {
 // rules, and decodes it.
 func (r *rawConn) read() streamer.Message {
 	r.t.Helper()
+	if len(r.pending) > 0 {
+		m := r.pending[0]
+		r.pending = r.pending[1:]
+		return m
+	}
 	m, _ := r.readSized()
 	return m
 }
@@ -437,6 +471,12 @@ func (r *rawConn) readSized() (streamer.Message, int) {
 	var m streamer.Message
 	require.NoError(r.t, json.Unmarshal(data, &m), "server message %s", data)
 	require.NotEmpty(r.t, m.Type, "server message without type: %s", data)
+	if m.Error != nil {
+		// No case of the suite provokes one: with storage throttled
+		// (faultThrottle) the SDK retries, and what still fails is
+		// answered UNAVAILABLE.
+		require.NotEqual(r.t, streamer.CodeInternal, m.Error.Code, "server message %s", data)
+	}
 	return m, len(data)
 }
 

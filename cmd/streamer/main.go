@@ -32,6 +32,10 @@ Environment:
                         dev makes one and keeps it in its data dir when unset.
   STREAMER_URL          default --url of call and load (ws://127.0.0.1:8080/ws)
   STREAMER_TOKEN        default --token of call and load
+  STREAMER_FAULT_DYNAMODB_THROTTLE, STREAMER_FAULT_SEED
+                        fault injection for tests, dev --aws-local only: the fraction
+                        (0-1) of DynamoDB calls answered with a throttling error, and
+                        the seed of their choice (default 1). Unset: none.
 `
 
 func main() {

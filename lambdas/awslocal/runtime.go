@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +82,8 @@ type Config struct {
 	WrapJob func(LambdaHandler) LambdaHandler
 	// Ready is called once everything is serving.
 	Ready func(devserver.Info)
+	// Faults injects failures, for tests; none by default.
+	Faults Faults
 }
 
 // Run serves the AWS path on this machine until ctx is canceled: the local
@@ -96,6 +99,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New("awslocal: Config.Listener is required")
 	case cfg.DynamoDBEndpoint == "":
 		return errors.New("awslocal: Config.DynamoDBEndpoint is required")
+	}
+	if err := cfg.Faults.validate(); err != nil {
+		return err
 	}
 	if cfg.Table == "" {
 		cfg.Table = "streamer-local"
@@ -163,6 +169,17 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	dbCfg := awsCfg.Copy()
 	dbCfg.BaseEndpoint = endpoint // the store's client; the sender uses Endpoint
+	var thr *throttler
+	if cfg.Faults.DynamoDBThrottle > 0 {
+		thr = newThrottler(cfg.Faults)
+		dbCfg.APIOptions = append(slices.Clone(dbCfg.APIOptions), thr.addTo)
+		cfg.Logger.Warn().Float64("fraction", cfg.Faults.DynamoDBThrottle).Uint64("seed", cfg.Faults.Seed).
+			Msg("fault injection: throttling the handlers' DynamoDB calls")
+		defer func() {
+			calls, throttled := thr.counts()
+			cfg.Logger.Info().Int64("calls", calls).Int64("throttled", throttled).Msg("fault injection: DynamoDB calls throttled")
+		}()
+	}
 	build := func(fn lambdaapp.Function, opts lambdaapp.Options) (*lambdaapp.Handlers, error) {
 		lcfg, err := lambdaapp.ConfigFromEnv(fn, getenv)
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/internal/awsretry"
 	"github.com/streamer-go/streamer/middleware"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/dynamodb"
@@ -59,8 +60,10 @@ type Options struct {
 
 // New builds the handlers: AWS clients from config.LoadDefaultConfig (so
 // AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB and AWS_CA_BUNDLE point them at
-// local services), the DynamoDB store, the Management API sender (with
-// cfg.Endpoint as its default endpoint), the token verifier when a key is
+// local services), the DynamoDB store (its client retries throttles with
+// the retryer of package internal/awsretry, as the sender's does), the
+// Management API sender (with cfg.Endpoint as its default endpoint), the
+// token verifier when a key is
 // configured, and the App with the given plugins behind the Logging and
 // Auth middleware. Logs are JSON lines on standard error, where Lambda sends
 // them to CloudWatch. New makes no network call.
@@ -81,6 +84,13 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		if awsCfg, err = config.LoadDefaultConfig(ctx); err != nil {
 			return nil, fmt.Errorf("lambdaapp: load the AWS configuration: %w", err)
 		}
+	}
+	if awsCfg.Retryer == nil {
+		// Throttles are retried longer than the SDK's default, with a
+		// bounded backoff (package awsretry); AWS_MAX_ATTEMPTS still
+		// overrides the number of attempts. A retryer of Options.AWS is
+		// kept.
+		awsCfg.Retryer = awsretry.Provider(awsretry.Options{})
 	}
 	db := awsdynamodb.NewFromConfig(awsCfg, func(o *awsdynamodb.Options) {
 		// BaseEndpoint is resolved (from AWS_ENDPOINT_URL_DYNAMODB,
@@ -192,7 +202,7 @@ func (h *Handlers) Disconnect(ctx context.Context, ev events.APIGatewayWebsocket
 // Management API, so the response has an empty body. A base64-encoded body
 // is a binary frame, which the router answers with INVALID_MESSAGE; one that
 // does not decode is answered 400. Failures to reach storage (already
-// answered INTERNAL_ERROR to the client) are returned as the invocation's
+// answered UNAVAILABLE to the client) are returned as the invocation's
 // error.
 func (h *Handlers) Route(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	data, binary, err := body(ev)

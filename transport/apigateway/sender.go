@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	apigw "github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
 	"github.com/rs/zerolog"
 
+	"github.com/streamer-go/streamer/internal/awsretry"
 	"github.com/streamer-go/streamer/transport"
 )
 
@@ -150,9 +150,9 @@ func (s *Sender) client(endpoint string) (*apigw.Client, error) {
 	c := apigw.NewFromConfig(s.cfg.AWS, func(o *apigw.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
 		o.RetryMaxAttempts = 0 // else the SDK wraps the retryer below
-		o.Retryer = retry.NewStandard(func(ro *retry.StandardOptions) {
-			ro.MaxAttempts = s.cfg.MaxRetries + 1
-			ro.MaxBackoff = s.cfg.MaxBackoff
+		o.Retryer = awsretry.New(awsretry.Options{
+			MaxAttempts: s.cfg.MaxRetries + 1, MaxBackoff: s.cfg.MaxBackoff,
+			BaseDelay: 50 * time.Millisecond, ThrottleBaseDelay: time.Second,
 		})
 	})
 	s.clients[endpoint] = c

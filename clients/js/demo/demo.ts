@@ -238,6 +238,10 @@ function describeError(e: StreamerError): string {
   if (Array.isArray(e.details) && e.details.length) {
     text += ' (' + e.details.map((d: { message?: string; field?: string }) => d.message || d.field).join('; ') + ')';
   }
+  if (e.retryable && e.retryAfterMs !== undefined) {
+    // RATE_LIMITED, UNAVAILABLE: worth sending again, later.
+    text += ` (retry in ${(e.retryAfterMs / 1000).toFixed(1)} s)`;
+  }
   return text;
 }
 

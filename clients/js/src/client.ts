@@ -1,5 +1,5 @@
 import { Emitter, reportListenerError } from './emitter.js';
-import { ClientErrorCode, StreamerError } from './errors.js';
+import { ClientErrorCode, ServerErrorCode, StreamerError, retryAfterOf } from './errors.js';
 import type {
   Ack,
   CallOptions,
@@ -32,6 +32,8 @@ const DEFAULTS = {
 const CLOSE_WAIT_MS = 2000;
 /** The resume retry delay after RATE_LIMITED without retry_after_ms. */
 const RATE_LIMIT_RETRY_MS = 1000;
+/** How many UNAVAILABLE refusals in a row of a call's resume are retried before the call rejects. */
+const UNAVAILABLE_RESUME_RETRIES = 3;
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -56,6 +58,8 @@ interface Call {
   opts: ResumeOptions;
   settle: (err: StreamerError | null, value?: unknown) => void;
   retryTimer: Timer | undefined;
+  /** UNAVAILABLE refusals of its resume since its last event. */
+  unavailable: number;
 }
 
 /** A status or cancel call waiting for its reply, in order per request id. */
@@ -511,6 +515,7 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
         chunks: new Map(),
         opts: options,
         retryTimer: undefined,
+        unavailable: 0,
         settle: (err, value) => {
           clearTimeout(timer);
           clearTimeout(call.retryTimer);
@@ -669,6 +674,7 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
         return;
       }
       call.lastSeq = seq;
+      call.unavailable = 0;
     }
     this.callback(call.opts.onEvent, m);
     if (this.calls.get(call.id) !== call) return; // a callback closed the client
@@ -702,10 +708,13 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
         return;
       case 'error': {
         const e = m.error;
-        if (typeof seq !== 'number' && call.acked && e?.code === 'RATE_LIMITED') {
-          // A resume was refused for now: try again later.
-          const details = e.details as { retry_after_ms?: unknown } | undefined;
-          const wait = typeof details?.retry_after_ms === 'number' ? details.retry_after_ms : RATE_LIMIT_RETRY_MS;
+        const refusedForNow =
+          e?.code === ServerErrorCode.RATE_LIMITED ||
+          (e?.code === ServerErrorCode.UNAVAILABLE && call.unavailable++ < UNAVAILABLE_RESUME_RETRIES);
+        if (typeof seq !== 'number' && call.acked && refusedForNow) {
+          // A resume was refused for now: try again later (UNAVAILABLE a
+          // few times only; then the call rejects with it).
+          const wait = retryAfterOf(e.details) ?? RATE_LIMIT_RETRY_MS;
           clearTimeout(call.retryTimer);
           call.retryTimer = setTimeout(() => {
             call.retryTimer = undefined;

@@ -37,6 +37,25 @@ export interface StreamerErrorInit {
 }
 
 /**
+ * Server error codes the client gives a meaning to, next to the others of
+ * docs/protocol.md section 4, which are passed through.
+ */
+export const ServerErrorCode = {
+  /** Too many requests; `retryAfterMs` says when to retry. */
+  RATE_LIMITED: 'RATE_LIMITED',
+  /**
+   * The server could not serve the call for now (its storage failed or was
+   * throttled). It is `retryable`, and `retryAfterMs` says when to try again.
+   * The client does not send a refused request again by itself: the caller
+   * may, after `retryAfterMs` and with the same `id` (a request stored after
+   * all is then attached to, not run twice), and should give up after a few
+   * tries. A refused resume of a running request is retried by the client a
+   * few times, after `retryAfterMs` each, before the call rejects.
+   */
+  UNAVAILABLE: 'UNAVAILABLE',
+} as const;
+
+/**
  * StreamerError is the error every promise of the client rejects with: a
  * protocol error sent by the server (its `code`, `message`, `details`), or one
  * of {@link ClientErrorCode}. Branch on `code`, never on `message`.
@@ -50,6 +69,12 @@ export class StreamerError extends Error {
   readonly requestId: string | undefined;
   /** Whether the server said retrying may succeed. */
   readonly retryable: boolean;
+  /**
+   * How long the server asked to wait before retrying, in milliseconds:
+   * `details.retry_after_ms` (sent with `RATE_LIMITED` and `UNAVAILABLE`), or
+   * undefined when the error carries none.
+   */
+  readonly retryAfterMs: number | undefined;
 
   constructor(init: StreamerErrorInit) {
     super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
@@ -58,6 +83,7 @@ export class StreamerError extends Error {
     this.details = init.details;
     this.requestId = init.requestId;
     this.retryable = init.retryable ?? false;
+    this.retryAfterMs = retryAfterOf(init.details);
   }
 
   /** fromBody makes a StreamerError of an `error` object of the protocol. */
@@ -71,4 +97,11 @@ export class StreamerError extends Error {
 /** isStreamerError reports whether err is a {@link StreamerError}, optionally of the given code. */
 export function isStreamerError(err: unknown, code?: string): err is StreamerError {
   return err instanceof StreamerError && (code === undefined || err.code === code);
+}
+
+/** retryAfterOf reads `retry_after_ms` of an error's details. */
+export function retryAfterOf(details: unknown): number | undefined {
+  if (!details || typeof details !== 'object' || Array.isArray(details)) return undefined;
+  const ms = (details as { retry_after_ms?: unknown }).retry_after_ms;
+  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? ms : undefined;
 }

@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 export { StreamerClient, MAX_MESSAGE_BYTES } from './client.js';
-export { StreamerError, ClientErrorCode, isStreamerError } from './errors.js';
+export { StreamerError, ClientErrorCode, ServerErrorCode, isStreamerError } from './errors.js';
 export type { StreamerErrorInit } from './errors.js';
 export { Emitter } from './emitter.js';
 export type { Listener } from './emitter.js';

@@ -68,6 +68,20 @@
     /** No WebSocket implementation: in Node 20, install the `ws` package or pass `options.WebSocket`. */
     NO_WEBSOCKET: "NO_WEBSOCKET"
   };
+  var ServerErrorCode = {
+    /** Too many requests; `retryAfterMs` says when to retry. */
+    RATE_LIMITED: "RATE_LIMITED",
+    /**
+     * The server could not serve the call for now (its storage failed or was
+     * throttled). It is `retryable`, and `retryAfterMs` says when to try again.
+     * The client does not send a refused request again by itself: the caller
+     * may, after `retryAfterMs` and with the same `id` (a request stored after
+     * all is then attached to, not run twice), and should give up after a few
+     * tries. A refused resume of a running request is retried by the client a
+     * few times, after `retryAfterMs` each, before the call rejects.
+     */
+    UNAVAILABLE: "UNAVAILABLE"
+  };
   var StreamerError = class _StreamerError extends Error {
     constructor(init) {
       super(init.message, init.cause === void 0 ? void 0 : { cause: init.cause });
@@ -76,6 +90,7 @@
       this.details = init.details;
       this.requestId = init.requestId;
       this.retryable = init.retryable ?? false;
+      this.retryAfterMs = retryAfterOf(init.details);
     }
     /** fromBody makes a StreamerError of an `error` object of the protocol. */
     static fromBody(body, requestId) {
@@ -84,6 +99,11 @@
       return new _StreamerError({ code, message, details: body?.details, requestId, retryable: body?.retryable === true });
     }
   };
+  function retryAfterOf(details) {
+    if (!details || typeof details !== "object" || Array.isArray(details)) return void 0;
+    const ms = details.retry_after_ms;
+    return typeof ms === "number" && Number.isFinite(ms) && ms >= 0 ? ms : void 0;
+  }
 
   // src/client.ts
   var MAX_MESSAGE_BYTES = 131072;
@@ -98,6 +118,7 @@
   };
   var CLOSE_WAIT_MS = 2e3;
   var RATE_LIMIT_RETRY_MS = 1e3;
+  var UNAVAILABLE_RESUME_RETRIES = 3;
   var StreamerClient = class extends Emitter {
     /**
      * @param url the server's WebSocket URL (`ws:` or `wss:`), such as `wss://api.example.com/ws`.
@@ -487,6 +508,7 @@
           chunks: /* @__PURE__ */ new Map(),
           opts: options,
           retryTimer: void 0,
+          unavailable: 0,
           settle: (err, value) => {
             clearTimeout(timer);
             clearTimeout(call.retryTimer);
@@ -632,6 +654,7 @@
           return;
         }
         call.lastSeq = seq;
+        call.unavailable = 0;
       }
       this.callback(call.opts.onEvent, m);
       if (this.calls.get(call.id) !== call) return;
@@ -663,9 +686,9 @@
           return;
         case "error": {
           const e = m.error;
-          if (typeof seq !== "number" && call.acked && e?.code === "RATE_LIMITED") {
-            const details = e.details;
-            const wait = typeof details?.retry_after_ms === "number" ? details.retry_after_ms : RATE_LIMIT_RETRY_MS;
+          const refusedForNow = e?.code === ServerErrorCode.RATE_LIMITED || e?.code === ServerErrorCode.UNAVAILABLE && call.unavailable++ < UNAVAILABLE_RESUME_RETRIES;
+          if (typeof seq !== "number" && call.acked && refusedForNow) {
+            const wait = retryAfterOf(e.details) ?? RATE_LIMIT_RETRY_MS;
             clearTimeout(call.retryTimer);
             call.retryTimer = setTimeout(() => {
               call.retryTimer = void 0;
@@ -1023,6 +1046,9 @@
     let text = `${e.code}: ${e.message}`;
     if (Array.isArray(e.details) && e.details.length) {
       text += " (" + e.details.map((d) => d.message || d.field).join("; ") + ")";
+    }
+    if (e.retryable && e.retryAfterMs !== void 0) {
+      text += ` (retry in ${(e.retryAfterMs / 1e3).toFixed(1)} s)`;
     }
     return text;
   }
