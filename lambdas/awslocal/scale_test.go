@@ -147,10 +147,11 @@ func TestLongJobsDoNotHoldBackShortOnes(t *testing.T) {
 	}
 	holds.waitRunning(t, 12, 3*lambdatest.Wait)
 
-	// The long jobs run for as long as the test lasts. Each short job must
-	// complete well within that: the bound is generous for a loaded
-	// machine, and a short job held behind a long one would never make it.
-	const bound = 30 * time.Second
+	// The long jobs run for as long as the test lasts, so a short job held
+	// behind one would never complete; the bound is only there to end the
+	// test, generous for a loaded machine (unloaded, the slowest short job
+	// completes within a few seconds: see the log line below).
+	const bound = 60 * time.Second
 	var wg sync.WaitGroup
 	took := make([]time.Duration, 50)
 	for i := range 50 {
