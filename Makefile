@@ -11,7 +11,10 @@ GOLANGCI_LINT ?= $(GOBIN)/golangci-lint
 FUZZTIME      ?= 30s
 FUZZ          ?= FuzzDecodeFrame
 
-.PHONY: help test tools browser dynamodb-local lint golangci-lint vet fmt-check bench fuzz clean package
+.PHONY: help test tools browser dynamodb-local lint golangci-lint vet fmt-check bench fuzz clean package deploy
+
+STAGE  ?= dev
+REGION ?= us-east-1
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -47,6 +50,9 @@ golangci-lint: ## golangci-lint run (installs it with go install if missing)
 
 package: ## Build the Lambdas into dist/<function>.zip (provided.al2023, arm64)
 	@bash scripts/package.sh
+
+deploy: tools package ## Deploy with osls: make deploy STAGE=prod REGION=eu-west-1 (needs AWS credentials)
+	tools/node_modules/.bin/osls deploy --stage $(STAGE) --region $(REGION)
 
 bench: ## Benchmarks (no tests)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
