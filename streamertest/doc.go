@@ -21,6 +21,10 @@
 // [Running.Cancel]), the principal, the metadata, and the App's Config
 // ([WithConfig]: App-wide middleware, a fake clock).
 //
+// Every run builds an App of its own, so runs are independent and may run
+// in parallel tests. Run and its variants return once the request has ended
+// and no goroutine of the run is left.
+//
 // Retry delays are not slept through: between two runs of a request, the
 // App's clock jumps to the time the request is due, so a retried request
 // finishes at once and [Outcome.Attempts] counts its runs.

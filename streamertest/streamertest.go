@@ -110,8 +110,10 @@ func WithRequestID(id string) func(*Options) { return func(o *Options) { o.Reque
 // WithConfig changes the App's Config before the App is built. The kit
 // starts from a Config with progress coalescing off (CoalesceInterval -1),
 // so every Report is one progress event; fn may set it back, add App-wide
-// Middleware, a Logger or a fake Clock. Store, Sender and Plugins are the
-// kit's and are set after fn.
+// Middleware, a Logger or a fake Clock. A Clock drives timestamps,
+// coalescing and retry delays; the handler's timeout is a context deadline
+// and runs on real time whatever the Clock. Store, Sender and Plugins are
+// the kit's and are set after fn.
 func WithConfig(fn func(*streamer.Config)) func(*Options) { return func(o *Options) { o.Config = fn } }
 
 // Run runs action with payload, as a client of an App serving it alone
