@@ -466,6 +466,8 @@ func TestHandlerCodesAndTimeouts(t *testing.T) {
 
 	b.send(t, `{"action":"slow_sync","id":"ss"}`)
 	last := b.msgs(t)[len(b.msgs(t))-1]
+	require.Equal(t, "ss", last.RequestID, "the sync request's own reply, sent after its deadline")
+	require.Equal(t, streamer.TypeResponse, last.Type)
 	require.False(t, last.Success)
 	require.Equal(t, streamer.CodeTimeout, last.Error.Code)
 }

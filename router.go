@@ -276,13 +276,15 @@ func (a *App) handlerError(ctx context.Context, req *Request, err error, fallbac
 // runSync runs a sync request and answers with one response.
 func (a *App) runSync(ctx context.Context, conn Conn, rt *route, req *Request) {
 	req.Stage = StageSync
-	ctx, cancel := context.WithTimeout(ctx, a.timeout(rt, true))
+	// The handler runs under its timeout; replies go out under ctx, so
+	// the TIMEOUT reply itself is not cut off by the expired deadline.
+	hctx, cancel := context.WithTimeout(ctx, a.timeout(rt, true))
 	defer cancel()
 	rep := a.newLiveReporter(ctx, conn, req.ID)
-	res, err := a.serve(ctx, rt.chain, req, rep)
+	res, err := a.serve(hctx, rt.chain, req, rep)
 	rep.close()
 	if err != nil {
-		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: a.handlerError(ctx, req, err, CodeInternal)})
+		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: a.handlerError(hctx, req, err, CodeInternal)})
 		return
 	}
 	data, err := marshalResult(res)
