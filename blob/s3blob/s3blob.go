@@ -32,8 +32,10 @@ type Config struct {
 	// Bucket is the bucket's name; required.
 	Bucket string
 	// PathStyle addresses the bucket in the path (http://host/bucket/key)
-	// rather than in the host name, as local S3 servers need. False
-	// means virtual-hosted style, S3's default.
+	// rather than in the host name, as local S3 servers need. False means
+	// virtual-hosted style, S3's default, except on a custom endpoint
+	// (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or AWS.BaseEndpoint), which
+	// New takes for a local server and addresses in path style.
 	PathStyle bool
 	// MaxSize is the largest object Put accepts, in bytes. Zero means
 	// [blob.DefaultMaxSize]. A body that is not an [io.ReadSeeker] is
@@ -75,7 +77,12 @@ func New(cfg Config) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.client = s3.NewFromConfig(cfg.AWS, func(o *s3.Options) { o.UsePathStyle = cfg.PathStyle })
+	s.client = s3.NewFromConfig(cfg.AWS, func(o *s3.Options) {
+		// BaseEndpoint is resolved (from AWS_ENDPOINT_URL_S3,
+		// AWS_ENDPOINT_URL or the shared config) before option functions
+		// run; it is nil for AWS itself.
+		o.UsePathStyle = cfg.PathStyle || o.BaseEndpoint != nil
+	})
 	s.presign = s3.NewPresignClient(s.client)
 	return s, nil
 }
