@@ -6,7 +6,10 @@
 // hours, not days).
 //
 // Objects get an Expires header of their PutOptions.ExpiresAt; deleting
-// them is the bucket's lifecycle rule's job (serverless.yml has one).
+// them is the bucket's lifecycle rule's job (serverless.yml has one). On
+// AWS, the URL of a key that holds nothing answers 403 rather than 404
+// unless the signer may also list the bucket (s3:ListBucket), which the
+// deployment does not grant.
 package s3blob
 
 import (
