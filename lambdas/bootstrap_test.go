@@ -82,6 +82,14 @@ func testSettings(t *testing.T, dir string) {
 	stderr, code = start(t, filepath.Join(dir, "reaper", "bootstrap"), []string{"STREAMER_TABLE=t", "STREAMER_MAX_STALLS=0"})
 	require.Equal(t, 1, code, stderr)
 	require.Contains(t, stderr, "STREAMER_MAX_STALLS")
+	// The router and the processor serve the report plugin, whose files
+	// go to STREAMER_BUCKET.
+	stderr, code = start(t, filepath.Join(dir, "router", "bootstrap"), []string{"STREAMER_TABLE=t", "AWS_REGION=us-east-1"})
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "STREAMER_BUCKET is required")
+	stderr, code = start(t, filepath.Join(dir, "router", "bootstrap"), []string{"STREAMER_TABLE=t", "STREAMER_BUCKET=Not_A_Bucket"})
+	require.Equal(t, 1, code, stderr)
+	require.Contains(t, stderr, "STREAMER_BUCKET=")
 }
 
 // start runs a bootstrap without AWS_LAMBDA_RUNTIME_API and returns its
@@ -122,6 +130,7 @@ func testUnderRIE(t *testing.T, dir string) {
 		"STREAMER_JWT_SECRET=" + lambdatest.Secret,
 		"STREAMER_ENDPOINT=" + gw.URL,
 		"STREAMER_LOG_LEVEL=warn",
+		"STREAMER_BUCKET=streamer-test",
 		// Short, so that a job whose invocation was killed is taken over
 		// within the test.
 		"STREAMER_LEASE=3s",

@@ -9,7 +9,9 @@
 //
 // The plugins the router and processor serve are listed once, in
 // plugins.All: adding a plugin is one line there, and both functions then
-// serve its actions.
+// serve its actions. plugins.All builds them from the function's
+// configuration, so a plugin can use the AWS configuration and the
+// deployment's S3 bucket (STREAMER_BUCKET), as the report plugin does.
 //
 // Build the deployment zips with `make package` (scripts/package.sh):
 // dist/<function>.zip, each holding one executable named bootstrap for the

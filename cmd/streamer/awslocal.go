@@ -20,8 +20,8 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/cmd/streamer/web"
 	"github.com/streamer-go/streamer/lambdas/awslocal"
-	"github.com/streamer-go/streamer/plugins/demo"
-	"github.com/streamer-go/streamer/plugins/report"
+	"github.com/streamer-go/streamer/lambdas/lambdaapp"
+	"github.com/streamer-go/streamer/lambdas/plugins"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
@@ -53,19 +53,23 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, stdout io.Writer, log zer
 		return fmt.Errorf("--addr %s: %w", cfg.addr, err)
 	}
 	defer ln.Close() //nolint:errcheck // Serve closes it first on a clean shutdown
-	base := "http://" + ln.Addr().String()
-	reportsDir := filepath.Join(cfg.dataDir, "reports")
-	reports, err := report.New(report.Config{Dir: reportsDir, BaseURL: base + "/reports/"})
+	// The Lambdas' plugins, as plugins.All builds them on AWS: the report
+	// plugin's files go to an S3 bucket.
+	s3Cfg, bucket, stopS3, err := localS3(ctx, log)
 	if err != nil {
-		return fmt.Errorf("--data-dir %s: %w", cfg.dataDir, err)
+		return err
+	}
+	defer stopS3()
+	plugs, err := plugins.All(ctx, lambdaapp.Config{Bucket: bucket, Retention: streamer.DefaultRetention}, s3Cfg)
+	if err != nil {
+		return err
 	}
 	return awslocal.Run(ctx, awslocal.Config{
 		Listener: ln, DynamoDBEndpoint: endpoint, Table: cfg.table, Secret: secret,
-		Plugins: []streamer.Plugin{demo.New(), reports}, Logger: log,
+		Plugins: plugs, Logger: log,
 		IdleTimeout: cfg.idle, MaxLifetime: cfg.lifetime, Concurrency: cfg.lambdaConcurrency, Faults: cfg.faults,
 		Handlers: map[string]http.Handler{
-			"/reports/": http.StripPrefix("/reports", report.FileServer(reportsDir)),
-			"/":         http.FileServerFS(web.FS),
+			"/": http.FileServerFS(web.FS),
 		},
 		Ready: func(info devserver.Info) {
 			info.SecretFile = secretFile

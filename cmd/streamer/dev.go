@@ -130,11 +130,16 @@ func serveDev(ctx context.Context, cfg devConfig, stdout io.Writer, log zerolog.
 		return fmt.Errorf("--addr %s: %w", cfg.addr, err)
 	}
 	base := "http://" + ln.Addr().String()
-	reportsDir := filepath.Join(cfg.dataDir, "reports")
-	reports, err := report.New(report.Config{Dir: reportsDir, BaseURL: base + "/reports/"})
+	blobs, stopSweeper, err := localBlobs(ctx, cfg.dataDir, base, log)
 	if err != nil {
 		_ = ln.Close()
-		return fmt.Errorf("--data-dir %s: %w", cfg.dataDir, err)
+		return err
+	}
+	defer stopSweeper()
+	reports, err := report.New(report.Config{Store: blobs})
+	if err != nil {
+		_ = ln.Close()
+		return err
 	}
 	return devserver.Run(ctx, devserver.Config{
 		Listener:    ln,
@@ -145,8 +150,8 @@ func serveDev(ctx context.Context, cfg devConfig, stdout io.Writer, log zerolog.
 		IdleTimeout: cfg.idle,
 		MaxLifetime: cfg.lifetime,
 		Handlers: map[string]http.Handler{
-			"/reports/": http.StripPrefix("/reports", report.FileServer(reportsDir)),
-			"/":         http.FileServerFS(web.FS),
+			"/blobs/": http.StripPrefix("/blobs", blobs),
+			"/":       http.FileServerFS(web.FS),
 		},
 		Ready: func(info devserver.Info) { printBanner(stdout, cfg, info) },
 	})

@@ -8,5 +8,5 @@ import (
 )
 
 func main() {
-	lambdaapp.Main(lambdaapp.Connect, plugins.All(), func(h *lambdaapp.Handlers) any { return h.Connect })
+	lambdaapp.Main(lambdaapp.Connect, plugins.All, func(h *lambdaapp.Handlers) any { return h.Connect })
 }

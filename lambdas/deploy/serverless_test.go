@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -15,7 +16,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
+	"github.com/streamer-go/streamer/plugins/report"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/dynamodb"
 )
@@ -35,8 +38,9 @@ var routes = map[string]string{"$connect": "connect", "$disconnect": "disconnect
 
 // Logical ids of serverless.yml's resources and of those osls generates.
 const (
-	tableID = "StreamerTable"
-	apiID   = "WebsocketsApi"
+	tableID  = "StreamerTable"
+	apiID    = "WebsocketsApi"
+	bucketID = "StreamerFilesBucket"
 )
 
 // functionID is osls's logical id of function fn's AWS::Lambda::Function.
@@ -49,6 +53,7 @@ func functionID(fn string) string { return strings.ToUpper(fn[:1]) + fn[1:] + "L
 func wantEnv() map[string]any {
 	return map[string]any{
 		"STREAMER_TABLE":              map[string]any{"Ref": tableID},
+		"STREAMER_BUCKET":             map[string]any{"Ref": bucketID},
 		"STREAMER_JWT_SECRET":         "",
 		"STREAMER_JWT_PUBLIC_KEY":     "",
 		"STREAMER_JWT_ALGORITHMS":     "",
@@ -90,6 +95,7 @@ func TestServerlessTemplate(t *testing.T) {
 	t.Run("functions", func(t *testing.T) { checkFunctions(t, tpl, wantEnv()) })
 	t.Run("log groups", func(t *testing.T) { checkLogGroups(t, tpl) })
 	t.Run("iam", func(t *testing.T) { checkIAM(t, tpl) })
+	t.Run("files bucket", func(t *testing.T) { checkBucket(t, tpl) })
 	t.Run("endpoint output", func(t *testing.T) {
 		out, ok := tpl.Outputs["ServiceEndpointWebsocket"]
 		require.True(t, ok, "no ServiceEndpointWebsocket output")
@@ -756,6 +762,9 @@ var (
 		"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams",
 	}
 	tableResources = []string{"{" + tableID + ".Arn}", "{" + tableID + ".Arn}/index/*"}
+	// The report plugin writes its files and presigns their GETs.
+	bucketActions  = []string{"s3:PutObject", "s3:GetObject"}
+	bucketResource = "{" + bucketID + ".Arn}/reports/*"
 	streamResource = "{" + tableID + ".StreamArn}"
 	// Sending to and closing connections of this API's stage.
 	manageConnections = regexp.MustCompile(`^arn:\{AWS::Partition\}:execute-api:\{AWS::Region\}:\{AWS::AccountId\}:\{` +
@@ -812,7 +821,9 @@ func checkIAM(t *testing.T, tpl cfnTemplate) {
 				assert.Equal(t, dlq, res, "%s: only the dead-letter queue", action)
 			case action == "lambda:InvokeFunction":
 				assert.Equal(t, processorARN, res, "%s: only the processor (which invokes itself)", action)
-			case svc == "dynamodb" || svc == "execute-api" || svc == "sqs" || svc == "lambda":
+			case slices.Contains(bucketActions, action):
+				assert.Equal(t, bucketResource, res, "%s: only the files bucket's reports/ prefix", action)
+			case svc == "dynamodb" || svc == "execute-api" || svc == "sqs" || svc == "lambda" || svc == "s3":
 				t.Errorf("unexpected grant of %s on %s", action, res)
 			case svc == "xray":
 				// X-Ray has no resource-level permissions.
@@ -831,6 +842,9 @@ func checkIAM(t *testing.T, tpl cfnTemplate) {
 	}
 	assert.True(t, grants["sqs:SendMessage"][dlq], "sqs:SendMessage on the dead-letter queue is not granted")
 	assert.True(t, grants["lambda:InvokeFunction"][processorARN], "lambda:InvokeFunction on the processor is not granted")
+	for _, action := range bucketActions {
+		assert.True(t, grants[action][bucketResource], "%s on %s is not granted", action, bucketResource)
+	}
 	methods := map[string]bool{}
 	for res := range grants["execute-api:ManageConnections"] {
 		if m := manageConnections.FindStringSubmatch(res); m != nil {
@@ -841,4 +855,90 @@ func checkIAM(t *testing.T, tpl cfnTemplate) {
 	for _, action := range []string{"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"} {
 		assert.NotEmpty(t, grants[action], "%s is not granted", action)
 	}
+}
+
+// --- files bucket -----------------------------------------------------------
+
+// checkBucket checks the report plugin's bucket: private, encrypted, HTTPS
+// only, and its reports deleted by a lifecycle rule no sooner than a
+// request's default retention.
+func checkBucket(t *testing.T, tpl cfnTemplate) {
+	var b struct {
+		BucketName       any
+		BucketEncryption struct {
+			ServerSideEncryptionConfiguration []struct {
+				ServerSideEncryptionByDefault struct{ SSEAlgorithm string }
+			}
+		}
+		PublicAccessBlockConfiguration struct {
+			BlockPublicAcls, BlockPublicPolicy, IgnorePublicAcls, RestrictPublicBuckets bool
+		}
+		OwnershipControls struct {
+			Rules []struct{ ObjectOwnership string }
+		}
+		VersioningConfiguration *struct{ Status string }
+		LifecycleConfiguration  struct {
+			Rules []struct {
+				Status           string
+				Prefix           string
+				ExpirationInDays int
+				TagFilters       []any
+			}
+		}
+	}
+	tpl.props(t, bucketID, "AWS::S3::Bucket", &b)
+	assert.Nil(t, b.BucketName, "CloudFormation names the bucket (names are global)")
+	require.NotEmpty(t, b.BucketEncryption.ServerSideEncryptionConfiguration)
+	assert.Contains(t, []string{"AES256", "aws:kms"}, b.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm)
+	p := b.PublicAccessBlockConfiguration
+	assert.True(t, p.BlockPublicAcls && p.BlockPublicPolicy && p.IgnorePublicAcls && p.RestrictPublicBuckets, "all public access blocked: %+v", p)
+	if assert.Len(t, b.OwnershipControls.Rules, 1) {
+		assert.Equal(t, "BucketOwnerEnforced", b.OwnershipControls.Rules[0].ObjectOwnership, "no ACLs")
+	}
+	if b.VersioningConfiguration != nil {
+		assert.NotEqual(t, "Enabled", b.VersioningConfiguration.Status, "versions would outlive the lifecycle rule")
+	}
+
+	// The report plugin's prefix expires, after at least the retention.
+	found := false
+	for _, r := range b.LifecycleConfiguration.Rules {
+		if r.Status == "Enabled" && r.ExpirationInDays > 0 && len(r.TagFilters) == 0 && strings.HasPrefix(report.DefaultPrefix, r.Prefix) {
+			found = true
+			assert.GreaterOrEqual(t, time.Duration(r.ExpirationInDays)*24*time.Hour, streamer.DefaultRetention,
+				"objects must outlive their URLs (the default retention)")
+			assert.LessOrEqual(t, r.ExpirationInDays, 7, "and not be kept much longer than the longest URL")
+		}
+	}
+	assert.True(t, found, "no enabled lifecycle rule expires %s", report.DefaultPrefix)
+
+	// HTTPS only, for everyone.
+	var pol struct {
+		Bucket         any
+		PolicyDocument struct {
+			Statement []struct {
+				Effect    string
+				Principal any
+				Action    any
+				Resource  any
+				Condition map[string]map[string]any
+			}
+		}
+	}
+	found = false
+	for _, id := range tpl.ofType("AWS::S3::BucketPolicy") {
+		tpl.props(t, id, "AWS::S3::BucketPolicy", &pol)
+		if found = mustRender(t, pol.Bucket) == "{"+bucketID+"}"; found {
+			break
+		}
+	}
+	require.True(t, found, "no policy of the files bucket")
+	for _, st := range pol.PolicyDocument.Statement {
+		assert.Equal(t, "Deny", st.Effect, "the bucket policy only denies; grants are the role's")
+	}
+	require.NotEmpty(t, pol.PolicyDocument.Statement)
+	assert.Equal(t, "false", pol.PolicyDocument.Statement[0].Condition["Bool"]["aws:SecureTransport"])
+
+	out, ok := tpl.Outputs["StreamerFilesBucketName"]
+	require.True(t, ok, "no StreamerFilesBucketName output")
+	assert.Equal(t, "{"+bucketID+"}", mustRender(t, out.Value))
 }

@@ -8,5 +8,5 @@ import (
 )
 
 func main() {
-	lambdaapp.Main(lambdaapp.Disconnect, plugins.All(), func(h *lambdaapp.Handlers) any { return h.Disconnect })
+	lambdaapp.Main(lambdaapp.Disconnect, plugins.All, func(h *lambdaapp.Handlers) any { return h.Disconnect })
 }

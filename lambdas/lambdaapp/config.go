@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -59,6 +60,7 @@ const (
 	EnvStallTimeout      = "STREAMER_STALL_TIMEOUT"
 	EnvLease             = "STREAMER_LEASE"
 	EnvMaxStalls         = "STREAMER_MAX_STALLS"
+	EnvBucket            = "STREAMER_BUCKET"
 )
 
 // EnvFunctionName is the variable Lambda sets to the function's name; the
@@ -69,7 +71,7 @@ const EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 var EnvVars = []string{
 	EnvTable, EnvJWTSecret, EnvJWTPublicKey, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
-	EnvStallTimeout, EnvMaxStalls, EnvLease,
+	EnvStallTimeout, EnvMaxStalls, EnvLease, EnvBucket,
 }
 
 // Config is a Lambda's configuration, read by [ConfigFromEnv].
@@ -128,6 +130,11 @@ type Config struct {
 	// [streamer.DefaultMaxStalls]). The reaper and the processor both
 	// enforce it, so both must have the same value.
 	MaxStalls int
+	// Bucket is the S3 bucket of the plugins' files (STREAMER_BUCKET),
+	// such as the report plugin's reports; empty when unset. ConfigFromEnv
+	// checks the name; the plugins that need a bucket refuse to start
+	// without one (lambdas/plugins).
+	Bucket string
 	// FunctionName is the processor's own function name, which it invokes
 	// asynchronously to run each request in an invocation of its own
 	// (AWS_LAMBDA_FUNCTION_NAME, which Lambda sets; required by the
@@ -247,10 +254,29 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 			cfg.MaxStalls = n
 		}
 	}
+	if cfg.Bucket = getenv(EnvBucket); cfg.Bucket != "" && !validBucket(cfg.Bucket) {
+		errs = append(errs, fmt.Errorf("%s=%q: want an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit", EnvBucket, cfg.Bucket))
+	}
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("lambdaapp: bad configuration of %s: %w", fn, errors.Join(errs...))
 	}
 	return cfg, nil
+}
+
+// validBucket reports whether name follows S3's rules for bucket names
+// (those a name can break on its own: no IP addresses, no "..").
+func validBucket(name string) bool {
+	if len(name) < 3 || len(name) > 63 || strings.Contains(name, "..") {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && ((c != '.' && c != '-') || i == 0 || i == len(name)-1) {
+			return false
+		}
+	}
+	return net.ParseIP(name) == nil
 }
 
 // jwtConfig is the token verifier's configuration.

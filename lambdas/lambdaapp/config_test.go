@@ -55,6 +55,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		"STREAMER_STALL_TIMEOUT":      "90s",
 		"STREAMER_MAX_STALLS":         "5",
 		"STREAMER_LEASE":              "30s",
+		"STREAMER_BUCKET":             "my-files.example-1",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, lambdaapp.Config{
@@ -62,7 +63,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		JWTAlgorithms: []string{"HS256", "HS512"}, JWTIssuer: "iss", JWTAudience: "aud",
 		Endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod", LogLevel: zerolog.DebugLevel,
 		Retention: 2 * time.Hour, SyncThreshold: time.Second, SubscriberRefresh: 500 * time.Millisecond, CancelPoll: 3 * time.Second,
-		StallTimeout: 90 * time.Second, MaxStalls: 5, Lease: 30 * time.Second,
+		StallTimeout: 90 * time.Second, MaxStalls: 5, Lease: 30 * time.Second, Bucket: "my-files.example-1",
 	}, cfg)
 }
 
@@ -121,6 +122,13 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_ENDPOINT": "ftp://host/prod"}, "STREAMER_ENDPOINT"},
 		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_JWT_ALGORITHMS": "none"}, "STREAMER_JWT_ALGORITHMS"},
 		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_JWT_ALGORITHMS": "RS256"}, "STREAMER_JWT_ALGORITHMS"},
+	}
+	for _, bucket := range []string{"ab", strings.Repeat("a", 64), "My-Bucket", "a_b", "-ab", "ab-", ".ab", "a..b", "192.168.1.1", "a b", "s3://b"} {
+		cases = append(cases, struct {
+			fn   lambdaapp.Function
+			env  map[string]string
+			want string
+		}{lambdaapp.Processor, map[string]string{"STREAMER_TABLE": "t", "STREAMER_BUCKET": bucket}, "STREAMER_BUCKET="})
 	}
 	for _, tc := range cases {
 		_, err := lambdaapp.ConfigFromEnv(tc.fn, env(tc.env))

@@ -8,5 +8,5 @@ import (
 )
 
 func main() {
-	lambdaapp.Main(lambdaapp.Processor, plugins.All(), func(h *lambdaapp.Handlers) any { return h.Handle })
+	lambdaapp.Main(lambdaapp.Processor, plugins.All, func(h *lambdaapp.Handlers) any { return h.Handle })
 }

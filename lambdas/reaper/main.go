@@ -10,5 +10,5 @@ import (
 )
 
 func main() {
-	lambdaapp.Main(lambdaapp.Reaper, plugins.All(), func(h *lambdaapp.Handlers) any { return h.Reap })
+	lambdaapp.Main(lambdaapp.Reaper, plugins.All, func(h *lambdaapp.Handlers) any { return h.Reap })
 }

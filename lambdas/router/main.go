@@ -8,5 +8,5 @@ import (
 )
 
 func main() {
-	lambdaapp.Main(lambdaapp.Router, plugins.All(), func(h *lambdaapp.Handlers) any { return h.Route })
+	lambdaapp.Main(lambdaapp.Router, plugins.All, func(h *lambdaapp.Handlers) any { return h.Route })
 }

@@ -11,22 +11,32 @@ import (
 	"strings"
 
 	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/blob/localblob"
 	"github.com/streamer-go/streamer/plugins/report"
 )
 
-// New builds the plugin; its handler writes a report and completes with its
-// URL. A server mounts FileServer where BaseURL points.
+// New builds the plugin on a blob store (here a local directory served
+// over HTTP, as the dev server does); its handler stores a report and
+// completes with a signed URL that downloads it.
 func ExampleNew() {
-	dir, err := os.MkdirTemp("", "reports")
+	dir, err := os.MkdirTemp("", "blobs")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux) // listens on 127.0.0.1
+	defer srv.Close()
+	store, err := localblob.New(localblob.Config{Dir: dir, BaseURL: srv.URL + "/blobs/"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	mux.Handle("/blobs/", http.StripPrefix("/blobs", store))
 
 	p, err := report.New(report.Config{
-		Dir:        dir,
-		BaseURL:    "http://127.0.0.1:8080/reports/",
+		Store:      store,
 		StageDelay: -1, // no pause between stages
 	})
 	if err != nil {
@@ -51,7 +61,23 @@ func ExampleNew() {
 		return
 	}
 	res := out.(report.Result)
-	fmt.Println(res.Rows, strings.HasPrefix(res.URL, "http://127.0.0.1:8080/reports/r-42-"))
+	fmt.Println(res.Rows, strings.HasPrefix(res.URL, srv.URL+"/blobs/reports/r-42-"))
+
+	for _, u := range []string{res.URL, strings.Split(res.URL, "?")[0]} {
+		hreq, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, u, nil)
+		resp, err := http.DefaultClient.Do(hreq)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		first, _, _ := strings.Cut(string(body), "\n")
+		if resp.StatusCode != http.StatusOK {
+			first = ""
+		}
+		fmt.Println(resp.StatusCode, first)
+	}
 	// Output:
 	// report generate_report async
 	// 10% querying data
@@ -59,42 +85,6 @@ func ExampleNew() {
 	// 70% rendering
 	// 90% uploading
 	// 168 true
-}
-
-// FileServer serves the reports read-only; mount it with http.StripPrefix.
-func ExampleFileServer() {
-	dir, err := os.MkdirTemp("", "reports")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	if err := os.WriteFile(dir+"/r-1.csv", []byte("date,time,value\n"), 0o644); err != nil {
-		fmt.Println(err)
-		return
-	}
-
-	mux := http.NewServeMux()
-	mux.Handle("/reports/", http.StripPrefix("/reports", report.FileServer(dir)))
-	srv := httptest.NewServer(mux) // listens on 127.0.0.1
-	defer srv.Close()
-
-	for _, p := range []string{"/reports/r-1.csv", "/reports/", "/reports/..%2fr-1.csv"} {
-		resp, err := http.Get(srv.URL + p)
-		if err != nil {
-			fmt.Println(err)
-			return
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			fmt.Printf("%s %d %q\n", p, resp.StatusCode, body)
-		} else {
-			fmt.Println(p, resp.StatusCode)
-		}
-	}
-	// Output:
-	// /reports/r-1.csv 200 "date,time,value\n"
-	// /reports/ 404
-	// /reports/..%2fr-1.csv 404
+	// 200 date,time,value
+	// 403
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,14 +10,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/blob"
 )
 
 // ActionGenerateReport is the name of the plugin's action.
@@ -32,7 +31,15 @@ const DateLayout = "2006-01-02"
 const (
 	DefaultRowsPerDay = 24
 	DefaultStageDelay = 300 * time.Millisecond
+	// DefaultPrefix starts the reports' keys.
+	DefaultPrefix = "reports/"
+	// DefaultTTL is how long a report and its URL last: a request's
+	// default retention ([streamer.DefaultRetention]).
+	DefaultTTL = streamer.DefaultRetention
 )
+
+// ContentType is the content type of the reports.
+const ContentType = "text/csv; charset=utf-8"
 
 // maxRowsPerDay allows one row a minute.
 const maxRowsPerDay = 24 * 60
@@ -42,13 +49,19 @@ const actionTimeout = 5 * time.Minute
 
 // Config configures the plugin.
 type Config struct {
-	// Dir is the directory report files are written to; required. New
-	// creates it if needed.
-	Dir string
-	// BaseURL is the URL prefix the files of Dir are served under, such as
-	// "http://127.0.0.1:8080/reports/"; required. A file's URL is BaseURL
-	// followed by its name, so BaseURL usually ends with a slash.
-	BaseURL string
+	// Store is the object storage the reports are written to, and whose
+	// signed, expiring URLs the results carry; required. The dev server
+	// uses blob/localblob, the Lambdas blob/s3blob.
+	Store blob.Store
+	// Prefix starts the key of every report, followed by its file name.
+	// Empty means [DefaultPrefix]; it must end with a slash and be a valid
+	// start of a key (blob.CheckKey).
+	Prefix string
+	// TTL is how long a report is kept and its URL works, from the end of
+	// its run; give it the App's Config.Retention so that a report lasts
+	// as long as its request. Zero means [DefaultTTL]; at most
+	// blob.MaxURLTTL.
+	TTL time.Duration
 	// RowsPerDay is the number of rows per day, 1 to 1440, spread evenly
 	// over the day. Zero means [DefaultRowsPerDay]: one row an hour.
 	RowsPerDay int
@@ -101,9 +114,12 @@ func fieldError(field, rule, msg string) *streamer.Error {
 
 // Result is the result of generate_report.
 type Result struct {
-	// URL is where the report is served: the BaseURL followed by the
-	// file's name.
+	// URL downloads the report until ExpiresAt: a signed URL of the
+	// Store, refused (403) once expired or changed in any way.
 	URL string `json:"url"`
+	// ExpiresAt is when the URL stops working and the report may be
+	// deleted.
+	ExpiresAt time.Time `json:"expiresAt"`
 	// Size is the file's size in bytes.
 	Size int64 `json:"size"`
 	// Rows is the number of data rows, the header excluded.
@@ -111,17 +127,22 @@ type Result struct {
 }
 
 // New returns the plugin, named "report", with the asynchronous action
-// generate_report. It returns an error when cfg is invalid or Dir cannot be
-// created.
+// generate_report. It returns an error when cfg is invalid.
 func New(cfg Config) (streamer.Plugin, error) {
-	if cfg.Dir == "" {
-		return streamer.Plugin{}, errors.New("report: config: Dir is required")
+	if cfg.Store == nil {
+		return streamer.Plugin{}, errors.New("report: config: Store is required")
 	}
-	if cfg.BaseURL == "" {
-		return streamer.Plugin{}, errors.New("report: config: BaseURL is required")
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
 	}
-	if _, err := url.Parse(cfg.BaseURL); err != nil {
-		return streamer.Plugin{}, fmt.Errorf("report: config: BaseURL: %w", err)
+	if !strings.HasSuffix(cfg.Prefix, "/") || blob.CheckKey(cfg.Prefix+"x") != nil {
+		return streamer.Plugin{}, fmt.Errorf("report: config: Prefix %q: want a key prefix ending with a slash, such as %q", cfg.Prefix, DefaultPrefix)
+	}
+	switch {
+	case cfg.TTL == 0:
+		cfg.TTL = DefaultTTL
+	case cfg.TTL < time.Second || cfg.TTL > blob.MaxURLTTL:
+		return streamer.Plugin{}, fmt.Errorf("report: config: TTL %s is outside 1s..%s", cfg.TTL, blob.MaxURLTTL)
 	}
 	switch {
 	case cfg.RowsPerDay == 0:
@@ -134,9 +155,6 @@ func New(cfg Config) (streamer.Plugin, error) {
 		cfg.StageDelay = DefaultStageDelay
 	case cfg.StageDelay < 0:
 		cfg.StageDelay = 0
-	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return streamer.Plugin{}, fmt.Errorf("report: creating dir: %w", err)
 	}
 	g := &generator{cfg: cfg}
 	return streamer.Plugin{
@@ -153,8 +171,9 @@ type generator struct {
 	cfg Config
 }
 
-// generate runs the stages and writes the report. It honours ctx at every
-// stage and between days; a failed or canceled run leaves no file behind.
+// generate runs the stages, renders the report in memory and stores it. It
+// honours ctx at every stage and between days; a failed or canceled run
+// stores nothing.
 func (g *generator) generate(ctx context.Context, in Payload, rep streamer.Reporter) (Result, error) {
 	start, end, err := in.dates()
 	if err != nil {
@@ -169,20 +188,24 @@ func (g *generator) generate(ctx context.Context, in Payload, rep streamer.Repor
 	if err := g.stage(ctx, rep, 70, "rendering"); err != nil {
 		return Result{}, err
 	}
-	tmp, size, rows, err := g.write(ctx, start, end)
+	data, rows, err := render(ctx, start, end, g.cfg.RowsPerDay)
 	if err != nil {
 		return Result{}, err
 	}
 	if err := g.stage(ctx, rep, 90, "uploading"); err != nil {
-		_ = os.Remove(tmp)
 		return Result{}, err
 	}
-	name := fileName(ctx)
-	if err := os.Rename(tmp, filepath.Join(g.cfg.Dir, name)); err != nil {
-		_ = os.Remove(tmp)
-		return Result{}, fmt.Errorf("report: publishing %s: %w", name, err)
+	key := g.cfg.Prefix + fileName(ctx)
+	expires := time.Now().Add(g.cfg.TTL).Truncate(time.Second)
+	err = g.cfg.Store.Put(ctx, key, bytes.NewReader(data), blob.PutOptions{ContentType: ContentType, ExpiresAt: expires})
+	if err != nil {
+		return Result{}, fmt.Errorf("report: storing %s: %w", key, err)
 	}
-	return Result{URL: g.cfg.BaseURL + name, Size: size, Rows: rows}, nil
+	u, err := g.cfg.Store.URL(ctx, key, expires)
+	if err != nil {
+		return Result{}, fmt.Errorf("report: URL of %s: %w", key, err)
+	}
+	return Result{URL: u, ExpiresAt: expires, Size: int64(len(data)), Rows: rows}, nil
 }
 
 // stage reports progress and pauses for StageDelay.
@@ -204,46 +227,26 @@ func (g *generator) stage(ctx context.Context, rep streamer.Reporter, pct float6
 	}
 }
 
-// write writes the CSV to a temporary file of Dir, synced to disk, and
-// returns its path, size and number of data rows. On error nothing is left.
-func (g *generator) write(ctx context.Context, start, end time.Time) (tmp string, size int64, rows int, err error) {
-	f, err := os.CreateTemp(g.cfg.Dir, ".report-*.tmp")
+// render writes the CSV in memory (at most about 11 MB: MaxSpanDays days
+// of 1440 rows) and returns it with its number of data rows.
+func render(ctx context.Context, start, end time.Time, rowsPerDay int) ([]byte, int, error) {
+	var buf bytes.Buffer
+	bw := bufio.NewWriterSize(&buf, 64<<10)
+	rows, err := writeCSV(ctx, bw, start, end, rowsPerDay)
 	if err != nil {
-		return "", 0, 0, fmt.Errorf("report: creating file: %w", err)
+		return nil, 0, err
 	}
-	tmp = f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	cw := &countingWriter{w: f}
-	bw := bufio.NewWriterSize(cw, 64<<10)
-	rows, err = writeCSV(ctx, bw, start, end, g.cfg.RowsPerDay)
-	if err != nil {
-		return "", 0, 0, err
+	if err := bw.Flush(); err != nil {
+		return nil, 0, fmt.Errorf("report: rendering: %w", err)
 	}
-	if err = bw.Flush(); err != nil {
-		return "", 0, 0, fmt.Errorf("report: writing file: %w", err)
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return "", 0, 0, fmt.Errorf("report: chmod file: %w", err)
-	}
-	if err = f.Sync(); err != nil {
-		return "", 0, 0, fmt.Errorf("report: syncing file: %w", err)
-	}
-	if err = f.Close(); err != nil {
-		return "", 0, 0, fmt.Errorf("report: closing file: %w", err)
-	}
-	return tmp, cw.n, rows, nil
+	return buf.Bytes(), rows, nil
 }
 
 // writeCSV writes the header and rowsPerDay rows for each day from start to
 // end, both included, checking ctx between days.
 func writeCSV(ctx context.Context, w *bufio.Writer, start, end time.Time, rowsPerDay int) (int, error) {
 	if _, err := w.WriteString("date,time,value\n"); err != nil {
-		return 0, fmt.Errorf("report: writing file: %w", err)
+		return 0, fmt.Errorf("report: rendering: %w", err)
 	}
 	rows := 0
 	line := make([]byte, 0, 64)
@@ -262,7 +265,7 @@ func writeCSV(ctx context.Context, w *bufio.Writer, start, end time.Time, rowsPe
 			line = appendValue(line, Value(date, minute))
 			line = append(line, '\n')
 			if _, err := w.Write(line); err != nil {
-				return rows, fmt.Errorf("report: writing file: %w", err)
+				return rows, fmt.Errorf("report: rendering: %w", err)
 			}
 			rows++
 		}
@@ -290,17 +293,6 @@ func appendClock(b []byte, minute int) []byte {
 func appendValue(b []byte, v int) []byte {
 	b = strconv.AppendInt(b, int64(v/100), 10)
 	return append(b, '.', byte('0'+v%100/10), byte('0'+v%10))
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // fileName returns a unique name for the report of the request in ctx: the

@@ -8,18 +8,22 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/blob"
+	"github.com/streamer-go/streamer/blob/localblob"
+	"github.com/streamer-go/streamer/blob/s3blob"
+	"github.com/streamer-go/streamer/blob/s3blob/s3local"
 	"github.com/streamer-go/streamer/plugins/report"
 )
 
@@ -42,25 +46,72 @@ func (r *recorder) all() []streamer.Update {
 	return append([]streamer.Update(nil), r.updates...)
 }
 
+// keysStore is a blob.Store that records the keys stored.
+type keysStore struct {
+	blob.Store
+	mu   sync.Mutex
+	keys []string
+}
+
+func (k *keysStore) Put(ctx context.Context, key string, body io.Reader, opts blob.PutOptions) error {
+	if err := k.Store.Put(ctx, key, body, opts); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.keys = append(k.keys, key)
+	return nil
+}
+
+func (k *keysStore) stored() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]string(nil), k.keys...)
+}
+
 type testBundle struct {
-	dir     string
+	store   *keysStore
 	baseURL string
 	handler streamer.Handler
 	server  *httptest.Server
 }
 
-// setup serves a fresh report dir at <server>/reports/ and builds the plugin
-// with cfg (Dir and BaseURL filled in).
+// setup serves a fresh local blob store at <server>/blobs/ and builds the
+// plugin with cfg (Store filled in).
 func setup(t *testing.T, cfg report.Config) *testBundle {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "reports")
 	mux := http.NewServeMux()
-	mux.Handle("/reports/", http.StripPrefix("/reports", report.FileServer(dir)))
 	srv := httptest.NewServer(mux) // listens on 127.0.0.1
 	t.Cleanup(srv.Close)
+	st, err := localblob.New(localblob.Config{Dir: filepath.Join(t.TempDir(), "blobs"), BaseURL: srv.URL + "/blobs/"})
+	require.NoError(t, err)
+	mux.Handle("/blobs/", http.StripPrefix("/blobs", st))
+	return build(t, cfg, st, srv, srv.URL+"/blobs/")
+}
 
-	cfg.Dir = dir
-	cfg.BaseURL = srv.URL + "/reports/"
+// setupS3 does as setup with an S3 bucket on a local S3 server.
+func setupS3(t *testing.T, cfg report.Config) *testBundle {
+	t.Helper()
+	fake, err := s3local.New(s3local.Config{Buckets: []string{"reports-bucket"}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(fake) // listens on 127.0.0.1
+	t.Cleanup(srv.Close)
+	st, err := s3blob.New(s3blob.Config{
+		AWS: aws.Config{
+			Region:       "us-east-1",
+			Credentials:  credentials.NewStaticCredentialsProvider(s3local.DefaultAccessKeyID, s3local.DefaultSecretAccessKey, ""),
+			BaseEndpoint: aws.String(srv.URL),
+		},
+		Bucket: "reports-bucket", PathStyle: true,
+	})
+	require.NoError(t, err)
+	return build(t, cfg, st, srv, srv.URL+"/reports-bucket/")
+}
+
+func build(t *testing.T, cfg report.Config, st blob.Store, srv *httptest.Server, baseURL string) *testBundle {
+	t.Helper()
+	ks := &keysStore{Store: st}
+	cfg.Store = ks
 	p, err := report.New(cfg)
 	require.NoError(t, err)
 	require.Equal(t, "report", p.Name)
@@ -68,7 +119,7 @@ func setup(t *testing.T, cfg report.Config) *testBundle {
 	a := p.Actions[0]
 	require.Equal(t, "generate_report", a.Name)
 	require.Equal(t, streamer.ModeAsync, a.Options.Mode)
-	return &testBundle{dir: dir, baseURL: cfg.BaseURL, handler: a.Handler, server: srv}
+	return &testBundle{store: ks, baseURL: baseURL, handler: a.Handler, server: srv}
 }
 
 // run validates and serves a request for payload, as the framework would.
@@ -90,18 +141,6 @@ func (b *testBundle) run(ctx context.Context, t *testing.T, id, payload string, 
 	return res, nil
 }
 
-// files lists the names in the report dir.
-func (b *testBundle) files(t *testing.T) []string {
-	t.Helper()
-	entries, err := os.ReadDir(b.dir)
-	require.NoError(t, err)
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return names
-}
-
 func (b *testBundle) get(t *testing.T, url string) (int, http.Header, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
@@ -116,8 +155,17 @@ func (b *testBundle) get(t *testing.T, url string) (int, http.Header, string) {
 
 func TestGenerate(t *testing.T) {
 	t.Parallel()
-	b := setup(t, report.Config{StageDelay: -1})
+	for name, setup := range map[string]func(*testing.T, report.Config) *testBundle{"local": setup, "s3": setupS3} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testGenerate(t, setup(t, report.Config{StageDelay: -1}))
+		})
+	}
+}
+
+func testGenerate(t *testing.T, b *testBundle) {
 	rec := &recorder{}
+	before := time.Now()
 	res, err := b.run(t.Context(), t, "r:42/../x", `{"startDate":"2024-02-28","endDate":"2024-03-01"}`, rec)
 	require.NoError(t, err)
 
@@ -131,17 +179,18 @@ func TestGenerate(t *testing.T) {
 	// 2024 is a leap year: Feb 28, Feb 29, Mar 1.
 	assert.Equal(t, 3*24, res.Rows)
 	require.True(t, strings.HasPrefix(res.URL, b.baseURL), res.URL)
-	name := strings.TrimPrefix(res.URL, b.baseURL)
-	assert.Regexp(t, `^r_42____x-[0-9a-f]{16}\.csv$`, name)
-	assert.Equal(t, []string{name}, b.files(t), "only the report is left in the dir")
+	keys := b.store.stored()
+	require.Len(t, keys, 1)
+	assert.Regexp(t, `^reports/r_42____x-[0-9a-f]{16}\.csv$`, keys[0])
+	assert.True(t, strings.HasPrefix(res.URL, b.baseURL+keys[0]+"?"), res.URL)
+	assert.WithinRange(t, res.ExpiresAt, before.Add(report.DefaultTTL-time.Second), time.Now().Add(report.DefaultTTL))
 
-	st, err := os.Stat(filepath.Join(b.dir, name))
-	require.NoError(t, err)
-	assert.Equal(t, st.Size(), res.Size)
-
-	data, err := os.ReadFile(filepath.Join(b.dir, name))
-	require.NoError(t, err)
-	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	// The report is served at its URL.
+	status, hdr, data := b.get(t, res.URL)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, int(res.Size), len(data))
+	assert.Equal(t, report.ContentType, hdr.Get("Content-Type"))
+	lines := strings.Split(strings.TrimSuffix(data, "\n"), "\n")
 	require.Len(t, lines, res.Rows+1)
 	assert.Equal(t, "date,time,value", lines[0])
 	assert.Regexp(t, `^2024-02-28,00:00,\d{1,2}\.\d\d$`, lines[1])
@@ -149,20 +198,39 @@ func TestGenerate(t *testing.T) {
 	assert.Regexp(t, `^2024-02-29,00:00,`, lines[25])
 	assert.Regexp(t, `^2024-03-01,23:00,`, lines[72])
 
-	// The file is served at its URL.
-	status, hdr, body := b.get(t, res.URL)
-	require.Equal(t, http.StatusOK, status)
-	assert.Equal(t, string(data), body)
-	assert.Equal(t, "text/csv; charset=utf-8", hdr.Get("Content-Type"))
+	// ... and to nobody without the signature.
+	status, _, body := b.get(t, strings.Split(res.URL, "?")[0])
+	assert.Equal(t, http.StatusForbidden, status, "no signature")
+	assert.NotContains(t, body, "date,time,value")
 
-	// The content is deterministic; the name is unique.
+	// The content is deterministic; the key is unique.
 	res2, err := b.run(t.Context(), t, "r:42/../x", `{"startDate":"2024-02-28","endDate":"2024-03-01"}`, streamer.Discard)
 	require.NoError(t, err)
 	assert.NotEqual(t, res.URL, res2.URL)
 	assert.Equal(t, res.Size, res2.Size)
-	data2, err := os.ReadFile(filepath.Join(b.dir, strings.TrimPrefix(res2.URL, b.baseURL)))
+	status, _, data2 := b.get(t, res2.URL)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, data, data2)
+	assert.Len(t, b.store.stored(), 2)
+}
+
+func TestGenerateTTL(t *testing.T) {
+	t.Parallel()
+	b := setup(t, report.Config{StageDelay: -1, TTL: time.Second, Prefix: "out/csv/"})
+	res, err := b.run(t.Context(), t, "ttl", `{"startDate":"2024-01-01","endDate":"2024-01-01"}`, streamer.Discard)
 	require.NoError(t, err)
-	assert.Equal(t, string(data), string(data2))
+	require.True(t, strings.HasPrefix(res.URL, b.baseURL+"out/csv/ttl-"), res.URL)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		status, _, _ := b.get(t, res.URL)
+		if status == http.StatusForbidden {
+			break
+		}
+		require.Equal(t, http.StatusOK, status)
+		require.True(t, time.Now().Before(deadline), "the URL of a report with a TTL of 1s still works after 15s")
+		time.Sleep(100 * time.Millisecond)
+	}
+	assert.False(t, time.Now().Before(res.ExpiresAt), "refused before ExpiresAt")
 }
 
 func TestGenerateRowsPerDay(t *testing.T) {
@@ -213,7 +281,7 @@ func TestGenerateCancel(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("generate did not honour cancel")
 	}
-	assert.Empty(t, b.files(t))
+	assert.Empty(t, b.store.stored())
 }
 
 func TestGenerateDefaultStageDelay(t *testing.T) {
@@ -264,114 +332,45 @@ func TestValidation(t *testing.T) {
 		_, err := b.handler.Serve(t.Context(), req, streamer.Discard)
 		assert.Equal(t, streamer.CodeValidation, streamer.CodeOf(err), "payload %q", payload)
 	}
-	assert.Empty(t, b.files(t))
+	assert.Empty(t, b.store.stored())
+}
+
+func TestGenerateCancelWhileUploading(t *testing.T) {
+	t.Parallel()
+	b := setup(t, report.Config{StageDelay: -1})
+	ctx, cancel := context.WithCancel(t.Context())
+	rep := streamer.ReporterFunc(func(_ context.Context, u streamer.Update) error {
+		if u.Message == "uploading" {
+			cancel()
+		}
+		return nil
+	})
+	_, err := b.run(ctx, t, "c", `{"startDate":"2024-01-01","endDate":"2024-01-02"}`, rep)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Empty(t, b.store.stored())
 }
 
 func TestNewErrors(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	file := filepath.Join(dir, "file")
-	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	st, err := localblob.New(localblob.Config{Dir: t.TempDir(), BaseURL: "http://127.0.0.1:1/blobs/"})
+	require.NoError(t, err)
 	tests := map[string]report.Config{
-		"no dir":          {BaseURL: "http://127.0.0.1/reports/"},
-		"no base url":     {Dir: dir},
-		"bad base url":    {Dir: dir, BaseURL: "http://[::1"},
-		"negative rows":   {Dir: dir, BaseURL: "/r/", RowsPerDay: -1},
-		"too many rows":   {Dir: dir, BaseURL: "/r/", RowsPerDay: 1441},
-		"dir is a file":   {Dir: file, BaseURL: "/r/"},
-		"dir under file":  {Dir: filepath.Join(file, "sub"), BaseURL: "/r/"},
-		"rows over a day": {Dir: dir, BaseURL: "/r/", RowsPerDay: 100000},
+		"no store":        {},
+		"negative rows":   {Store: st, RowsPerDay: -1},
+		"too many rows":   {Store: st, RowsPerDay: 1441},
+		"rows over a day": {Store: st, RowsPerDay: 100000},
+		"prefix no slash": {Store: st, Prefix: "reports"},
+		"prefix dotdot":   {Store: st, Prefix: "../reports/"},
+		"prefix absolute": {Store: st, Prefix: "/reports/"},
+		"TTL too short":   {Store: st, TTL: time.Millisecond},
+		"TTL negative":    {Store: st, TTL: -time.Hour},
+		"TTL over 7 days": {Store: st, TTL: 8 * 24 * time.Hour},
 	}
 	for name, cfg := range tests {
 		_, err := report.New(cfg)
 		assert.Error(t, err, name)
 	}
-	p, err := report.New(report.Config{Dir: filepath.Join(dir, "new", "reports"), BaseURL: "/r/"})
+	p, err := report.New(report.Config{Store: st, Prefix: "a/b/", TTL: 7 * 24 * time.Hour})
 	require.NoError(t, err)
 	assert.Equal(t, "report", p.Name)
-	assert.DirExists(t, filepath.Join(dir, "new", "reports"))
-}
-
-func TestFileServer(t *testing.T) {
-	t.Parallel()
-	root := t.TempDir()
-	dir := filepath.Join(root, "reports")
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "sub"), 0o755))
-	require.NoError(t, os.MkdirAll(filepath.Join(dir, "d.csv"), 0o755))
-	write := func(p, s string) { require.NoError(t, os.WriteFile(p, []byte(s), 0o644)) }
-	write(filepath.Join(root, "secret.csv"), "secret")
-	write(filepath.Join(dir, "ok.csv"), "a,b\n1,2\n")
-	write(filepath.Join(dir, "sub", "nested.csv"), "nested")
-	write(filepath.Join(dir, "notes.txt"), "text")
-	write(filepath.Join(dir, ".report-1.tmp"), "partial")
-	write(filepath.Join(dir, ".hidden.csv"), "hidden")
-	require.NoError(t, os.Symlink(filepath.Join(root, "secret.csv"), filepath.Join(dir, "link.csv")))
-
-	h := report.FileServer(dir)
-	serve := func(method, target string) *httptest.ResponseRecorder {
-		req := httptest.NewRequestWithContext(t.Context(), method, "http://127.0.0.1"+target, nil)
-		rr := httptest.NewRecorder()
-		h.ServeHTTP(rr, req)
-		return rr
-	}
-
-	rr := serve(http.MethodGet, "/ok.csv")
-	require.Equal(t, http.StatusOK, rr.Code)
-	assert.Equal(t, "a,b\n1,2\n", rr.Body.String())
-	assert.Equal(t, "text/csv; charset=utf-8", rr.Header().Get("Content-Type"))
-	assert.Equal(t, "nosniff", rr.Header().Get("X-Content-Type-Options"))
-
-	rr = serve(http.MethodHead, "/ok.csv")
-	assert.Equal(t, http.StatusOK, rr.Code)
-	assert.Empty(t, rr.Body.String())
-
-	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
-		rr = serve(m, "/ok.csv")
-		assert.Equal(t, http.StatusMethodNotAllowed, rr.Code, m)
-		assert.Equal(t, "GET, HEAD", rr.Header().Get("Allow"))
-	}
-
-	for _, target := range []string{
-		"/",
-		"/../secret.csv",
-		"/%2e%2e/secret.csv",
-		"/..%2fsecret.csv",
-		"/..%5csecret.csv",
-		"/sub/nested.csv",
-		"/sub%2fnested.csv",
-		"/sub/",
-		"/sub",
-		"/d.csv",
-		"/notes.txt",
-		"/.report-1.tmp",
-		"/.hidden.csv",
-		"/link.csv",
-		"/missing.csv",
-		"/ok.csv/",
-		"/ok.CSV",
-		"//ok.csv",
-		"/ok.csv%00",
-	} {
-		rr := serve(http.MethodGet, target)
-		assert.Equal(t, http.StatusNotFound, rr.Code, target)
-		assert.NotContains(t, rr.Body.String(), "secret", target)
-		assert.NotContains(t, rr.Body.String(), "nested", target)
-	}
-}
-
-func TestFileServerOverHTTP(t *testing.T) {
-	t.Parallel()
-	b := setup(t, report.Config{StageDelay: -1})
-	require.NoError(t, os.WriteFile(filepath.Join(path.Dir(b.dir), "secret.csv"), []byte("secret"), 0o644))
-	res, err := b.run(t.Context(), t, "http", `{"startDate":"2024-01-01","endDate":"2024-01-01"}`, streamer.Discard)
-	require.NoError(t, err)
-	status, _, body := b.get(t, res.URL)
-	require.Equal(t, http.StatusOK, status)
-	assert.Len(t, body, int(res.Size))
-
-	for _, target := range []string{"/reports/", "/reports/..%2fsecret.csv", "/reports/%2e%2e%2fsecret.csv"} {
-		status, _, body := b.get(t, b.server.URL+target)
-		assert.Equal(t, http.StatusNotFound, status, target)
-		assert.NotContains(t, body, "secret", target)
-	}
 }
