@@ -53,7 +53,12 @@ func runActions(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return code
 	}
 	defer c.Close()
-	list, err := c.Actions(ctx)
+	var list []client.Action
+	err = retryUnavailable(ctx, func() error {
+		var err error
+		list, err = c.Actions(ctx)
+		return err
+	})
 	if err != nil {
 		return reportCallError(ctx, "actions", err, stderr)
 	}

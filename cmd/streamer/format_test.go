@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -56,4 +57,29 @@ func TestShellQuote(t *testing.T) {
 	require.Equal(t, "'a b'", shellQuote("a b"))
 	require.Equal(t, `'it'\''s'`, shellQuote("it's"))
 	require.Equal(t, "''", shellQuote(""))
+}
+
+func TestRetryUnavailable(t *testing.T) {
+	unavailable := &client.Error{Code: "UNAVAILABLE", Details: json.RawMessage(`{"retry_after_ms":1}`), Retryable: true}
+	calls := 0
+	err := retryUnavailable(context.Background(), func() error {
+		calls++
+		if calls < 3 {
+			return unavailable
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 3, calls)
+
+	calls = 0
+	err = retryUnavailable(context.Background(), func() error { calls++; return unavailable })
+	require.Equal(t, unavailable, err)
+	require.Equal(t, unavailableTries, calls, "then it gives up")
+
+	calls = 0
+	notFound := &client.Error{Code: "NOT_FOUND"}
+	err = retryUnavailable(context.Background(), func() error { calls++; return notFound })
+	require.Equal(t, notFound, err)
+	require.Equal(t, 1, calls, "other errors are not retried")
 }

@@ -67,11 +67,15 @@ func runStatus(ctx context.Context, cmd string, args []string, stdout, stderr io
 	}
 	defer c.Close()
 	var st client.Status
-	if cmd == "cancel" {
-		st, err = c.Cancel(ctx, id)
-	} else {
-		st, err = c.Status(ctx, id)
-	}
+	err = retryUnavailable(ctx, func() error {
+		var err error
+		if cmd == "cancel" {
+			st, err = c.Cancel(ctx, id)
+		} else {
+			st, err = c.Status(ctx, id)
+		}
+		return err
+	})
 	if err != nil {
 		return reportCallError(ctx, cmd, err, stderr)
 	}
@@ -84,6 +88,35 @@ func runStatus(ctx context.Context, cmd string, args []string, stdout, stderr io
 		printStatusPlain(stdout, st)
 	}
 	return exitOK
+}
+
+// unavailableTries is how many times status, cancel and actions send their
+// call when the server answers UNAVAILABLE (all three are safe to repeat).
+const unavailableTries = 3
+
+// retryUnavailable runs call again after the server's retry_after_ms while
+// it fails with UNAVAILABLE, at most unavailableTries times in all.
+func retryUnavailable(ctx context.Context, call func() error) error {
+	for try := 1; ; try++ {
+		err := call()
+		if !client.IsUnavailable(err) || try == unavailableTries {
+			return err
+		}
+		wait := time.Second
+		var ce *client.Error
+		if errors.As(err, &ce) {
+			if d, ok := ce.RetryAfter(); ok {
+				wait = d
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // reportCallError prints the failure of a status, cancel or actions call
