@@ -36,7 +36,7 @@ func ExampleNew() {
 	_ = app.HandleMessage(context.Background(), conn, []byte(`{"action":"bye","id":"r2"}`), false)
 	// Output:
 	// → conn-1: {"type":"response","request_id":"r1","success":true,"data":{"greeting":"hello, alice"}}
-	// → conn-1: {"type":"error","request_id":"r2","error":{"code":"INVALID_ACTION","message":"no handler is registered for action \"bye\""}}
+	// → conn-1: {"type":"error","request_id":"r2","error":{"code":"INVALID_ACTION","message":"no handler is registered for action \"bye\"; available: hello","details":{"available":["hello"]}}}
 }
 
 type resizeIn struct {

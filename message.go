@@ -22,6 +22,9 @@ const (
 	TypeError          = "error"
 	TypeStatus         = "status"
 	TypePong           = "pong"
+	// TypeActions is the reply to the reserved action "actions" (a
+	// protocol extension, docs/protocol.md section 5).
+	TypeActions = "actions"
 )
 
 // Reserved actions, served by the framework itself.
@@ -30,13 +33,16 @@ const (
 	ActionStatus = "status"
 	ActionResume = "resume"
 	ActionCancel = "cancel"
+	// ActionActions lists the actions the principal may call (a protocol
+	// extension, docs/protocol.md section 5).
+	ActionActions = "actions"
 )
 
 // Reserved reports whether action is served by the framework and may not be
 // registered by a plugin.
 func Reserved(action string) bool {
 	switch action {
-	case ActionPing, ActionStatus, ActionResume, ActionCancel:
+	case ActionPing, ActionStatus, ActionResume, ActionCancel, ActionActions:
 		return true
 	}
 	return false
@@ -155,6 +161,20 @@ type Message struct {
 	Timestamp int64      `json:"timestamp,omitempty"`
 	CreatedAt int64      `json:"created_at,omitempty"`
 	UpdatedAt int64      `json:"updated_at,omitempty"`
+	// Actions is an actions message's list, sorted by name.
+	Actions []ActionInfo `json:"actions,omitempty"`
+}
+
+// ActionInfo describes one action in an actions message.
+type ActionInfo struct {
+	// Name is the action's name.
+	Name string `json:"name"`
+	// Mode is "sync", "async" or "auto" (decided per request by the
+	// handler's estimate).
+	Mode string `json:"mode"`
+	// Scopes are the scopes the action requires, all of which the
+	// principal holds; absent when it requires none.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 // ChunkText returns the slice of result text a result_chunk carries.
@@ -251,6 +271,13 @@ func (m *Message) AppendJSON(b []byte) []byte {
 		b = appendError(b, m.Error)
 		b = appendInt(b, "created_at", m.CreatedAt)
 		b = appendInt(b, "updated_at", m.UpdatedAt)
+	case TypeActions:
+		list := m.Actions
+		if list == nil {
+			list = []ActionInfo{}
+		}
+		raw, _ := json.Marshal(list)
+		b = appendRaw(b, "actions", raw)
 	}
 	if m.Timestamp != 0 {
 		b = appendInt(b, "timestamp", m.Timestamp)

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,7 +96,12 @@ func putBuf(bp *[]byte) {
 	}
 }
 
+// replyError answers a frame refused before any handler or middleware
+// ran (a bad frame, an unknown action, a failed check), and logs the
+// refusal at debug level with its code.
 func (a *App) replyError(ctx context.Context, conn Conn, requestID string, e *Error) {
+	a.log.Debug().Str("connection_id", conn.ID).Str("request_id", requestID).Str("code", e.Code).
+		Str("error", e.Message).Msg("frame refused")
 	a.reply(ctx, conn, &Message{Type: TypeError, RequestID: requestID, Error: Body(e, CodeInternal), Timestamp: a.now().UnixMilli()})
 }
 
@@ -144,6 +151,8 @@ func (a *App) HandleMessage(ctx context.Context, conn Conn, data []byte, binary 
 		err = a.handleResume(ctx, conn, &f)
 	case ActionCancel:
 		err = a.handleCancel(ctx, conn, &f)
+	case ActionActions:
+		a.reply(ctx, conn, &Message{Type: TypeActions, RequestID: f.ID, Actions: a.available(conn.Principal), Timestamp: a.now().UnixMilli()})
 	default:
 		err = a.dispatch(ctx, conn, &f)
 	}
@@ -173,7 +182,7 @@ func (a *App) lookupPrincipal(ctx context.Context, connID string) (Principal, er
 func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
 	rt, ok := a.routes[f.Action]
 	if !ok {
-		a.replyError(ctx, conn, f.ID, Errorf(CodeInvalidAction, "no handler is registered for action %q", f.Action))
+		a.replyError(ctx, conn, f.ID, unknownAction(f.Action, a.available(conn.Principal)))
 		return nil
 	}
 	id := f.ID
@@ -206,6 +215,58 @@ func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
 		return nil
 	}
 	return a.admit(ctx, conn, rt, req)
+}
+
+// available lists the actions p may call (it holds every scope they
+// require), sorted by name. Reserved actions are not listed.
+func (a *App) available(p *Principal) []ActionInfo {
+	out := make([]ActionInfo, 0, len(a.routes))
+	for name, rt := range a.routes {
+		opts := &rt.action.Options
+		if !slices.ContainsFunc(opts.Scopes, func(s string) bool { return !p.HasScope(s) }) {
+			out = append(out, ActionInfo{Name: name, Mode: a.declaredMode(rt).String(), Scopes: slices.Clone(opts.Scopes)})
+		}
+	}
+	slices.SortFunc(out, func(x, y ActionInfo) int { return strings.Compare(x.Name, y.Name) })
+	return out
+}
+
+// declaredMode is the mode an action runs in whatever its payload:
+// ModeAuto only when its handler estimates each request.
+func (a *App) declaredMode(rt *route) Mode {
+	if m := rt.action.Options.Mode; m == ModeSync || m == ModeAsync {
+		return m
+	}
+	if _, ok := rt.action.Handler.(Estimator); ok {
+		return ModeAuto
+	}
+	if rt.action.Options.Estimate <= a.cfg.SyncThreshold {
+		return ModeSync
+	}
+	return ModeAsync
+}
+
+// maxNamed is how many available actions an INVALID_ACTION message names;
+// its details list them all.
+const maxNamed = 20
+
+// unknownAction is the INVALID_ACTION answer to action: its message names
+// the available actions and details.available lists them.
+func unknownAction(action string, avail []ActionInfo) *Error {
+	names := make([]string, len(avail))
+	for i, ai := range avail {
+		names[i] = ai.Name
+	}
+	var msg string
+	switch {
+	case len(names) == 0:
+		msg = fmt.Sprintf("no handler is registered for action %q; no actions are available", action)
+	case len(names) > maxNamed:
+		msg = fmt.Sprintf("no handler is registered for action %q; available: %s and %d more", action, strings.Join(names[:maxNamed], ", "), len(names)-maxNamed)
+	default:
+		msg = fmt.Sprintf("no handler is registered for action %q; available: %s", action, strings.Join(names, ", "))
+	}
+	return NewError(CodeInvalidAction, msg).WithDetails(map[string][]string{"available": names})
 }
 
 func asValidation(err error) *Error {

@@ -146,7 +146,7 @@ func (c *Client) Request(ctx context.Context, action string, payload any, opts .
 		return nil, fmt.Errorf("client: action %q must be 1-128 characters of [A-Za-z0-9_.:-]: %w", action, ErrInvalidArgument)
 	}
 	if streamer.Reserved(action) {
-		return nil, fmt.Errorf("client: action %q is reserved; use Ping, Status, Cancel or Resume: %w", action, ErrInvalidArgument)
+		return nil, fmt.Errorf("client: action %q is reserved; use Ping, Status, Cancel, Resume or Actions: %w", action, ErrInvalidArgument)
 	}
 	o := applyOptions(opts)
 	id := o.id
@@ -376,7 +376,7 @@ func (c *Client) handle(conn *websocket.Conn, data []byte) {
 	switch {
 	case m.Type == streamer.TypePong:
 		c.popPingLocked(m)
-	case m.Type == streamer.TypeStatus:
+	case m.Type == streamer.TypeStatus || m.Type == streamer.TypeActions:
 		if !c.popStatusLocked(m) {
 			c.log.Debug().Str("request_id", m.RequestID).Msg("status reply with no waiter")
 		}

@@ -88,7 +88,7 @@ type Client struct {
 	closed  bool
 	failErr error // set when the client gave up reconnecting
 	calls   map[string]*call
-	statusQ map[string][]*waiter // status and cancel waiters by request id
+	statusQ map[string][]*waiter // status, cancel and actions waiters by request id
 	pingQ   []*waiter
 }
 

@@ -9,28 +9,27 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/mattn/go-isatty"
 
 	"github.com/streamer-go/streamer/client"
-	"github.com/streamer-go/streamer/middleware"
 )
 
 // Exit codes of `streamer call`.
 const (
-	exitOK       = 0
-	exitFailed   = 1 // the request failed; the error code is printed
-	exitUsage    = 2
-	exitConnect  = 3 // the server could not be reached or refused the token
+	exitOK      = 0
+	exitFailed  = 1 // the request failed; the error code is printed
+	exitUsage   = 2
+	exitConnect = 3 // the server could not be reached or refused the token
+	// exitInterrupted (130) is Ctrl-C; see conn.go.
 	defaultWSURL = "ws://127.0.0.1:8080/ws"
 )
 
 func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("call", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("url", envOr("STREAMER_URL", defaultWSURL), "WebSocket URL of the server")
-	token := fs.String("token", "", "JWT (default $STREAMER_TOKEN, or one minted with $STREAMER_JWT_SECRET)")
+	var cf connFlags
+	cf.register(fs)
 	id := fs.String("id", "", "request id (default: a new one); re-sending an id attaches to that request")
 	resume := fs.String("resume", "", "attach to an existing request by id instead of sending one")
 	timeout := fs.Duration("timeout", 0, "give up waiting after this long (default: wait for the result)")
@@ -69,34 +68,33 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			payload = json.RawMessage(pos[1])
 		}
 	}
-	if *token == "" {
-		*token, err = tokenFromEnv()
-		if err != nil {
-			fmt.Fprintf(stderr, "streamer call: %v\n", err)
-			return exitUsage
-		}
+	if err := cf.resolveToken(); err != nil {
+		fmt.Fprintf(stderr, "streamer call: %v\n", err)
+		return exitUsage
 	}
+	interrupted := ctx
 	if *timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
 
-	c, err := client.Dial(ctx, *url, client.Options{Token: *token})
-	if errors.Is(err, client.ErrUnauthorized) {
-		fmt.Fprintf(stderr, "streamer call: %s refused the token (HTTP 401): check --token or STREAMER_TOKEN\n", *url)
-		return exitConnect
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "streamer call: cannot connect to %s: %v\n", *url, err)
-		return exitConnect
+	c, code := cf.dial(ctx, "call", stderr)
+	if c == nil {
+		return code
 	}
 	defer c.Close()
 
 	bar := newProgressPrinter(stderr)
 	opts := []client.RequestOption{client.WithProgress(bar.update)}
-	if *id != "" {
-		opts = append(opts, client.WithID(*id))
+	// The id is chosen here, so that it can be printed when interrupted.
+	reqID := *resume
+	if reqID == "" {
+		reqID = *id
+		if reqID == "" {
+			reqID = newRequestID()
+		}
+		opts = append(opts, client.WithID(reqID))
 	}
 	var res json.RawMessage
 	if *resume != "" {
@@ -105,6 +103,16 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		res, err = c.Request(ctx, action, payload, opts...)
 	}
 	bar.done()
+	switch {
+	case err != nil && interrupted.Err() != nil:
+		fmt.Fprintf(stderr, "streamer call: interrupted; request %s goes on on the server if it was accepted as asynchronous.\n", reqID)
+		printFollowUp(stderr, reqID, cf.args())
+		return exitInterrupted
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		fmt.Fprintf(stderr, "streamer call: no result within --timeout %s; request %s goes on on the server if it was accepted as asynchronous.\n", *timeout, reqID)
+		printFollowUp(stderr, reqID, cf.args())
+		return exitFailed
+	}
 	if err != nil {
 		var ce *client.Error
 		if errors.As(err, &ce) {
@@ -121,20 +129,13 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// tokenFromEnv returns $STREAMER_TOKEN, or a token for subject "cli"
-// minted with $STREAMER_JWT_SECRET.
-func tokenFromEnv() (string, error) {
-	if t := os.Getenv("STREAMER_TOKEN"); t != "" {
-		return t, nil
-	}
-	secret, err := secretFromEnv()
-	if err != nil {
-		return "", err
-	}
-	if secret == nil {
-		return "", errors.New("no token: pass --token, set STREAMER_TOKEN, or set STREAMER_JWT_SECRET to mint one")
-	}
-	return middleware.SignHS256(secret, middleware.Claims{Subject: "cli", TTL: time.Hour})
+// printFollowUp prints the commands that follow, inspect and cancel
+// request id; args are the connection flags to repeat.
+func printFollowUp(w io.Writer, id, args string) {
+	q := shellQuote(id)
+	fmt.Fprintf(w, "  follow it:  streamer call --resume %s%s\n", q, args)
+	fmt.Fprintf(w, "  status:     streamer status %s%s\n", q, args)
+	fmt.Fprintf(w, "  cancel it:  streamer cancel %s%s\n", q, args)
 }
 
 func envOr(key, def string) string {

@@ -23,10 +23,16 @@ type cliResult struct {
 // environment without STREAMER_ variables) in a temporary directory.
 func runCLI(t *testing.T, env []string, args ...string) cliResult {
 	t.Helper()
+	return runCLIIn(t, t.TempDir(), env, args...)
+}
+
+// runCLIIn is runCLI in directory dir.
+func runCLIIn(t *testing.T, dir string, env []string, args ...string) cliResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, args...)
-	cmd.Dir = t.TempDir()
+	cmd.Dir = dir
 	cmd.Env = devEnv(env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

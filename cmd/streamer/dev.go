@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
 	"github.com/streamer-go/streamer"
@@ -77,7 +76,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg := devConfig{}
 	fs.StringVar(&cfg.addr, "addr", devserver.DefaultAddr, "address to listen on (port 0 picks a free one)")
 	fs.StringVar(&cfg.dataDir, "data-dir", devserver.DefaultDataDir, "directory of the embedded database and report files")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug (also logs refused frames with their code), info, warn, error or disabled")
 	fs.DurationVar(&cfg.idle, "idle-timeout", 10*time.Minute, "close connections idle this long (API Gateway: 10m)")
 	fs.DurationVar(&cfg.lifetime, "max-lifetime", 2*time.Hour, "close connections this old (API Gateway: 2h)")
 	fs.BoolVar(&cfg.awsLocal, "aws-local", false, "run the AWS path: the Lambda handlers on DynamoDB Local with its stream")
@@ -94,7 +93,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	level, err := zerolog.ParseLevel(cfg.logLevel)
 	if err != nil || cfg.logLevel == "" {
-		return usageError{fmt.Sprintf("--log-level %q: use debug, info, warn or error", cfg.logLevel)}
+		return usageError{fmt.Sprintf("--log-level %q: use debug, info, warn, error or disabled", cfg.logLevel)}
 	}
 	if cfg.idle <= 0 || cfg.lifetime <= 0 {
 		return usageError{"--idle-timeout and --max-lifetime must be positive"}
@@ -111,11 +110,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if cfg.faults.DynamoDBThrottle > 0 && !cfg.awsLocal {
 		return usageError{envFaultThrottle + " needs --aws-local"}
 	}
-	noColor := true
-	if f, ok := stderr.(*os.File); ok {
-		noColor = !isatty.IsTerminal(f.Fd())
-	}
-	log := zerolog.New(zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.TimeOnly, NoColor: noColor}).Level(level).With().Timestamp().Logger()
+	log := devserver.NewLogger(stderr, level)
 	if cfg.awsLocal {
 		return serveAWSLocal(ctx, cfg, stdout, log)
 	}

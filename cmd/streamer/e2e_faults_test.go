@@ -62,12 +62,12 @@ func TestE2EThrottledDynamoDB(t *testing.T) {
 		for open > 0 {
 			m := p.r.read()
 			require.Nil(t, m.Error, "connection %d: %+v (error %+v)", i, m, m.Error)
-			switch {
-			case m.Type == streamer.TypeResponse:
+			switch m.Type {
+			case streamer.TypeResponse:
 				require.True(t, m.Success)
 				require.True(t, strings.HasPrefix(m.RequestID, sub+"-echo-"), "%+v", m)
 				open--
-			case m.Type == streamer.TypeAcknowledgment:
+			case streamer.TypeAcknowledgment:
 				require.False(t, acked[m.RequestID], "two acknowledgments of %s", m.RequestID)
 				acked[m.RequestID] = true
 			default:

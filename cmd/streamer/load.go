@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
 // loadConfig is one closed-loop load run: conns connections, each sending
@@ -147,7 +148,8 @@ func runLoadCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.SetOutput(stderr)
 	cfg := loadConfig{}
 	fs.StringVar(&cfg.url, "url", envOr("STREAMER_URL", defaultWSURL), "WebSocket URL of the server")
-	fs.StringVar(&cfg.token, "token", "", "JWT (default $STREAMER_TOKEN, or one minted with $STREAMER_JWT_SECRET)")
+	fs.StringVar(&cfg.token, "token", "", "JWT (default $STREAMER_TOKEN, or one minted with $STREAMER_JWT_SECRET or the secret `streamer dev` keeps in --data-dir)")
+	dataDir := fs.String("data-dir", devserver.DefaultDataDir, "data dir of `streamer dev`, whose jwt-secret mints a token when no other is given")
 	fs.StringVar(&cfg.action, "action", "echo", "a synchronous action to call")
 	payload := fs.String("payload", `{"message":"hello"}`, "JSON payload of every request")
 	fs.IntVar(&cfg.conns, "conns", 200, "connections (1-10000)")
@@ -171,7 +173,7 @@ func runLoadCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	cfg.payload = json.RawMessage(*payload)
 	if cfg.token == "" {
-		cfg.token, err = tokenFromEnv()
+		cfg.token, _, err = tokenFromEnv(*dataDir)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,9 @@
 //	streamer dev                      run the whole stack locally
 //	streamer token --sub alice        mint a dev token
 //	streamer call ACTION [JSON]       send a request and wait for its result
+//	streamer status ID                print a request's status
+//	streamer cancel ID                cancel a request
+//	streamer actions                  list the actions the server serves
 //	streamer load                     measure a server with closed-loop load
 //
 // Run "streamer help" or "streamer COMMAND -h" for details.
@@ -22,16 +25,29 @@ import (
 const usage = `streamer: long-running requests over WebSocket, on AWS Lambda or this machine.
 
 Usage:
-  streamer dev   [--addr 127.0.0.1:8080] [--data-dir DIR]
-  streamer token --sub SUBJECT [--tenant T] [--scope "a b"] [--ttl 1h]
-  streamer call  ACTION [JSON] [--url URL] [--token JWT] [--id ID] [--resume ID]
-  streamer load  [--url URL] [--conns 200] [--requests 50] [--action echo] [--payload JSON]
+  streamer dev     [--addr 127.0.0.1:8080] [--data-dir DIR] [--log-level info]
+  streamer token   --sub SUBJECT [--tenant T] [--scope "a b"] [--ttl 1h]
+  streamer call    ACTION [JSON] [--url URL] [--token JWT] [--id ID] [--timeout D]
+  streamer call    --resume ID [--url URL] [--token JWT]
+  streamer status  ID [--url URL] [--token JWT] [--json]
+  streamer cancel  ID [--url URL] [--token JWT] [--json]
+  streamer actions [--url URL] [--token JWT] [--json]
+  streamer load    [--url URL] [--conns 200] [--requests 50] [--action echo] [--payload JSON]
+
+Tokens: call, status, cancel, actions and load use --token, else $STREAMER_TOKEN,
+else mint one (subject "cli") with $STREAMER_JWT_SECRET, else with the secret
+streamer dev keeps in its data dir (--data-dir, default .streamer). token uses
+the same secrets.
+
+Exit codes: 0 done, 1 the request or call failed (its code is printed), 2 usage,
+3 the server could not be reached or refused the token, 130 interrupted (Ctrl-C;
+call then prints the request id and the commands that follow or cancel it).
 
 Environment:
-  STREAMER_JWT_SECRET   HS256 secret (at least 32 bytes) used by dev, token and call.
-                        dev makes one and keeps it in its data dir when unset.
-  STREAMER_URL          default --url of call and load (ws://127.0.0.1:8080/ws)
-  STREAMER_TOKEN        default --token of call and load
+  STREAMER_JWT_SECRET   HS256 secret (at least 32 bytes) used by dev, token and the
+                        clients. dev makes one and keeps it in its data dir when unset.
+  STREAMER_URL          default --url of the clients (ws://127.0.0.1:8080/ws)
+  STREAMER_TOKEN        default --token of the clients
   STREAMER_FAULT_DYNAMODB_THROTTLE, STREAMER_FAULT_SEED
                         fault injection for tests, dev --aws-local only: the fraction
                         (0-1) of DynamoDB calls answered with a throttling error, and
@@ -59,6 +75,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runToken(args[1:], stdout, stderr)
 	case "call":
 		return runCall(ctx, args[1:], stdout, stderr)
+	case "status", "cancel":
+		return runStatus(ctx, args[0], args[1:], stdout, stderr)
+	case "actions":
+		return runActions(ctx, args[1:], stdout, stderr)
 	case "load":
 		err = runLoadCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

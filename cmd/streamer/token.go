@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/streamer-go/streamer/middleware"
+	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
 func runToken(args []string, stdout, stderr io.Writer) error {
@@ -18,6 +20,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	tenant := fs.String("tenant", "", "tenant_id claim")
 	scope := fs.String("scope", "", `space-separated scopes, e.g. "reports:read reports:write"`)
 	ttl := fs.Duration("ttl", time.Hour, "lifetime of the token")
+	dataDir := fs.String("data-dir", devserver.DefaultDataDir, "data dir of `streamer dev`, whose jwt-secret is used when $STREAMER_JWT_SECRET is unset")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -31,12 +34,13 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	if *ttl <= 0 {
 		return usageError{"--ttl must be positive"}
 	}
-	secret, err := secretFromEnv()
+	secret, _, err := secretFor(*dataDir)
 	if err != nil {
 		return err
 	}
 	if secret == nil {
-		return fmt.Errorf("STREAMER_JWT_SECRET is not set; export the secret the server uses (streamer dev prints it)")
+		return fmt.Errorf("no secret: STREAMER_JWT_SECRET is not set and %s does not exist; export the secret the server uses, or point --data-dir at the data dir of `streamer dev`",
+			filepath.Join(*dataDir, secretFileName))
 	}
 	tok, err := middleware.SignHS256(secret, middleware.Claims{
 		Subject: *sub, Tenant: *tenant, Scopes: strings.Fields(*scope), TTL: *ttl,

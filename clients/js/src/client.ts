@@ -2,6 +2,7 @@ import { Emitter, reportListenerError } from './emitter.js';
 import { ClientErrorCode, ServerErrorCode, StreamerError, retryAfterOf } from './errors.js';
 import type {
   Ack,
+  ActionInfo,
   CallOptions,
   ClientMessage,
   ConnectionState,
@@ -62,12 +63,12 @@ interface Call {
   unavailable: number;
 }
 
-/** A status or cancel call waiting for its reply, in order per request id. */
+/** A status, cancel or actions call waiting for its reply, in order per request id. */
 interface Waiter {
   frame: ClientMessage;
   text: string;
   /** Absent for the client's own cancels, whose reply nobody awaits. */
-  settle?: (err: StreamerError | null, value?: StatusInfo) => void;
+  settle?: (err: StreamerError | null, value?: unknown) => void;
   /** The caller gave up; the waiter only keeps its place in the queue. */
   abandoned: boolean;
 }
@@ -276,6 +277,17 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
   /** status asks the server for the status of request id. */
   status(id: string, options: CallOptions = {}): Promise<StatusInfo> {
     return this.waitReply('status', id, options);
+  }
+
+  /**
+   * actions asks the server for the actions this principal may call, sorted
+   * by name, each with its mode (`sync`, `async`, or `auto` when the server
+   * decides per request) and the scopes it requires (the reserved action
+   * `actions`, docs/protocol.md section 5).
+   */
+  actions(options: CallOptions = {}): Promise<ActionInfo[]> {
+    const id = newID();
+    return this.awaitReply<ActionInfo[]>({ action: 'actions', id }, id, options);
   }
 
   /**
@@ -560,11 +572,17 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
     if (typeof id !== 'string' || !NAME_RE.test(id)) {
       return Promise.reject(invalid(`id ${JSON.stringify(id)} must be 1-128 chars of [A-Za-z0-9_.:-]`));
     }
+    return this.awaitReply<StatusInfo>({ action, payload: { request_id: id } }, id, options);
+  }
+
+  /** awaitReply sends frame and resolves with the reply carrying request id `id`. */
+  private awaitReply<T>(frame: ClientMessage, id: string, options: CallOptions): Promise<T> {
+    if (this.stateValue === 'closed') return Promise.reject(this.closedError());
     const signal = options.signal;
     if (signal?.aborted) {
       return Promise.reject(new StreamerError({ code: ClientErrorCode.CANCELED, message: 'aborted before it was sent', requestId: id, cause: signal.reason }));
     }
-    return new Promise<StatusInfo>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       let timer: Timer | undefined;
       const stop = (err: StreamerError) => {
         if (w.abandoned || !w.settle) return;
@@ -573,11 +591,11 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
         w.abandoned = true;
       };
       const onAbort = () => stop(new StreamerError({ code: ClientErrorCode.CANCELED, message: 'aborted by the caller', requestId: id, cause: signal?.reason }));
-      const w = this.enqueue({ action, payload: { request_id: id } }, id, (err, value) => {
+      const w = this.enqueue(frame, id, (err, value) => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (err) reject(err);
-        else resolve(value as StatusInfo);
+        else resolve(value as T);
       });
       signal?.addEventListener('abort', onAbort, { once: true });
       const timeoutMs = options.timeoutMs ?? this.opts.timeoutMs;
@@ -597,7 +615,7 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
     return w;
   }
 
-  /** popWaiter hands m to the oldest status/cancel waiter of id; false if there is none. */
+  /** popWaiter hands m to the oldest status/cancel/actions waiter of id; false if there is none. */
   private popWaiter(id: string, m: ServerMessage): boolean {
     const q = this.waiters.get(id);
     if (!q || q.length === 0) return false;
@@ -607,6 +625,7 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
       const settle = w.settle;
       w.settle = undefined;
       if (m.type === 'status') settle(null, toStatusInfo(id, m));
+      else if (m.type === 'actions') settle(null, toActions(m));
       else settle(StreamerError.fromBody(m.error, id));
     }
     return true;
@@ -633,7 +652,7 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
   private dispatch(m: ServerMessage): void {
     const id = m.request_id;
     if (m.type === 'pong' || typeof id !== 'string' || id === '') return;
-    if (m.type === 'status') {
+    if (m.type === 'status' || m.type === 'actions') {
       this.popWaiter(id, m);
       return;
     }
@@ -879,6 +898,17 @@ function num(v: unknown): number {
 
 function str(v: unknown): string {
   return typeof v === 'string' ? v : '';
+}
+
+function toActions(m: ServerMessage): ActionInfo[] {
+  const out: ActionInfo[] = [];
+  for (const a of Array.isArray(m.actions) ? m.actions : []) {
+    if (!a || typeof a !== 'object' || typeof a.name !== 'string') continue;
+    const info: ActionInfo = { name: a.name, mode: str(a.mode) };
+    if (Array.isArray(a.scopes)) info.scopes = a.scopes.filter((s): s is string => typeof s === 'string');
+    out.push(info);
+  }
+  return out;
 }
 
 function toStatusInfo(id: string, m: ServerMessage): StatusInfo {

@@ -11,6 +11,7 @@ export { Emitter } from './emitter.js';
 export type { Listener } from './emitter.js';
 export type {
   Ack,
+  ActionInfo,
   CallOptions,
   ClientMessage,
   ConnectionState,

@@ -11,7 +11,7 @@ export interface ErrorBody {
  * (docs/protocol.md section 3). Which fields are set depends on `type`.
  */
 export interface ServerMessage {
-  type: 'response' | 'acknowledgment' | 'progress' | 'result_chunk' | 'complete' | 'error' | 'status' | 'pong' | string;
+  type: 'response' | 'acknowledgment' | 'progress' | 'result_chunk' | 'complete' | 'error' | 'status' | 'pong' | 'actions' | string;
   request_id?: string;
   seq?: number;
   status?: string;
@@ -29,6 +29,18 @@ export interface ServerMessage {
   timestamp?: number;
   created_at?: number;
   updated_at?: number;
+  /** The list of an `actions` message (docs/protocol.md section 5). */
+  actions?: ActionInfo[];
+}
+
+/** ActionInfo is one action the server serves, as `actions()` lists it. */
+export interface ActionInfo {
+  /** The action's name, to pass to `request()`. */
+  name: string;
+  /** `sync`, `async`, or `auto` when the server decides per request. */
+  mode: 'sync' | 'async' | 'auto' | string;
+  /** The scopes the action requires (the principal holds them all); absent when none. */
+  scopes?: string[];
 }
 
 /** ClientMessage is one message to the server (docs/protocol.md section 2). */
@@ -164,7 +176,7 @@ export interface ResumeOptions extends Omit<RequestOptions, 'id' | 'metadata'> {
   afterSeq?: number;
 }
 
-/** CallOptions configure one {@link StreamerClient.status} or {@link StreamerClient.cancel}. */
+/** CallOptions configure one {@link StreamerClient.status}, {@link StreamerClient.cancel} or {@link StreamerClient.actions}. */
 export interface CallOptions {
   signal?: AbortSignal;
   timeoutMs?: number;

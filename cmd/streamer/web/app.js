@@ -294,6 +294,16 @@
       return this.waitReply("status", id, options);
     }
     /**
+     * actions asks the server for the actions this principal may call, sorted
+     * by name, each with its mode (`sync`, `async`, or `auto` when the server
+     * decides per request) and the scopes it requires (the reserved action
+     * `actions`, docs/protocol.md section 5).
+     */
+    actions(options = {}) {
+      const id = newID();
+      return this.awaitReply({ action: "actions", id }, id, options);
+    }
+    /**
      * cancel asks the server to cancel request id and resolves with its status
      * (`canceling`, or the final one when it already finished). A request()
      * awaiting it then rejects with code `CANCELED`.
@@ -550,6 +560,11 @@
       if (typeof id !== "string" || !NAME_RE.test(id)) {
         return Promise.reject(invalid(`id ${JSON.stringify(id)} must be 1-128 chars of [A-Za-z0-9_.:-]`));
       }
+      return this.awaitReply({ action, payload: { request_id: id } }, id, options);
+    }
+    /** awaitReply sends frame and resolves with the reply carrying request id `id`. */
+    awaitReply(frame, id, options) {
+      if (this.stateValue === "closed") return Promise.reject(this.closedError());
       const signal = options.signal;
       if (signal?.aborted) {
         return Promise.reject(new StreamerError({ code: ClientErrorCode.CANCELED, message: "aborted before it was sent", requestId: id, cause: signal.reason }));
@@ -563,7 +578,7 @@
           w.abandoned = true;
         };
         const onAbort = () => stop(new StreamerError({ code: ClientErrorCode.CANCELED, message: "aborted by the caller", requestId: id, cause: signal?.reason }));
-        const w = this.enqueue({ action, payload: { request_id: id } }, id, (err, value) => {
+        const w = this.enqueue(frame, id, (err, value) => {
           clearTimeout(timer);
           signal?.removeEventListener("abort", onAbort);
           if (err) reject(err);
@@ -585,7 +600,7 @@
       else this.ensureConnected();
       return w;
     }
-    /** popWaiter hands m to the oldest status/cancel waiter of id; false if there is none. */
+    /** popWaiter hands m to the oldest status/cancel/actions waiter of id; false if there is none. */
     popWaiter(id, m) {
       const q = this.waiters.get(id);
       if (!q || q.length === 0) return false;
@@ -595,6 +610,7 @@
         const settle = w.settle;
         w.settle = void 0;
         if (m.type === "status") settle(null, toStatusInfo(id, m));
+        else if (m.type === "actions") settle(null, toActions(m));
         else settle(StreamerError.fromBody(m.error, id));
       }
       return true;
@@ -618,7 +634,7 @@
     dispatch(m) {
       const id = m.request_id;
       if (m.type === "pong" || typeof id !== "string" || id === "") return;
-      if (m.type === "status") {
+      if (m.type === "status" || m.type === "actions") {
         this.popWaiter(id, m);
         return;
       }
@@ -839,6 +855,16 @@
   }
   function str(v) {
     return typeof v === "string" ? v : "";
+  }
+  function toActions(m) {
+    const out = [];
+    for (const a of Array.isArray(m.actions) ? m.actions : []) {
+      if (!a || typeof a !== "object" || typeof a.name !== "string") continue;
+      const info = { name: a.name, mode: str(a.mode) };
+      if (Array.isArray(a.scopes)) info.scopes = a.scopes.filter((s) => typeof s === "string");
+      out.push(info);
+    }
+    return out;
   }
   function toStatusInfo(id, m) {
     const s = {

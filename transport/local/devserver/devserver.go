@@ -15,14 +15,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -66,7 +69,11 @@ type Config struct {
 	// Handlers are extra HTTP routes (patterns as for http.ServeMux), such
 	// as a file server for results. "/ws" and "/@connections/" are taken.
 	Handlers map[string]http.Handler
-	// Logger receives the logs; the zero value is quiet.
+	// Logger receives the logs. The zero value logs at info level to
+	// stderr, as `streamer dev` does (see [NewLogger]); pass zerolog.Nop()
+	// for no logs. At debug level, frames refused before any middleware
+	// runs (a bad frame, an unknown action, a failed validation or check)
+	// are logged with their code.
 	Logger zerolog.Logger
 	// IdleTimeout and MaxLifetime bound connections as API Gateway does;
 	// defaults 10 minutes and 2 hours.
@@ -96,6 +103,9 @@ type Info struct {
 // returns. Bad configuration is reported before anything starts, naming the
 // setting.
 func Run(ctx context.Context, cfg Config) (err error) {
+	if reflect.ValueOf(cfg.Logger).IsZero() {
+		cfg.Logger = NewLogger(logOutput, zerolog.InfoLevel)
+	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = DefaultDataDir
 	}
@@ -194,6 +204,19 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return nil
 	})
 	return g.Wait()
+}
+
+// logOutput is where the default logger writes; a variable for tests.
+var logOutput io.Writer = os.Stderr
+
+// NewLogger returns the logger of `streamer dev`: human-readable lines with
+// the time of day, in color when w is a terminal, at level and above.
+func NewLogger(w io.Writer, level zerolog.Level) zerolog.Logger {
+	noColor := true
+	if f, ok := w.(*os.File); ok {
+		noColor = !isatty.IsTerminal(f.Fd())
+	}
+	return zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: noColor}).Level(level).With().Timestamp().Logger()
 }
 
 // Secret returns the HS256 secret kept in dataDir/jwt-secret, making it on

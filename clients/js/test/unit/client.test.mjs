@@ -522,3 +522,37 @@ test('a result_chunk with a bad index fails the request with INVALID_RESULT', as
   const err = await rejection(client.request('job'));
   assert.equal(err.code, 'INVALID_RESULT');
 });
+
+test('actions resolves with the list of the actions message carrying its id', async (t) => {
+  let fail = false;
+  const { server, client } = await setup(t, (conn, m) => {
+    if (m.action !== 'actions') return;
+    if (fail) {
+      conn.send({ type: 'error', request_id: m.id, error: { code: 'UNAVAILABLE', message: 'later', retryable: true } });
+      return;
+    }
+    // A reply for another id is not this call's.
+    conn.send({ type: 'actions', request_id: 'someone-else', actions: [] });
+    conn.send({
+      type: 'actions',
+      request_id: m.id,
+      actions: [
+        { name: 'delay', mode: 'async' },
+        { name: 'echo', mode: 'sync', scopes: ['a'] },
+      ],
+      timestamp: 1,
+    });
+  });
+  const list = await client.actions();
+  assert.deepEqual(list, [
+    { name: 'delay', mode: 'async' },
+    { name: 'echo', mode: 'sync', scopes: ['a'] },
+  ]);
+  const [frame] = server.frames('actions');
+  assert.equal(Object.keys(frame).sort().join(','), 'action,id');
+  assert.match(frame.id, /^js-/);
+  fail = true;
+  const err = await rejection(client.actions());
+  assert.equal(err.code, 'UNAVAILABLE');
+  assert.ok(isStreamerError(err));
+});
