@@ -95,6 +95,7 @@ type TableAPI interface {
 	DescribeTable(ctx context.Context, in *ddb.DescribeTableInput, optFns ...func(*ddb.Options)) (*ddb.DescribeTableOutput, error)
 	UpdateTimeToLive(ctx context.Context, in *ddb.UpdateTimeToLiveInput, optFns ...func(*ddb.Options)) (*ddb.UpdateTimeToLiveOutput, error)
 	DescribeTimeToLive(ctx context.Context, in *ddb.DescribeTimeToLiveInput, optFns ...func(*ddb.Options)) (*ddb.DescribeTimeToLiveOutput, error)
+	UpdateTable(ctx context.Context, in *ddb.UpdateTableInput, optFns ...func(*ddb.Options)) (*ddb.UpdateTableOutput, error)
 }
 
 // tableWaitTimeout bounds how long CreateTable waits for the table to
@@ -103,8 +104,10 @@ const tableWaitTimeout = 5 * time.Minute
 
 // CreateTable creates table as [Schema] describes it, waits until it is
 // active and enables TTL on [AttrTTL]. It is idempotent: an existing table is
-// left as it is (its schema is not checked, and an index it lacks is not
-// added) and only TTL is enabled when it is not yet. It is meant for development and tests (such as `streamer dev
+// left as it is (its schema is not checked) except that the status index
+// ([IndexStatus]) is added when it lacks it (a table made by an earlier
+// version; its old requests enter the index at their next change), and TTL
+// is enabled when it is not yet. It is meant for development and tests (such as `streamer dev
 // --aws-local`); deployments create the table from their template.
 func CreateTable(ctx context.Context, client TableAPI, table string) error {
 	if client == nil {
@@ -124,6 +127,9 @@ func CreateTable(ctx context.Context, client TableAPI, table string) error {
 	})
 	if err := waiter.Wait(ctx, &ddb.DescribeTableInput{TableName: aws.String(table)}, tableWaitTimeout); err != nil {
 		return fmt.Errorf("dynamodb: create table %s: waiting until active: %w", table, err)
+	}
+	if err := addStatusIndex(ctx, client, table); err != nil {
+		return err
 	}
 
 	ttl, err := client.DescribeTimeToLive(ctx, &ddb.DescribeTimeToLiveInput{TableName: aws.String(table)})
@@ -145,6 +151,55 @@ func CreateTable(ctx context.Context, client TableAPI, table string) error {
 		return fmt.Errorf("dynamodb: create table %s: enabling TTL: %w", table, err)
 	}
 	return nil
+}
+
+// addStatusIndex adds [IndexStatus] to a table that lacks it, and waits
+// until the index is active.
+func addStatusIndex(ctx context.Context, client TableAPI, table string) error {
+	has := func() (bool, bool, error) {
+		out, err := client.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(table)})
+		if err != nil {
+			return false, false, fmt.Errorf("dynamodb: create table %s: describing it: %w", table, err)
+		}
+		for _, g := range out.Table.GlobalSecondaryIndexes {
+			if aws.ToString(g.IndexName) == IndexStatus {
+				return true, g.IndexStatus == types.IndexStatusActive, nil
+			}
+		}
+		return false, false, nil
+	}
+	exists, active, err := has()
+	if err != nil || active {
+		return err
+	}
+	if !exists {
+		want := Schema(table)
+		_, err := client.UpdateTable(ctx, &ddb.UpdateTableInput{
+			TableName:            aws.String(table),
+			AttributeDefinitions: want.AttributeDefinitions,
+			GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
+				IndexName: want.GlobalSecondaryIndexes[0].IndexName, KeySchema: want.GlobalSecondaryIndexes[0].KeySchema,
+				Projection: want.GlobalSecondaryIndexes[0].Projection,
+			}}},
+		})
+		if err != nil {
+			return fmt.Errorf("dynamodb: create table %s: adding the index %s: %w", table, IndexStatus, err)
+		}
+	}
+	deadline := time.Now().Add(tableWaitTimeout)
+	for {
+		if _, active, err := has(); err != nil || active {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("dynamodb: create table %s: the index %s is not active after %v", table, IndexStatus, tableWaitTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("dynamodb: create table %s: waiting for the index %s: %w", table, IndexStatus, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // validTableName checks DynamoDB's table naming rules.

@@ -209,6 +209,33 @@ func TestCreateTable(t *testing.T) {
 	require.Equal(t, dynamodb.AttrTTL, aws.ToString(ttl.TimeToLiveDescription.AttributeName))
 }
 
+// A table made before the status index existed gets it from CreateTable,
+// so the reaper's ListDue works on an old --aws-local data dir.
+func TestCreateTableAddsTheStatusIndex(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	name := fmt.Sprintf("old-%d", time.Now().UnixNano())
+	old := dynamodb.Schema(name)
+	old.GlobalSecondaryIndexes = nil
+	old.AttributeDefinitions = old.AttributeDefinitions[:2] // pk and sk
+	_, err := b.client.CreateTable(ctx, old)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = b.client.DeleteTable(context.Background(), &ddb.DeleteTableInput{TableName: aws.String(name)}) })
+
+	require.NoError(t, dynamodb.CreateTable(ctx, b.client, name))
+	out, err := b.client.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(name)})
+	require.NoError(t, err)
+	require.Len(t, out.Table.GlobalSecondaryIndexes, 1)
+	require.Equal(t, dynamodb.IndexStatus, aws.ToString(out.Table.GlobalSecondaryIndexes[0].IndexName))
+	require.Equal(t, types.IndexStatusActive, out.Table.GlobalSecondaryIndexes[0].IndexStatus)
+
+	store, err := dynamodb.New(dynamodb.Config{Client: b.client, Table: name})
+	require.NoError(t, err)
+	_, err = store.ListDue(ctx, time.Now(), 0)
+	require.NoError(t, err, "the index answers")
+}
+
 func TestCreateTableInvalid(t *testing.T) {
 	t.Parallel()
 	client := ddb.New(ddb.Options{Region: "us-east-1"})
