@@ -221,7 +221,9 @@ func TestCreateTableAddsTheStatusIndex(t *testing.T) {
 	old.AttributeDefinitions = old.AttributeDefinitions[:2] // pk and sk
 	_, err := b.client.CreateTable(ctx, old)
 	require.NoError(t, err)
-	t.Cleanup(func() { _, _ = b.client.DeleteTable(context.Background(), &ddb.DeleteTableInput{TableName: aws.String(name)}) })
+	t.Cleanup(func() {
+		_, _ = b.client.DeleteTable(context.Background(), &ddb.DeleteTableInput{TableName: aws.String(name)})
+	})
 
 	require.NoError(t, dynamodb.CreateTable(ctx, b.client, name))
 	out, err := b.client.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(name)})
