@@ -26,21 +26,27 @@ import (
 // a second, at most one stall.
 func runLocal(t *testing.T) (*lambdatest.AWS, string, devserver.Info) {
 	t.Helper()
+	return startLocal(t, awslocal.Config{
+		Plugins: []streamer.Plugin{demo.New()}, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		ReapInterval: 200 * time.Millisecond, StallTimeout: time.Second, MaxStalls: 1, Lease: time.Second,
+	})
+}
+
+// startLocal runs awslocal.Run with cfg on DynamoDB Local, a fresh table
+// and a loopback listener (which it fills in, with the secret) until the
+// test ends, and returns once it is ready.
+func startLocal(t *testing.T, cfg awslocal.Config) (*lambdatest.AWS, string, devserver.Info) {
+	t.Helper()
 	local := lambdatest.DynamoDBLocal(t)
 	table := local.Table(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	cfg.Listener, cfg.DynamoDBEndpoint, cfg.Table, cfg.Secret = ln, local.Endpoint, table, []byte(lambdatest.Secret)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan devserver.Info, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- awslocal.Run(ctx, awslocal.Config{
-			Listener: ln, DynamoDBEndpoint: local.Endpoint, Table: table, Secret: []byte(lambdatest.Secret),
-			Plugins: []streamer.Plugin{demo.New()}, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-			ReapInterval: 200 * time.Millisecond, StallTimeout: time.Second, MaxStalls: 1, Lease: time.Second,
-			Ready: func(info devserver.Info) { ready <- info },
-		})
-	}()
+	cfg.Ready = func(info devserver.Info) { ready <- info }
+	go func() { done <- awslocal.Run(ctx, cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

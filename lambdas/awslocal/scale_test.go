@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -71,39 +70,11 @@ func (p *holdPlugin) plugin() streamer.Plugin {
 // ends, with the processor's emulated concurrency given.
 func runScale(t *testing.T, concurrency int, plugins ...streamer.Plugin) devserver.Info {
 	t.Helper()
-	local := lambdatest.DynamoDBLocal(t)
-	table := local.Table(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan devserver.Info, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- awslocal.Run(ctx, awslocal.Config{
-			Listener: ln, DynamoDBEndpoint: local.Endpoint, Table: table, Secret: []byte(lambdatest.Secret),
-			Plugins: plugins, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
-			Concurrency: concurrency, ReapInterval: -1,
-			Ready: func(info devserver.Info) { ready <- info },
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(2 * lambdatest.Wait):
-			t.Error("awslocal.Run did not return")
-		}
+	_, _, info := startLocal(t, awslocal.Config{
+		Plugins: plugins, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
+		Concurrency: concurrency, ReapInterval: -1,
 	})
-	select {
-	case info := <-ready:
-		return info
-	case err := <-done:
-		t.Fatalf("awslocal.Run: %v", err)
-	case <-time.After(2 * lambdatest.Wait):
-		t.Fatal("awslocal.Run did not get ready")
-	}
-	return devserver.Info{}
+	return info
 }
 
 // dial connects as subject.
@@ -228,46 +199,25 @@ func TestJobThatNeverStartsEnds(t *testing.T) {
 		failures []awslocal.Failure
 		ran      atomic.Int64
 	)
-	local := lambdatest.DynamoDBLocal(t)
-	table := local.Table(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan devserver.Info, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- awslocal.Run(ctx, awslocal.Config{
-			Listener: ln, DynamoDBEndpoint: local.Endpoint, Table: table, Secret: []byte(lambdatest.Secret),
-			Plugins: []streamer.Plugin{holds.plugin()}, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
-			ReapInterval: 200 * time.Millisecond, StallTimeout: time.Second, MaxStalls: 1, Lease: time.Second,
-			JobRetryDelays: []time.Duration{50 * time.Millisecond, 50 * time.Millisecond},
-			WrapJob: func(next awslocal.LambdaHandler) awslocal.LambdaHandler {
-				return func(ctx context.Context, payload []byte) ([]byte, error) {
-					if strings.Contains(string(payload), "never-1") {
-						return nil, errors.New("the function crashed at start")
-					}
-					ran.Add(1)
-					return next(ctx, payload)
+	_, _, info := startLocal(t, awslocal.Config{
+		Plugins: []streamer.Plugin{holds.plugin()}, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
+		ReapInterval: 200 * time.Millisecond, StallTimeout: time.Second, MaxStalls: 1, Lease: time.Second,
+		JobRetryDelays: []time.Duration{50 * time.Millisecond, 50 * time.Millisecond},
+		WrapJob: func(next awslocal.LambdaHandler) awslocal.LambdaHandler {
+			return func(ctx context.Context, payload []byte) ([]byte, error) {
+				if strings.Contains(string(payload), "never-1") {
+					return nil, errors.New("the function crashed at start")
 				}
-			},
-			OnJobFailure: func(f awslocal.Failure) {
-				mu.Lock()
-				failures = append(failures, f)
-				mu.Unlock()
-			},
-			Ready: func(info devserver.Info) { ready <- info },
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
+				ran.Add(1)
+				return next(ctx, payload)
+			}
+		},
+		OnJobFailure: func(f awslocal.Failure) {
+			mu.Lock()
+			failures = append(failures, f)
+			mu.Unlock()
+		},
 	})
-	var info devserver.Info
-	select {
-	case info = <-ready:
-	case err := <-done:
-		t.Fatalf("awslocal.Run: %v", err)
-	}
 
 	c := dial(t, info, "nora")
 	send(t, c, `{"action":"quick","id":"never-1"}`)
@@ -279,6 +229,7 @@ func TestJobThatNeverStartsEnds(t *testing.T) {
 	require.Positive(t, last.Seq, "a terminal event")
 	mu.Lock()
 	defer mu.Unlock()
+	require.Zero(t, ran.Load(), "no job of never-1 ever started")
 	require.NotEmpty(t, failures, "the failed job went to the failure queue")
 	require.Equal(t, 3, failures[0].Attempts, "the first try and Lambda's two retries")
 	require.Contains(t, string(failures[0].Payload), "never-1")
