@@ -433,3 +433,39 @@ func seq(from, to int) []int {
 	}
 	return out
 }
+
+// TestRestartCountsStalls: a request left running by a process that died
+// (its lease still valid: Run is the store's only processor) is taken over
+// at the restart, counting a stall; one that has crashed the process more
+// than MaxStalls times is ended with PROCESSING_FAILED instead of being run
+// (and crashing the process) again.
+func TestRestartCountsStalls(t *testing.T) {
+	t.Parallel()
+	b := faultSetup(t, faultOpts{})
+	p := []byte(`{"subject":"alice","tenant":"t1"}`)
+	now := time.Now()
+	for id, stalls := range map[string]int{"again": 0, "poison": 3} {
+		require.NoError(t, b.store.CreateRequest(context.Background(), storage.Request{
+			Key: b.key(id), Action: "work", Principal: p, ConnectionID: b.conn.ID,
+			Status: storage.StatusRunning, Attempt: 2, Stalls: stalls, LeaseUntil: now.Add(time.Minute),
+			CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour),
+		}))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.app.Run(ctx, 4) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+
+	again := waitFinal(t, b.store, b.key("again"))
+	require.Equal(t, storage.StatusSucceeded, again.Status, "run again after the restart")
+	require.Equal(t, 1, again.Stalls)
+	poison := waitFinal(t, b.store, b.key("poison"))
+	require.Equal(t, storage.StatusFailed, poison.Status)
+	require.Equal(t, streamer.CodeProcessingFailed, poison.Error.Code)
+	require.Equal(t, 4, poison.Stalls)
+	require.Equal(t, int64(1), b.runs.Load(), "only the first one ran")
+	checkReceived(t, b.rec, b.conn.ID, "poison", checkLog(t, b.store, b.key("poison")))
+}

@@ -114,7 +114,9 @@ func (a *App) notify(k storage.Key, at time.Time) {
 // in-process, up to concurrency at once (≤ 0 means [DefaultConcurrency]),
 // until ctx is canceled. It first picks up the work a previous run left:
 // queued requests are scheduled, and running ones (whose process died) are
-// re-queued, so nothing is lost on a crash or restart. Run therefore assumes
+// taken over, counting a stall, and re-queued, so nothing is lost on a crash
+// or restart, and a request that crashes the process every time ends after
+// Config.MaxStalls restarts. Run therefore assumes
 // it is the only processor of its store, as with the embedded bolt store,
 // which one process opens at a time.
 //
@@ -223,7 +225,21 @@ func (a *App) recoverWork(ctx context.Context, w *worker) error {
 		case storage.StatusQueued:
 			w.schedule(r.Key, r.NotBefore, now)
 		case storage.StatusRunning:
-			if err := a.cfg.Store.RequeueRequest(ctx, r.Key, r.Attempt, now); err != nil && !errors.Is(err, storage.ErrConflict) {
+			// The process that ran it died (Run is its store's only
+			// processor), so its lease is void: take the request over at
+			// once, which fences the dead run off and counts a stall, and
+			// hand it back to the queue. A request that keeps crashing
+			// the process is ended once it stalled more than MaxStalls
+			// times, instead of crashing every restart.
+			at := now
+			if !at.After(r.LeaseUntil) {
+				at = r.LeaseUntil.Add(time.Millisecond)
+			}
+			c, err := a.cfg.Store.ClaimRequest(ctx, r.Key, storage.Claim{Now: at, LeaseUntil: at})
+			if err == nil {
+				err = a.cfg.Store.RequeueRequest(ctx, r.Key, c.Attempt, now)
+			}
+			if err != nil && !errors.Is(err, storage.ErrConflict) && !errors.Is(err, storage.ErrNotFound) {
 				return err
 			}
 			w.push(r.Key)
