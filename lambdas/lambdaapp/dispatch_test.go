@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -85,4 +87,42 @@ func TestDispatchIsOneInvokePerRequest(t *testing.T) {
 	require.ErrorContains(t, err, "neither a DynamoDB stream batch")
 	_, err = proc.Handle(context.Background(), json.RawMessage(`{"streamer_job":{"key":"not a key"}}`))
 	require.ErrorContains(t, err, "job key")
+}
+
+// A job whose request is not due before the invocation's deadline (a retry
+// backoff longer than what is left) hands it to a new invocation of the
+// processor just before the deadline, instead of failing or running late.
+func TestRunHandsALateRequestOn(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int32
+	inv := &invokes{}
+	s := newStack(t, flaky(time.Hour, &runs))
+	proc := s.build(lambdaapp.Processor, lambdaapp.Options{Invoker: inv})
+	c, id := s.open(t, "gus")
+	s.send(t, id, `{"action":"flaky","id":"late-1"}`)
+	require.Equal(t, streamer.TypeAcknowledgment, lambdatest.Read(t, c).Type)
+	_, insert := s.capture(t, isQueuedInsert("late-1"))
+	ev := decode(t, insert)
+	k, ok, err := lambdaapp.QueuedKey(ev.Records[0])
+	require.NoError(t, err)
+	require.True(t, ok)
+	job, err := json.Marshal(lambdaapp.NewJob(k))
+	require.NoError(t, err)
+
+	// The first run fails with a retryable error: re-queued an hour on.
+	_, err = proc.Handle(context.Background(), job)
+	require.NoError(t, err)
+	require.Equal(t, int32(1), runs.Load())
+	require.Empty(t, inv.calls)
+
+	// A job with a short deadline hands it on just before the deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), streamer.StopMargin+2*time.Second)
+	defer cancel()
+	_, err = proc.Handle(ctx, job)
+	require.NoError(t, err)
+	require.NoError(t, ctx.Err(), "it returned before its deadline")
+	require.Len(t, inv.calls, 1, "handed to a new invocation")
+	require.JSONEq(t, string(job), string(inv.calls[0].Payload))
+	require.Equal(t, types.InvocationTypeEvent, inv.calls[0].InvocationType)
+	require.Equal(t, int32(1), runs.Load(), "not run before it is due")
 }
