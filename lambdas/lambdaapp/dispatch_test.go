@@ -18,6 +18,8 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/lambdas/internal/lambdatest"
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
+	"github.com/streamer-go/streamer/storage"
+	"github.com/streamer-go/streamer/storage/dynamodb"
 )
 
 // invokes records the processor's Invoke calls, failing those it is told to.
@@ -125,4 +127,59 @@ func TestRunHandsALateRequestOn(t *testing.T) {
 	require.JSONEq(t, string(job), string(inv.calls[0].Payload))
 	require.Equal(t, types.InvocationTypeEvent, inv.calls[0].InvocationType)
 	require.Equal(t, int32(1), runs.Load(), "not run before it is due")
+}
+
+// A duplicate job of a request that another live invocation holds waits
+// once for the holder's lease and, finding it renewed, returns without
+// running it (the holder is alive); it does not wait out its deadline.
+func TestRunLeavesALiveHolderAlone(t *testing.T) {
+	t.Parallel()
+	var runs atomic.Int32
+	inv := &invokes{}
+	s := newStack(t, flaky(time.Hour, &runs))
+	proc := s.build(lambdaapp.Processor, lambdaapp.Options{Invoker: inv})
+	c, id := s.open(t, "hal")
+	s.send(t, id, `{"action":"flaky","id":"held-1"}`)
+	require.Equal(t, streamer.TypeAcknowledgment, lambdatest.Read(t, c).Type)
+	_, insert := s.capture(t, isQueuedInsert("held-1"))
+	k, ok, err := lambdaapp.QueuedKey(decode(t, insert).Records[0])
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	// The live holder: claimed with a 1 s lease that it keeps renewing.
+	store, err := dynamodb.New(dynamodb.Config{Client: s.aws.DB, Table: s.table})
+	require.NoError(t, err)
+	now := time.Now()
+	held, err := store.ClaimRequest(context.Background(), k, storage.Claim{Now: now, LeaseUntil: now.Add(time.Second)})
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_ = store.ExtendLease(context.Background(), k, held.Attempt, time.Now().Add(time.Second))
+			}
+		}
+	}()
+	defer func() { close(stop); <-renewed }()
+
+	job, err := json.Marshal(lambdaapp.NewJob(k))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	_, err = proc.Handle(ctx, job)
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), 5*time.Minute, "it did not wait out its deadline")
+	require.Zero(t, runs.Load(), "the holder's request did not run here")
+	require.Empty(t, inv.calls)
+	r, err := store.GetRequest(context.Background(), k)
+	require.NoError(t, err)
+	require.Equal(t, held.Attempt, r.Attempt, "not taken over")
 }
