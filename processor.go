@@ -300,10 +300,7 @@ func stalledError(stalls int) *ErrorBody {
 // resendTerminal sends a finished request's terminal event to its
 // subscribers again.
 func (a *App) resendTerminal(ctx context.Context, r storage.Request) error {
-	st, err := a.newRunState(ctx, r)
-	if err != nil {
-		return err
-	}
+	st := &runState{app: a, key: r.Key, req: r, opsCtx: ctx}
 	ev, err := a.cfg.Store.LastEvent(ctx, r.Key)
 	if err != nil || !ev.Terminal() {
 		return nil //nolint:nilerr // nothing to resend: a resume replays the log
@@ -655,10 +652,10 @@ func (st *runState) finish(f storage.Finish) error {
 	// store applied it): read back before trying again, so the terminal
 	// event is sent whenever it is stored, and stored at most once.
 	wait := 50 * time.Millisecond
-	deadline := a.now().Add(a.cfg.Lease)
+	deadline := time.Now().Add(a.cfg.Lease) // real time: it paces real retries
 	for err != nil && !errors.Is(err, storage.ErrConflict) {
 		a.log.Warn().Err(err).Str("request_id", st.key.ID).Msg("storing the terminal event failed; checking whether it was stored")
-		if !a.now().Before(deadline) {
+		if !time.Now().Before(deadline) {
 			return fmt.Errorf("streamer: finish %s: %w", st.key.ID, err)
 		}
 		time.Sleep(wait)
