@@ -17,8 +17,7 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/cmd/streamer/web"
 	"github.com/streamer-go/streamer/lambdas/awslocal"
-	"github.com/streamer-go/streamer/plugins/demo"
-	"github.com/streamer-go/streamer/plugins/report"
+	"github.com/streamer-go/streamer/lambdas/plugins"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
@@ -131,7 +130,8 @@ func serveDev(ctx context.Context, cfg devConfig, stdout io.Writer, log zerolog.
 		return err
 	}
 	defer stopSweeper()
-	reports, err := report.New(report.Config{Store: blobs})
+	// The same plugins the Lambdas serve, their files in the data dir.
+	plugs, err := plugins.New(blobs, streamer.DefaultRetention)
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -140,7 +140,7 @@ func serveDev(ctx context.Context, cfg devConfig, stdout io.Writer, log zerolog.
 		Listener:    ln,
 		DataDir:     cfg.dataDir,
 		Secret:      cfg.secret,
-		Plugins:     []streamer.Plugin{demo.New(), reports},
+		Plugins:     plugs,
 		Logger:      log,
 		IdleTimeout: cfg.idle,
 		MaxLifetime: cfg.lifetime,

@@ -1,11 +1,12 @@
-// Package plugins lists the plugins the router and processor Lambdas serve.
-// Both must serve the same actions, so the list lives here once: adding a
-// plugin is one line.
+// Package plugins lists the plugins this repository's deployments serve:
+// the Lambdas, `streamer dev --aws-local` and plain `streamer dev` all build
+// them with [New], so the list lives here once: adding a plugin is one line.
 package plugins
 
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
@@ -34,9 +35,16 @@ func All(_ context.Context, cfg lambdaapp.Config, awsCfg aws.Config) ([]streamer
 	if err != nil {
 		return nil, fmt.Errorf("the report plugin's bucket: %w (AWS_REGION and credentials come from the environment)", err)
 	}
+	return New(store, cfg.Retention)
+}
+
+// New returns the plugins, whatever the runtime: the demo plugin, and the
+// report plugin writing its files to store, with download URLs that last
+// retention (at most blob.MaxURLTTL; zero means report.DefaultTTL).
+func New(store blob.Store, retention time.Duration) ([]streamer.Plugin, error) {
 	ttl := report.DefaultTTL
-	if cfg.Retention > 0 {
-		ttl = min(cfg.Retention, blob.MaxURLTTL)
+	if retention > 0 {
+		ttl = min(retention, blob.MaxURLTTL)
 	}
 	reports, err := report.New(report.Config{Store: store, TTL: ttl})
 	if err != nil {
