@@ -230,7 +230,7 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	hctx, cancel := context.WithCancelCause(rctx)
 	defer cancel(nil)
 	st.cancel = cancel
-	timeout := a.timeout(rt, false)
+	timeout := a.timeout(rt, ModeAsync)
 	// A run never outlives its request's retention: past it the request
 	// is gone, so the handler stops in time to report TIMEOUT.
 	if left := r.ExpiresAt.Sub(a.now()) - a.cfg.Lease; !r.ExpiresAt.IsZero() && left < timeout {

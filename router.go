@@ -292,11 +292,13 @@ func (a *App) mode(rt *route, req *Request) Mode {
 	return ModeAsync
 }
 
-func (a *App) timeout(rt *route, sync bool) time.Duration {
+// timeout is how long one run of rt may take in mode (ModeSync or
+// ModeAsync): the action's Timeout, or the App's default for the mode.
+func (a *App) timeout(rt *route, mode Mode) time.Duration {
 	if t := rt.action.Options.Timeout; t > 0 {
 		return t
 	}
-	if sync {
+	if mode == ModeSync {
 		return a.cfg.SyncTimeout
 	}
 	return a.cfg.AsyncTimeout
@@ -339,7 +341,7 @@ func (a *App) runSync(ctx context.Context, conn Conn, rt *route, req *Request) {
 	req.Stage = StageSync
 	// The handler runs under its timeout; replies go out under ctx, so
 	// the TIMEOUT reply itself is not cut off by the expired deadline.
-	hctx, cancel := context.WithTimeout(ctx, a.timeout(rt, true))
+	hctx, cancel := context.WithTimeout(ctx, a.timeout(rt, ModeSync))
 	defer cancel()
 	rep := a.newLiveReporter(ctx, conn, req.ID)
 	res, err := a.serve(hctx, rt.chain, req, rep)
