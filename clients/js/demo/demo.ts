@@ -41,6 +41,7 @@ const ui = {
   connect: $<HTMLButtonElement>('connect'),
   drop: $<HTMLButtonElement>('drop'),
   state: $('state'),
+  actions: $('actions'),
   delayMs: $<HTMLInputElement>('delay-ms'),
   delaySteps: $<HTMLInputElement>('delay-steps'),
   startDelay: $<HTMLButtonElement>('start-delay'),
@@ -88,6 +89,7 @@ function client(): StreamerClient | null {
     opened = true;
     setState('connected');
     log('!', e.reconnect ? 'reconnected: resuming unfinished jobs' : 'connected');
+    if (!e.reconnect) showActions(c);
   });
   c.on('close', (e) => log('!', `closed (${e.code}${e.reason ? ' ' + e.reason : ''})`));
   c.on('reconnecting', (e) => {
@@ -102,6 +104,17 @@ function client(): StreamerClient | null {
   demo.client = c;
   setState('connecting');
   return c;
+}
+
+/** showActions lists the actions the server serves this token (the reserved `actions` action). */
+function showActions(c: StreamerClient): void {
+  c.actions()
+    .then((list) => {
+      ui.actions.textContent = list.length
+        ? 'Actions: ' + list.map((a) => `${a.name} (${a.mode})`).join(', ')
+        : 'This token may call no action.';
+    })
+    .catch((err: unknown) => log('!', `cannot list actions: ${String(err)}`));
 }
 
 function connect(): void {

@@ -896,6 +896,7 @@
     connect: $("connect"),
     drop: $("drop"),
     state: $("state"),
+    actions: $("actions"),
     delayMs: $("delay-ms"),
     delaySteps: $("delay-steps"),
     startDelay: $("start-delay"),
@@ -935,6 +936,7 @@
       opened = true;
       setState("connected");
       log("!", e.reconnect ? "reconnected: resuming unfinished jobs" : "connected");
+      if (!e.reconnect) showActions(c);
     });
     c.on("close", (e) => log("!", `closed (${e.code}${e.reason ? " " + e.reason : ""})`));
     c.on("reconnecting", (e) => {
@@ -949,6 +951,11 @@
     demo.client = c;
     setState("connecting");
     return c;
+  }
+  function showActions(c) {
+    c.actions().then((list) => {
+      ui.actions.textContent = list.length ? "Actions: " + list.map((a) => `${a.name} (${a.mode})`).join(", ") : "This token may call no action.";
+    }).catch((err) => log("!", `cannot list actions: ${String(err)}`));
   }
   function connect() {
     const had = demo.client;

@@ -175,6 +175,9 @@ describe('end to end: streamer dev, the demo page in Chromium, the Node example'
 
   test('progress bar advances, a screenshot mid-progress, and cancel', async () => {
     const { page, errors } = await openPage();
+    // The page lists the server's actions (the reserved `actions` action).
+    await page.waitForFunction(() => /delay \(async\)/.test(document.getElementById('actions').textContent), null, { timeout: 10000 });
+    assert.match(await page.textContent('#actions'), /echo \(sync\).*generate_report \(async\)/);
     const id = await startDelay(page, 20000, 100);
     const width = () => row(page, id).locator('.bar').evaluate((e) => e.getBoundingClientRect().width);
     await waitSeq(page, id, 3);
