@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -100,19 +101,10 @@ func TestRunHandsALateRequestOn(t *testing.T) {
 	inv := &invokes{}
 	s := newStack(t, flaky(time.Hour, &runs))
 	proc := s.build(lambdaapp.Processor, lambdaapp.Options{Invoker: inv})
-	c, id := s.open(t, "gus")
-	s.send(t, id, `{"action":"flaky","id":"late-1"}`)
-	require.Equal(t, streamer.TypeAcknowledgment, lambdatest.Read(t, c).Type)
-	_, insert := s.capture(t, isQueuedInsert("late-1"))
-	ev := decode(t, insert)
-	k, ok, err := lambdaapp.QueuedKey(ev.Records[0])
-	require.NoError(t, err)
-	require.True(t, ok)
-	job, err := json.Marshal(lambdaapp.NewJob(k))
-	require.NoError(t, err)
+	_, job := s.queue(t, "gus", "flaky", "late-1")
 
 	// The first run fails with a retryable error: re-queued an hour on.
-	_, err = proc.Handle(context.Background(), job)
+	_, err := proc.Handle(context.Background(), job)
 	require.NoError(t, err)
 	require.Equal(t, int32(1), runs.Load())
 	require.Empty(t, inv.calls)
@@ -138,13 +130,7 @@ func TestRunLeavesALiveHolderAlone(t *testing.T) {
 	inv := &invokes{}
 	s := newStack(t, flaky(time.Hour, &runs))
 	proc := s.build(lambdaapp.Processor, lambdaapp.Options{Invoker: inv})
-	c, id := s.open(t, "hal")
-	s.send(t, id, `{"action":"flaky","id":"held-1"}`)
-	require.Equal(t, streamer.TypeAcknowledgment, lambdatest.Read(t, c).Type)
-	_, insert := s.capture(t, isQueuedInsert("held-1"))
-	k, ok, err := lambdaapp.QueuedKey(decode(t, insert).Records[0])
-	require.NoError(t, err)
-	require.True(t, ok)
+	k, job := s.queue(t, "hal", "flaky", "held-1")
 
 	// The live holder: claimed with a 1 s lease that it keeps renewing.
 	store, err := dynamodb.New(dynamodb.Config{Client: s.aws.DB, Table: s.table})
@@ -169,8 +155,6 @@ func TestRunLeavesALiveHolderAlone(t *testing.T) {
 	}()
 	defer func() { close(stop); <-renewed }()
 
-	job, err := json.Marshal(lambdaapp.NewJob(k))
-	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -182,4 +166,20 @@ func TestRunLeavesALiveHolderAlone(t *testing.T) {
 	r, err := store.GetRequest(context.Background(), k)
 	require.NoError(t, err)
 	require.Equal(t, held.Attempt, r.Attempt, "not taken over")
+}
+
+// queue sends an async request as subject, waits for its acknowledgment and
+// its queued stream record, and returns its key and its processor job.
+func (s *stack) queue(t *testing.T, subject, action, id string) (storage.Key, []byte) {
+	t.Helper()
+	c, conn := s.open(t, subject)
+	s.send(t, conn, fmt.Sprintf(`{"action":%q,"id":%q}`, action, id))
+	require.Equal(t, streamer.TypeAcknowledgment, lambdatest.Read(t, c).Type)
+	_, insert := s.capture(t, isQueuedInsert(id))
+	k, ok, err := lambdaapp.QueuedKey(decode(t, insert).Records[0])
+	require.NoError(t, err)
+	require.True(t, ok)
+	job, err := json.Marshal(lambdaapp.NewJob(k))
+	require.NoError(t, err)
+	return k, job
 }
