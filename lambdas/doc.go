@@ -7,16 +7,16 @@
 // reads the STREAMER_* environment variables (see lambdaapp.ConfigFromEnv)
 // and builds the handlers.
 //
-// The plugins the router and processor serve are listed once, in
-// plugins.All: adding a plugin is one line there, and both functions then
-// serve its actions. plugins.All builds them from the function's
-// configuration, so a plugin can use the AWS configuration and the
-// deployment's S3 bucket (STREAMER_BUCKET), as the report plugin does.
+// Each main is one line, lambdaapp.Main(lambdaapp.Router, plugins.All),
+// over this repository's plugin list (package plugins); a project made
+// with `streamer new` has the same mains over its own list. lambdaapp.Env
+// lends the plugins the deployment's S3 bucket (STREAMER_BUCKET) as their
+// blob store, as the report plugin uses it.
 //
-// Build the deployment zips with `make package` (scripts/package.sh):
+// Build the deployment zips with `make package` (`streamer package`):
 // dist/<function>.zip, each holding one executable named bootstrap for the
 // provided.al2023 runtime on arm64, built with the lambda.norpc tag. Deploy
-// them with `serverless deploy`; serverless.yml names each zip as its
+// them with `make deploy` (osls); serverless.yml names each zip as its
 // function's package artifact, with handler bootstrap.
 //
 // The tests run the handlers on DynamoDB Local, replying through the local

@@ -1,131 +1,24 @@
-// Command streamer runs Streamer on one machine and talks to it.
+// Command streamer runs Streamer on one machine and talks to it, with this
+// repository's plugins (the demo and report plugins; package plugins).
 //
+//	streamer new DIR --module M       make a project of your own
 //	streamer dev                      run the whole stack locally
 //	streamer token --sub alice        mint a dev token
 //	streamer call ACTION [JSON]       send a request and wait for its result
 //	streamer status ID                print a request's status
 //	streamer cancel ID                cancel a request
 //	streamer actions                  list the actions the server serves
+//	streamer package                  build the Lambdas into dist/<function>.zip
 //	streamer load                     measure a server with closed-loop load
 //
-// Run "streamer help" or "streamer COMMAND -h" for details.
+// Run "streamer help" or "streamer COMMAND -h" for details. A project made
+// with `streamer new` has the same commands, serving its own plugins: its
+// main.go is the line below with its own plugin list.
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
-	"os"
-	"os/signal"
-	"syscall"
+	"github.com/streamer-go/streamer/cli"
+	"github.com/streamer-go/streamer/plugins"
 )
 
-const usage = `streamer: long-running requests over WebSocket, on AWS Lambda or this machine.
-
-Usage:
-  streamer dev     [--addr 127.0.0.1:8080] [--data-dir DIR] [--log-level info]
-  streamer token   --sub SUBJECT [--tenant T] [--scope "a b"] [--ttl 1h]
-  streamer call    ACTION [JSON] [--url URL] [--token JWT] [--id ID] [--timeout D]
-  streamer call    --resume ID [--url URL] [--token JWT]
-  streamer status  ID [--url URL] [--token JWT] [--json]
-  streamer cancel  ID [--url URL] [--token JWT] [--json]
-  streamer actions [--url URL] [--token JWT] [--json]
-  streamer load    [--url URL] [--conns 200] [--requests 50] [--action echo] [--payload JSON]
-
-Tokens: call, status, cancel, actions and load use --token, else $STREAMER_TOKEN,
-else mint one (subject "cli") with $STREAMER_JWT_SECRET, else with the secret
-streamer dev keeps in its data dir (--data-dir, default .streamer). token uses
-the same secrets.
-
-Exit codes: 0 done, 1 the request or call failed (its code is printed), 2 usage,
-3 the server could not be reached or refused the token, 130 interrupted (Ctrl-C;
-call then prints the request id and the commands that follow or cancel it).
-
-Environment:
-  STREAMER_JWT_SECRET   HS256 secret (at least 32 bytes) used by dev, token and the
-                        clients. dev makes one and keeps it in its data dir when unset.
-  STREAMER_URL          default --url of the clients (ws://127.0.0.1:8080/ws)
-  STREAMER_TOKEN        default --token of the clients
-  STREAMER_FAULT_DYNAMODB_THROTTLE, STREAMER_FAULT_SEED
-                        fault injection for tests, dev --aws-local only: the fraction
-                        (0-1) of DynamoDB calls answered with a throttling error, and
-                        the seed of their choice (default 1). Unset: none.
-`
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
-
-// run executes one command and returns the process exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	var err error
-	switch args[0] {
-	case "dev":
-		err = runDev(ctx, args[1:], stdout, stderr)
-	case "token":
-		err = runToken(args[1:], stdout, stderr)
-	case "call":
-		return runCall(ctx, args[1:], stdout, stderr)
-	case "status", "cancel":
-		return runStatus(ctx, args[0], args[1:], stdout, stderr)
-	case "actions":
-		return runActions(ctx, args[1:], stdout, stderr)
-	case "load":
-		err = runLoadCommand(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "streamer: unknown command %q\n\n%s", args[0], usage)
-		return 2
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "streamer %s: %v\n", args[0], err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			return 2
-		}
-		return 1
-	}
-	return 0
-}
-
-// usageError marks a command-line mistake (exit code 2).
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-// parseInterleaved parses flags that may come before, between or after the
-// positional arguments, and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError{err.Error()}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
+func main() { cli.Main(plugins.All) }

@@ -264,7 +264,13 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		addr := cfg.Listener.Addr().String()
-		cfg.Ready(devserver.Info{Addr: addr, URL: base, WebSocketURL: "ws://" + addr + "/ws", Token: token})
+		var actions []string
+		for _, p := range cfg.Plugins {
+			for _, a := range p.Actions {
+				actions = append(actions, a.Name)
+			}
+		}
+		cfg.Ready(devserver.Info{Addr: addr, URL: base, WebSocketURL: "ws://" + addr + "/ws", Token: token, Actions: actions})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)

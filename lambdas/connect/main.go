@@ -1,12 +1,11 @@
-// Command connect is the $connect route Lambda. Build it with scripts/package.sh
-// (make package); it reads its settings from STREAMER_* variables.
+// Command connect is the connect ($connect route) Lambda of this
+// repository's app. Build it with `make package`; it reads its settings
+// from STREAMER_* variables (see lambdaapp.ConfigFromEnv).
 package main
 
 import (
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
-	"github.com/streamer-go/streamer/lambdas/plugins"
+	"github.com/streamer-go/streamer/plugins"
 )
 
-func main() {
-	lambdaapp.Main(lambdaapp.Connect, plugins.All, func(h *lambdaapp.Handlers) any { return h.Connect })
-}
+func main() { lambdaapp.Main(lambdaapp.Connect, plugins.All) }

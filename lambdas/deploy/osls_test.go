@@ -120,6 +120,13 @@ func packageTemplate(t *testing.T, extraEnv map[string]string) cfnTemplate {
 		require.NoError(t, writePlaceholderZip(filepath.Join(dir, "dist", fn+".zip")))
 	}
 
+	return oslsPackage(t, bin, dir, extraEnv)
+}
+
+// oslsPackage runs `osls package` in dir, which holds a serverless.yml and
+// its dist/ zips, and returns the generated CloudFormation template.
+func oslsPackage(t *testing.T, bin, dir string, extraEnv map[string]string) cfnTemplate {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), packageTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "package", "--stage", stage, "--region", region)
@@ -129,7 +136,7 @@ func packageTemplate(t *testing.T, extraEnv map[string]string) cfnTemplate {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 10 * time.Second
 	ownProcessGroup(cmd)
-	err = cmd.Run()
+	err := cmd.Run()
 	require.NoError(t, ctx.Err(), "osls package did not finish within %s; output:\n%s", packageTimeout, out.String())
 	require.NoError(t, err, "osls package failed; output:\n%s", out.String())
 

@@ -764,7 +764,7 @@ var (
 	tableResources = []string{"{" + tableID + ".Arn}", "{" + tableID + ".Arn}/index/*"}
 	// The report plugin writes its files and presigns their GETs.
 	bucketActions  = []string{"s3:PutObject", "s3:GetObject"}
-	bucketResource = "{" + bucketID + ".Arn}/reports/*"
+	bucketResource = "{" + bucketID + ".Arn}/*"
 	streamResource = "{" + tableID + ".StreamArn}"
 	// Sending to and closing connections of this API's stage.
 	manageConnections = regexp.MustCompile(`^arn:\{AWS::Partition\}:execute-api:\{AWS::Region\}:\{AWS::AccountId\}:\{` +
@@ -822,7 +822,7 @@ func checkIAM(t *testing.T, tpl cfnTemplate) {
 			case action == "lambda:InvokeFunction":
 				assert.Equal(t, processorARN, res, "%s: only the processor (which invokes itself)", action)
 			case slices.Contains(bucketActions, action):
-				assert.Equal(t, bucketResource, res, "%s: only the files bucket's reports/ prefix", action)
+				assert.Equal(t, bucketResource, res, "%s: only the files bucket's objects", action)
 			case svc == "dynamodb" || svc == "execute-api" || svc == "sqs" || svc == "lambda" || svc == "s3":
 				t.Errorf("unexpected grant of %s on %s", action, res)
 			case svc == "xray":

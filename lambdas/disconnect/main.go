@@ -1,12 +1,11 @@
-// Command disconnect is the $disconnect route Lambda. Build it with scripts/package.sh
-// (make package); it reads its settings from STREAMER_* variables.
+// Command disconnect is the disconnect ($disconnect route) Lambda of this
+// repository's app. Build it with `make package`; it reads its settings
+// from STREAMER_* variables (see lambdaapp.ConfigFromEnv).
 package main
 
 import (
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
-	"github.com/streamer-go/streamer/lambdas/plugins"
+	"github.com/streamer-go/streamer/plugins"
 )
 
-func main() {
-	lambdaapp.Main(lambdaapp.Disconnect, plugins.All, func(h *lambdaapp.Handlers) any { return h.Disconnect })
-}
+func main() { lambdaapp.Main(lambdaapp.Disconnect, plugins.All) }

@@ -1,12 +1,11 @@
-// Command processor is the processor (DynamoDB stream) Lambda. Build it with scripts/package.sh
-// (make package); it reads its settings from STREAMER_* variables.
+// Command processor is the processor (DynamoDB stream, and the jobs it invokes itself with) Lambda of this
+// repository's app. Build it with `make package`; it reads its settings
+// from STREAMER_* variables (see lambdaapp.ConfigFromEnv).
 package main
 
 import (
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
-	"github.com/streamer-go/streamer/lambdas/plugins"
+	"github.com/streamer-go/streamer/plugins"
 )
 
-func main() {
-	lambdaapp.Main(lambdaapp.Processor, plugins.All, func(h *lambdaapp.Handlers) any { return h.Handle })
-}
+func main() { lambdaapp.Main(lambdaapp.Processor, plugins.All) }

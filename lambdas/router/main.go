@@ -1,12 +1,11 @@
-// Command router is the router ($default route) Lambda. Build it with scripts/package.sh
-// (make package); it reads its settings from STREAMER_* variables.
+// Command router is the router ($default route) Lambda of this
+// repository's app. Build it with `make package`; it reads its settings
+// from STREAMER_* variables (see lambdaapp.ConfigFromEnv).
 package main
 
 import (
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
-	"github.com/streamer-go/streamer/lambdas/plugins"
+	"github.com/streamer-go/streamer/plugins"
 )
 
-func main() {
-	lambdaapp.Main(lambdaapp.Router, plugins.All, func(h *lambdaapp.Handlers) any { return h.Route })
-}
+func main() { lambdaapp.Main(lambdaapp.Router, plugins.All) }

@@ -1,5 +1,5 @@
-// The dev server's demo page (cmd/streamer/web/index.html), built on the
-// SDK. Bundled by scripts/build-demo.mjs into cmd/streamer/web/app.js, which
+// The dev server's demo page (cli/web/index.html), built on the
+// SDK. Bundled by scripts/build-demo.mjs into cli/web/app.js, which
 // is committed: `streamer dev` never needs npm.
 //
 // Test hooks: the element ids of index.html, each job's

@@ -1,4 +1,4 @@
-// The committed demo bundle (cmd/streamer/web/app.js) must be what the
+// The committed demo bundle (cli/web/app.js) must be what the
 // sources build to: `streamer dev` embeds it and never runs npm.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 
 import { buildDemo, outfile } from '../scripts/build-demo.mjs';
 
-test('the committed cmd/streamer/web/app.js is up to date', async () => {
+test('the committed cli/web/app.js is up to date', async () => {
   const [built, committed] = await Promise.all([buildDemo(), readFile(outfile)]);
   assert.ok(
     Buffer.from(built).equals(committed),

@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/blob/localblob"
 	"github.com/streamer-go/streamer/middleware"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/bolt"
@@ -38,6 +40,12 @@ import (
 
 // Defaults of [Config].
 const (
+	// BlobsPath is where the dev server serves its blob store (see
+	// Config.Build).
+	BlobsPath = "/blobs/"
+	// sweepInterval is how often expired files of the blob store are
+	// deleted.
+	sweepInterval  = 10 * time.Minute
 	DefaultAddr    = "127.0.0.1:8080"
 	DefaultDataDir = ".streamer"
 	// MinSecretLen is the shortest HS256 secret accepted.
@@ -63,6 +71,12 @@ type Config struct {
 	Secret []byte
 	// Plugins provide the actions.
 	Plugins []streamer.Plugin
+	// Build, when set, builds more plugins (served after Plugins) with the
+	// dev server's [streamer.Env]: its blob store is DataDir/blobs, served
+	// at /blobs/ with signed URLs that expire (expired files are deleted
+	// every 10 minutes), and its retention streamer.DefaultRetention. It is
+	// how `streamer dev` serves an app's plugins (cli.Main).
+	Build streamer.PluginsFunc
 	// Middleware wraps every action, inside the server's own logging and
 	// token-expiry middleware.
 	Middleware []streamer.Middleware
@@ -96,6 +110,8 @@ type Info struct {
 	// SecretFile is the file holding a generated secret ("" when the
 	// secret was given).
 	SecretFile string
+	// Actions are the names of the actions served, in the plugins' order.
+	Actions []string
 }
 
 // Run serves until ctx is canceled, then closes every connection, stops the
@@ -151,6 +167,28 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	defer ln.Close() //nolint:errcheck // Serve closes it first on a clean shutdown
 
+	plugins := cfg.Plugins
+	mux := http.NewServeMux()
+	if cfg.Build != nil {
+		blobs, err := localblob.New(localblob.Config{Dir: filepath.Join(cfg.DataDir, "blobs"), BaseURL: "http://" + ln.Addr().String() + BlobsPath})
+		if err != nil {
+			return fmt.Errorf("devserver: DataDir %s: %w", cfg.DataDir, err)
+		}
+		built, err := cfg.Build(ctx, streamer.Env{Blobs: blobs, Retention: streamer.DefaultRetention})
+		if err != nil {
+			return fmt.Errorf("devserver: building the plugins: %w", err)
+		}
+		plugins = append(slices.Clip(plugins), built...)
+		mux.Handle(BlobsPath, http.StripPrefix(strings.TrimSuffix(BlobsPath, "/"), blobs))
+		sweepCtx, stopSweeper := context.WithCancel(ctx)
+		swept := make(chan struct{})
+		go func() {
+			defer close(swept)
+			blobs.RunSweeper(sweepCtx, sweepInterval, func(err error) { cfg.Logger.Warn().Err(err).Msg("sweeping expired files") })
+		}()
+		defer func() { stopSweeper(); <-swept }()
+	}
+
 	h := &gatewayHandler{}
 	gw, err := local.New(local.Config{Handler: h, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime, Logger: cfg.Logger})
 	if err != nil {
@@ -159,14 +197,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	mw := append([]streamer.Middleware{middleware.Logging(cfg.Logger), middleware.Auth(middleware.AuthOptions{})}, cfg.Middleware...)
 	app, err := streamer.New(streamer.Config{
 		Store: store, Sender: gw, Authenticator: auth,
-		Plugins: cfg.Plugins, Middleware: mw, Logger: cfg.Logger,
+		Plugins: plugins, Middleware: mw, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return err
 	}
 	h.app = app
 
-	mux := http.NewServeMux()
 	mux.Handle("/ws", gw)
 	mux.Handle("/@connections/", gw.Management())
 	for pattern, handler := range cfg.Handlers {
@@ -180,7 +217,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			return err
 		}
 		addr := ln.Addr().String()
-		cfg.Ready(Info{Addr: addr, URL: "http://" + addr, WebSocketURL: "ws://" + addr + "/ws", Token: token, SecretFile: secretFile})
+		var actions []string
+		for _, p := range plugins {
+			for _, a := range p.Actions {
+				actions = append(actions, a.Name)
+			}
+		}
+		cfg.Ready(Info{Addr: addr, URL: "http://" + addr, WebSocketURL: "ws://" + addr + "/ws", Token: token, SecretFile: secretFile, Actions: actions})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/streamer-go/streamer/cmd/streamer/web"
+	"github.com/streamer-go/streamer/cli/web"
 )
 
 func readFile(t *testing.T, name string) string {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -18,17 +18,16 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/streamer-go/streamer"
-	"github.com/streamer-go/streamer/cmd/streamer/web"
+	"github.com/streamer-go/streamer/cli/web"
 	"github.com/streamer-go/streamer/lambdas/awslocal"
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
-	"github.com/streamer-go/streamer/lambdas/plugins"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
 // serveAWSLocal runs the AWS path on this machine: DynamoDB Local (started
 // here unless an endpoint is given), the Lambda handlers behind the local
 // gateway, and the stream poller in place of the event source mapping.
-func serveAWSLocal(ctx context.Context, cfg devConfig, stdout io.Writer, log zerolog.Logger) error {
+func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsFunc, stdout io.Writer, log zerolog.Logger) error {
 	if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
 		return fmt.Errorf("--data-dir %s: %w", cfg.dataDir, err)
 	}
@@ -53,16 +52,20 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, stdout io.Writer, log zer
 		return fmt.Errorf("--addr %s: %w", cfg.addr, err)
 	}
 	defer ln.Close() //nolint:errcheck // Serve closes it first on a clean shutdown
-	// The Lambdas' plugins, as plugins.All builds them on AWS: the report
-	// plugin's files go to an S3 bucket.
+	// The plugins as the Lambdas build them (lambdaapp.Env): their files
+	// go to an S3 bucket, on a local server.
 	s3Cfg, bucket, stopS3, err := localS3(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer stopS3()
-	plugs, err := plugins.All(ctx, lambdaapp.Config{Bucket: bucket, Retention: streamer.DefaultRetention}, s3Cfg)
+	env, err := lambdaapp.Env(lambdaapp.Config{Bucket: bucket, Retention: streamer.DefaultRetention}, s3Cfg)
 	if err != nil {
 		return err
+	}
+	plugs, err := plugins(ctx, env)
+	if err != nil {
+		return fmt.Errorf("building the plugins: %w", err)
 	}
 	return awslocal.Run(ctx, awslocal.Config{
 		Listener: ln, DynamoDBEndpoint: endpoint, Table: cfg.table, Secret: secret,

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/middleware"
+	"github.com/streamer-go/streamer/plugins"
 )
 
 const benchSecret = "bench-secret-0123456789abcdef0123456789"
@@ -31,7 +32,7 @@ func startBenchDev(tb testing.TB) (string, string) {
 	done := make(chan error, 1)
 	cfg := devConfig{addr: "127.0.0.1:0", dataDir: tb.TempDir(), secret: []byte(benchSecret), idle: time.Hour, lifetime: time.Hour}
 	go func() {
-		done <- serveDev(ctx, cfg, pw, zerolog.Nop())
+		done <- serveDev(ctx, cfg, plugins.All, pw, zerolog.Nop())
 		_ = pw.Close()
 	}()
 	tb.Cleanup(func() {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,29 +16,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/rs/zerolog"
 
-	"github.com/streamer-go/streamer/blob/localblob"
 	"github.com/streamer-go/streamer/blob/s3blob/s3local"
 )
 
-// blobsPath is where the dev server serves its blob store (dev.go mounts
-// it).
-const blobsPath = "/blobs/"
-
-// sweepInterval is how often the dev servers delete expired files.
+// sweepInterval is how often the S3 server of --aws-local deletes expired
+// objects.
 const sweepInterval = 10 * time.Minute
-
-// localBlobs returns the blob store of `streamer dev`: dataDir/blobs,
-// served at base+blobsPath, with its sweeper running until stop is
-// called.
-func localBlobs(ctx context.Context, dataDir, base string, log zerolog.Logger) (st *localblob.Store, stop func(), err error) {
-	st, err = localblob.New(localblob.Config{Dir: filepath.Join(dataDir, "blobs"), BaseURL: base + blobsPath})
-	if err != nil {
-		return nil, nil, fmt.Errorf("--data-dir %s: %w", dataDir, err)
-	}
-	return st, background(ctx, func(ctx context.Context) {
-		st.RunSweeper(ctx, sweepInterval, func(err error) { log.Warn().Err(err).Msg("sweeping expired files") })
-	}), nil
-}
 
 // localBucket is the bucket of `streamer dev --aws-local`.
 const localBucket = "streamer-local"

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -9,15 +9,17 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/streamer-go/streamer"
-	"github.com/streamer-go/streamer/cmd/streamer/web"
+	"github.com/streamer-go/streamer/cli/web"
 	"github.com/streamer-go/streamer/lambdas/awslocal"
-	"github.com/streamer-go/streamer/lambdas/plugins"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
@@ -69,7 +71,7 @@ func faultsFromEnv() (awslocal.Faults, error) {
 	return f, nil
 }
 
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, plugins streamer.PluginsFunc) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := devConfig{}
@@ -111,47 +113,33 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := devserver.NewLogger(stderr, level)
 	if cfg.awsLocal {
-		return serveAWSLocal(ctx, cfg, stdout, log)
+		return serveAWSLocal(ctx, cfg, plugins, stdout, log)
 	}
-	return serveDev(ctx, cfg, stdout, log)
+	return serveDev(ctx, cfg, plugins, stdout, log)
 }
 
-// serveDev runs the dev stack with the demo and report plugins and the
-// demo page, printing where to find it.
-func serveDev(ctx context.Context, cfg devConfig, stdout io.Writer, log zerolog.Logger) error {
+// serveDev runs the embedded runtime with the app's plugins and the demo
+// page, printing where to find them.
+func serveDev(ctx context.Context, cfg devConfig, plugins streamer.PluginsFunc, stdout io.Writer, log zerolog.Logger) error {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("--addr %s: %w", cfg.addr, err)
-	}
-	base := "http://" + ln.Addr().String()
-	blobs, stopSweeper, err := localBlobs(ctx, cfg.dataDir, base, log)
-	if err != nil {
-		_ = ln.Close()
-		return err
-	}
-	defer stopSweeper()
-	// The same plugins the Lambdas serve, their files in the data dir.
-	plugs, err := plugins.New(blobs, streamer.DefaultRetention)
-	if err != nil {
-		_ = ln.Close()
-		return err
 	}
 	return devserver.Run(ctx, devserver.Config{
 		Listener:    ln,
 		DataDir:     cfg.dataDir,
 		Secret:      cfg.secret,
-		Plugins:     plugs,
+		Build:       plugins,
 		Logger:      log,
 		IdleTimeout: cfg.idle,
 		MaxLifetime: cfg.lifetime,
-		Handlers: map[string]http.Handler{
-			"/blobs/": http.StripPrefix("/blobs", blobs),
-			"/":       http.FileServerFS(web.FS),
-		},
-		Ready: func(info devserver.Info) { printBanner(stdout, cfg, info) },
+		Handlers:    map[string]http.Handler{"/": http.FileServerFS(web.FS)},
+		Ready:       func(info devserver.Info) { printBanner(stdout, cfg, info) },
 	})
 }
 
+// printBanner prints where the dev server is, and a command to try that
+// calls one of the plugins' actions.
 func printBanner(w io.Writer, cfg devConfig, info devserver.Info) {
 	fmt.Fprintf(w, "Streamer dev server\n")
 	fmt.Fprintf(w, "  websocket:  %s\n", info.WebSocketURL)
@@ -160,11 +148,44 @@ func printBanner(w io.Writer, cfg devConfig, info devserver.Info) {
 	fmt.Fprintf(w, "  data dir:   %s\n", cfg.dataDir)
 	fmt.Fprintf(w, "  token:      %s   (sub=dev, valid 24h)\n", info.Token)
 	if info.SecretFile != "" {
-		fmt.Fprintf(w, "  secret:     kept in %s; export STREAMER_JWT_SECRET=$(cat %s) to mint tokens with `streamer token`\n",
-			info.SecretFile, info.SecretFile)
+		fmt.Fprintf(w, "  secret:     kept in %s; export STREAMER_JWT_SECRET=$(cat %s) to mint tokens with `%s token`\n",
+			info.SecretFile, info.SecretFile, selfCommand())
 	}
-	fmt.Fprintf(w, "  try:        go run ./cmd/streamer call --url %s --token %s delay '{\"ms\":3000,\"steps\":10}'\n", info.WebSocketURL, info.Token)
+	fmt.Fprintf(w, "  actions:    %s actions --url %s --token %s\n", selfCommand(), info.WebSocketURL, info.Token)
+	if action, payload := tryAction(info.Actions); action != "" {
+		fmt.Fprintf(w, "  try:        %s call --url %s --token %s %s %s\n", selfCommand(), info.WebSocketURL, info.Token, action, shellQuote(payload))
+	}
 	if f, ok := w.(interface{ Sync() error }); ok {
 		_ = f.Sync()
 	}
+}
+
+// selfCommand returns the command that runs this program from its
+// module's root: "go run ./cmd/streamer" for the streamer command, "go run
+// ." for a project made by `streamer new`; the program's path when it is
+// not a main package of a module.
+func selfCommand() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok || bi.Path == "" || bi.Main.Path == "" {
+		return filepath.Base(os.Args[0])
+	}
+	switch {
+	case bi.Path == bi.Main.Path:
+		return "go run ."
+	case strings.HasPrefix(bi.Path, bi.Main.Path+"/"):
+		return "go run ./" + strings.TrimPrefix(bi.Path, bi.Main.Path+"/")
+	}
+	return filepath.Base(os.Args[0])
+}
+
+// tryAction picks an action for the banner's example call: the demo's
+// delay when served, otherwise the first action, with an empty payload.
+func tryAction(actions []string) (action, payload string) {
+	if slices.Contains(actions, "delay") {
+		return "delay", `{"ms":3000,"steps":10}`
+	}
+	if len(actions) > 0 {
+		return actions[0], "{}"
+	}
+	return "", ""
 }

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 
-	"github.com/streamer-go/streamer/cmd/streamer/web"
+	"github.com/streamer-go/streamer/cli/web"
 )
 
 // FS holds the demo page, ready for http.FileServerFS.
