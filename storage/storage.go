@@ -27,6 +27,9 @@
 //     another claimed the request cannot write into the new run. A finish
 //     without a claim passes the Attempt it read (0 when never claimed).
 //     AppendEvent checks the attempt before the subscriber version.
+//   - ClaimRequest sets StartedAt to the claim's Now when it is zero.
+//   - SaveCheckpoint and ContinueRequest are fenced like ExtendLease and
+//     RequeueRequest; ContinueRequest adds one to Continuations.
 //   - ClaimRequest adds one to Stalls when it takes over a running or
 //     canceling request whose lease has passed, or when [Claim.Stalled] is
 //     set; never more than one per claim, and a refused claim changes
@@ -229,6 +232,18 @@ type Request struct {
 	// AppendEvent, and learns of a new subscriber from the refusal, so it
 	// need not read the subscribers for every event.
 	SubsVersion int64
+	// Continuations counts the runs that stopped before they could finish
+	// (a Lambda deadline, a shutdown) and were handed back with
+	// ContinueRequest, to continue from the Checkpoint. They are not
+	// failed attempts.
+	Continuations int
+	// Checkpoint is the resumable state the request's handler saved last
+	// (JSON; SaveCheckpoint, or AppendEvent with Event.Checkpoint), nil
+	// when none. A run reads it when it starts.
+	Checkpoint json.RawMessage
+	// StartedAt is when the request was first claimed (zero while never
+	// claimed): its total running time is counted from it.
+	StartedAt time.Time
 	// NotBefore is when a queued request may be claimed (retry backoff).
 	NotBefore time.Time
 	// LeaseUntil is when a running claim expires and may be taken over.
@@ -263,6 +278,12 @@ type Event struct {
 	Data      []byte
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// Checkpoint, when non-nil, is not part of the event: AppendEvent
+	// stores it as the request's Checkpoint in the same atomic write as
+	// the event, so a progress event and the state it reflects are saved
+	// together for the price of one write. Events read back never carry
+	// it.
+	Checkpoint json.RawMessage
 }
 
 // Terminal reports whether the event ends its request's stream.
@@ -348,6 +369,15 @@ type Store interface {
 	// is not running under that attempt (a canceling request is not
 	// requeued).
 	RequeueRequest(ctx context.Context, k Key, attempt int, notBefore time.Time) error
+	// ContinueRequest is RequeueRequest for a run that stopped before it
+	// could finish (a deadline, a shutdown): it also adds one to
+	// Continuations, in the same write. The next run continues from the
+	// request's Checkpoint.
+	ContinueRequest(ctx context.Context, k Key, attempt int, notBefore time.Time) error
+	// SaveCheckpoint sets the Checkpoint of a running or canceling request
+	// claimed as attempt. ErrConflict when the attempt is no longer
+	// current or the request has finished.
+	SaveCheckpoint(ctx context.Context, k Key, attempt int, state json.RawMessage) error
 	// CancelRequest marks a live request canceling and returns it as
 	// updated. A request that has finished is returned unchanged with no
 	// error; callers check Status.Final.

@@ -520,6 +520,9 @@ func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim
 		if c.Stalled {
 			r.Stalls++
 		}
+		if r.StartedAt.IsZero() {
+			r.StartedAt = c.Now
+		}
 		r.Attempt++
 		r.LeaseUntil = c.LeaseUntil
 		r.UpdatedAt = c.Now
@@ -543,13 +546,38 @@ func (s *Store) ExtendLease(ctx context.Context, k storage.Key, attempt int, unt
 // RequeueRequest moves a running request claimed as attempt back to queued
 // with the given NotBefore; [storage.ErrConflict] otherwise.
 func (s *Store) RequeueRequest(ctx context.Context, k storage.Key, attempt int, notBefore time.Time) error {
-	_, err := s.modify(ctx, "requeue request", k, func(r *storage.Request) error {
+	return s.requeue(ctx, "requeue request", k, attempt, notBefore, false)
+}
+
+// ContinueRequest is RequeueRequest that also counts a continuation.
+func (s *Store) ContinueRequest(ctx context.Context, k storage.Key, attempt int, notBefore time.Time) error {
+	return s.requeue(ctx, "continue request", k, attempt, notBefore, true)
+}
+
+func (s *Store) requeue(ctx context.Context, op string, k storage.Key, attempt int, notBefore time.Time, continued bool) error {
+	_, err := s.modify(ctx, op, k, func(r *storage.Request) error {
 		if r.Status != storage.StatusRunning || r.Attempt != attempt {
 			return fmt.Errorf("request %s is %s attempt %d, want running attempt %d: %w", k, r.Status, r.Attempt, attempt, storage.ErrConflict)
 		}
 		r.Status = storage.StatusQueued
 		r.NotBefore = notBefore
 		r.LeaseUntil = time.Time{}
+		if continued {
+			r.Continuations++
+		}
+		return nil
+	})
+	return err
+}
+
+// SaveCheckpoint sets the Checkpoint of a running or canceling request
+// claimed as attempt; [storage.ErrConflict] otherwise.
+func (s *Store) SaveCheckpoint(ctx context.Context, k storage.Key, attempt int, state json.RawMessage) error {
+	_, err := s.modify(ctx, "save checkpoint", k, func(r *storage.Request) error {
+		if (r.Status != storage.StatusRunning && r.Status != storage.StatusCanceling) || r.Attempt != attempt {
+			return fmt.Errorf("request %s is %s attempt %d, want attempt %d: %w", k, r.Status, r.Attempt, attempt, storage.ErrConflict)
+		}
+		r.Checkpoint = append(json.RawMessage(nil), state...)
 		return nil
 	})
 	return err
@@ -653,7 +681,14 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, e s
 		if r.SubsVersion != subsVersion {
 			return &storage.SubscribersChangedError{Version: r.SubsVersion}
 		}
-		return putEvent(tx, rk, e.Seq, v)
+		if err := putEvent(tx, rk, e.Seq, v); err != nil {
+			return err
+		}
+		if e.Checkpoint == nil {
+			return nil
+		}
+		r.Checkpoint = append(json.RawMessage(nil), e.Checkpoint...)
+		return putRequest(tx, r)
 	})
 }
 

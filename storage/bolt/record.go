@@ -48,6 +48,9 @@ type requestRecord struct {
 	Status       storage.Status    `json:"status"`
 	Attempt      int               `json:"attempt,omitempty"`
 	Stalls       int               `json:"stalls,omitempty"` // absent in files written before stalls were counted
+	Continued    int               `json:"continuations,omitempty"`
+	Checkpoint   []byte            `json:"checkpoint,omitempty"`
+	StartedAt    time.Time         `json:"started_at,omitzero"`
 	SubsVersion  int64             `json:"subs_version,omitempty"`
 	NotBefore    time.Time         `json:"not_before"`
 	LeaseUntil   time.Time         `json:"lease_until"`
@@ -71,6 +74,9 @@ func fromRequest(r storage.Request) requestRecord {
 		Status:       r.Status,
 		Attempt:      r.Attempt,
 		Stalls:       r.Stalls,
+		Continued:    r.Continuations,
+		Checkpoint:   r.Checkpoint,
+		StartedAt:    r.StartedAt,
 		SubsVersion:  r.SubsVersion,
 		NotBefore:    r.NotBefore,
 		LeaseUntil:   r.LeaseUntil,
@@ -93,25 +99,28 @@ func fromRequest(r storage.Request) requestRecord {
 
 func (rec requestRecord) request(k storage.Key) storage.Request {
 	r := storage.Request{
-		Key:          k,
-		Action:       rec.Action,
-		Payload:      rec.Payload,
-		Metadata:     maps.Clone(rec.Metadata),
-		Fingerprint:  rec.Fingerprint,
-		Principal:    rec.Principal,
-		ConnectionID: rec.ConnectionID,
-		Endpoint:     rec.Endpoint,
-		Status:       rec.Status,
-		Attempt:      rec.Attempt,
-		Stalls:       rec.Stalls,
-		SubsVersion:  rec.SubsVersion,
-		NotBefore:    rec.NotBefore,
-		LeaseUntil:   rec.LeaseUntil,
-		Result:       rec.Result,
-		ResultChunks: rec.ResultChunks,
-		CreatedAt:    rec.CreatedAt,
-		UpdatedAt:    rec.UpdatedAt,
-		ExpiresAt:    rec.ExpiresAt,
+		Key:           k,
+		Action:        rec.Action,
+		Payload:       rec.Payload,
+		Metadata:      maps.Clone(rec.Metadata),
+		Fingerprint:   rec.Fingerprint,
+		Principal:     rec.Principal,
+		ConnectionID:  rec.ConnectionID,
+		Endpoint:      rec.Endpoint,
+		Status:        rec.Status,
+		Attempt:       rec.Attempt,
+		Stalls:        rec.Stalls,
+		Continuations: rec.Continued,
+		Checkpoint:    rec.Checkpoint,
+		StartedAt:     rec.StartedAt,
+		SubsVersion:   rec.SubsVersion,
+		NotBefore:     rec.NotBefore,
+		LeaseUntil:    rec.LeaseUntil,
+		Result:        rec.Result,
+		ResultChunks:  rec.ResultChunks,
+		CreatedAt:     rec.CreatedAt,
+		UpdatedAt:     rec.UpdatedAt,
+		ExpiresAt:     rec.ExpiresAt,
 	}
 	if rec.Error != nil {
 		r.Error = &storage.ErrorInfo{
@@ -134,10 +143,12 @@ type eventRecord struct {
 	ExpiresAt  time.Time `json:"expires_at"`
 }
 
+// fromEvent encodes an event as stored: without a checkpoint, which
+// belongs to the request.
 func fromEvent(e storage.Event) eventRecord {
-	return eventRecord(e)
+	return eventRecord{Seq: e.Seq, Type: e.Type, Percentage: e.Percentage, Message: e.Message, Data: e.Data, CreatedAt: e.CreatedAt, ExpiresAt: e.ExpiresAt}
 }
 
 func (rec eventRecord) event() storage.Event {
-	return storage.Event(rec)
+	return storage.Event{Seq: rec.Seq, Type: rec.Type, Percentage: rec.Percentage, Message: rec.Message, Data: rec.Data, CreatedAt: rec.CreatedAt, ExpiresAt: rec.ExpiresAt}
 }

@@ -40,6 +40,9 @@ const (
 	attrClaimShard   = "claim_shard"
 	attrAttempt      = "attempt"
 	attrStalls       = "stalls"
+	attrContinued    = "continuations"
+	attrCheckpoint   = "checkpoint"
+	attrStartedAt    = "started_at"
 	attrSubsVersion  = "subs_version"
 	attrNotBefore    = "not_before"
 	attrLeaseUntil   = "lease_until"
@@ -216,6 +219,9 @@ func encodeRequest(r storage.Request) item {
 	it[AttrStatusTime] = millis(statusTime(r))
 	b.int(attrAttempt, int64(r.Attempt))
 	b.int(attrStalls, int64(r.Stalls))
+	b.int(attrContinued, int64(r.Continuations))
+	b.bin(attrCheckpoint, r.Checkpoint)
+	b.time(attrStartedAt, r.StartedAt)
 	b.int(attrSubsVersion, r.SubsVersion)
 	b.time(attrNotBefore, r.NotBefore)
 	b.time(attrLeaseUntil, r.LeaseUntil)
@@ -434,8 +440,11 @@ func decodeRequest(it item) (storage.Request, error) {
 		Endpoint:     r.str(attrEndpoint),
 		Status:       storage.Status(r.str(attrStatus)),
 		Attempt:      int(r.int(attrAttempt)),
-		Stalls:       int(r.int(attrStalls)),
-		SubsVersion:  r.int(attrSubsVersion),
+		Stalls:        int(r.int(attrStalls)),
+		Continuations: int(r.int(attrContinued)),
+		Checkpoint:    json.RawMessage(r.bin(attrCheckpoint)),
+		StartedAt:     r.time(attrStartedAt),
+		SubsVersion:   r.int(attrSubsVersion),
 		NotBefore:    r.time(attrNotBefore),
 		LeaseUntil:   r.time(attrLeaseUntil),
 		Result:       json.RawMessage(r.bin(attrResult)),

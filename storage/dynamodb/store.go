@@ -3,6 +3,7 @@ package dynamodb
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -579,6 +580,7 @@ func (s *Store) claim(ctx context.Context, k storage.Key, c storage.Claim, queue
 	e.setTo(AttrStatusTime, e.ms(c.LeaseUntil))
 	e.setTime(attrLeaseUntil, c.LeaseUntil)
 	e.setTime(attrUpdatedAt, c.Now)
+	e.setTo(attrStartedAt, "if_not_exists("+e.n(attrStartedAt)+", "+now+")")
 	e.increment(attrAttempt)
 	if stall {
 		e.increment(attrStalls)
@@ -636,8 +638,40 @@ func (s *Store) ExtendLease(ctx context.Context, k storage.Key, attempt int, unt
 
 // RequeueRequest is one conditional UpdateItem. It clears the lease.
 func (s *Store) RequeueRequest(ctx context.Context, k storage.Key, attempt int, notBefore time.Time) error {
-	const op = "requeue request"
+	return s.requeue(ctx, "requeue request", k, attempt, notBefore, false)
+}
+
+// ContinueRequest is RequeueRequest that also adds one to continuations,
+// in the same single UpdateItem.
+func (s *Store) ContinueRequest(ctx context.Context, k storage.Key, attempt int, notBefore time.Time) error {
+	return s.requeue(ctx, "continue request", k, attempt, notBefore, true)
+}
+
+// SaveCheckpoint is one conditional UpdateItem of the request item, fenced
+// like ExtendLease. The checkpoint is not projected into any index, so it
+// adds no index write; it does make the request item larger, and every
+// later write of the item is billed by its size (1 WCU per KB).
+func (s *Store) SaveCheckpoint(ctx context.Context, k storage.Key, attempt int, state json.RawMessage) error {
+	const op = "save checkpoint"
 	e := newExpr()
+	e.setTo(attrCheckpoint, e.v(bin(state)))
+	cond := e.alive(s.now()) + " AND " + e.statusIn(running, canceling) +
+		" AND " + e.n(attrAttempt) + " = " + e.v(num(int64(attempt)))
+	it, err := s.updateRequest(ctx, op, k, e, cond)
+	if errors.Is(err, errRejected) {
+		return s.rejection(op, k, it)
+	}
+	if err != nil {
+		return fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
+	}
+	return nil
+}
+
+func (s *Store) requeue(ctx context.Context, op string, k storage.Key, attempt int, notBefore time.Time, continued bool) error {
+	e := newExpr()
+	if continued {
+		e.increment(attrContinued)
+	}
 	e.setTo(attrStatus, e.s(queuedStatus))
 	e.setTo(AttrStatusShard, e.s(statusShard(queuedStatus, k)))
 	e.setTo(AttrStatusTime, e.ms(notBefore))
@@ -780,7 +814,8 @@ func (s *Store) transactError(op string, k storage.Key, seq int64, err error) er
 }
 
 // AppendEvent is exactly one TransactWriteItems and no read: a
-// ConditionCheck of the request (it exists, has not expired, is live, its
+// ConditionCheck of the request (an Update with the same condition when
+// the event carries a checkpoint, which it saves) (it exists, has not expired, is live, its
 // attempt is attempt and its subscriber version subsVersion; ALL_OLD on
 // failure tells ErrNotFound, ErrConflict and a subscriber change apart)
 // and a Put of the event (its seq is free, or holds an expired event). The
@@ -799,16 +834,31 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, ev 
 	}
 	now := s.now()
 	cond := e.alive(now) + " AND " + e.statusIn(queuedStatus, running, canceling) + " AND " + e.attemptIs(attempt) + " AND " + version
+	check := types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
+		TableName:                           s.table,
+		Key:                                 requestKey(k),
+		ConditionExpression:                 aws.String(cond),
+		ExpressionAttributeNames:            e.names,
+		ExpressionAttributeValues:           e.values,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}}
+	if ev.Checkpoint != nil {
+		// The same condition, on an Update that saves the checkpoint: the
+		// transaction keeps its two items.
+		e.setTo(attrCheckpoint, e.v(bin(ev.Checkpoint)))
+		check = types.TransactWriteItem{Update: &types.Update{
+			TableName:                           s.table,
+			Key:                                 requestKey(k),
+			UpdateExpression:                    e.update(),
+			ConditionExpression:                 aws.String(cond),
+			ExpressionAttributeNames:            e.names,
+			ExpressionAttributeValues:           e.values,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}}
+	}
 	err = s.write(ctx, op, func() error {
 		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-			{ConditionCheck: &types.ConditionCheck{
-				TableName:                           s.table,
-				Key:                                 requestKey(k),
-				ConditionExpression:                 aws.String(cond),
-				ExpressionAttributeNames:            e.names,
-				ExpressionAttributeValues:           e.values,
-				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-			}},
+			check,
 			{Put: s.putEvent(it, now)},
 		}})
 		return err

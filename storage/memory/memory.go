@@ -12,6 +12,7 @@ package memory
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -287,6 +288,9 @@ func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim
 	if c.Stalled {
 		r.Stalls++
 	}
+	if r.StartedAt.IsZero() {
+		r.StartedAt = c.Now
+	}
 	r.Attempt++
 	r.LeaseUntil = c.LeaseUntil
 	r.UpdatedAt = c.Now
@@ -316,22 +320,54 @@ func (s *Store) ExtendLease(ctx context.Context, k storage.Key, attempt int, unt
 // RequeueRequest moves a running request claimed as attempt back to queued
 // with the given NotBefore; [storage.ErrConflict] otherwise.
 func (s *Store) RequeueRequest(ctx context.Context, k storage.Key, attempt int, notBefore time.Time) error {
-	if err := errCtx(ctx, "requeue request"); err != nil {
+	return s.requeue(ctx, "requeue request", k, attempt, notBefore, false)
+}
+
+// ContinueRequest is RequeueRequest that also counts a continuation.
+func (s *Store) ContinueRequest(ctx context.Context, k storage.Key, attempt int, notBefore time.Time) error {
+	return s.requeue(ctx, "continue request", k, attempt, notBefore, true)
+}
+
+func (s *Store) requeue(ctx context.Context, op string, k storage.Key, attempt int, notBefore time.Time, continued bool) error {
+	if err := errCtx(ctx, op); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, err := s.lookupLocked("requeue request", k)
+	e, err := s.lookupLocked(op, k)
 	if err != nil {
 		return err
 	}
 	r := &e.req
 	if r.Status != storage.StatusRunning || r.Attempt != attempt {
-		return fmt.Errorf("memory: requeue request %s: status %s attempt %d, want running attempt %d: %w", k, r.Status, r.Attempt, attempt, storage.ErrConflict)
+		return fmt.Errorf("memory: %s %s: status %s attempt %d, want running attempt %d: %w", op, k, r.Status, r.Attempt, attempt, storage.ErrConflict)
 	}
 	r.Status = storage.StatusQueued
 	r.NotBefore = notBefore
 	r.LeaseUntil = time.Time{}
+	if continued {
+		r.Continuations++
+	}
+	return nil
+}
+
+// SaveCheckpoint sets the Checkpoint of a running or canceling request
+// claimed as attempt; [storage.ErrConflict] otherwise.
+func (s *Store) SaveCheckpoint(ctx context.Context, k storage.Key, attempt int, state json.RawMessage) error {
+	if err := errCtx(ctx, "save checkpoint"); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.lookupLocked("save checkpoint", k)
+	if err != nil {
+		return err
+	}
+	r := &e.req
+	if (r.Status != storage.StatusRunning && r.Status != storage.StatusCanceling) || r.Attempt != attempt {
+		return fmt.Errorf("memory: save checkpoint %s: status %s attempt %d, want attempt %d: %w", k, r.Status, r.Attempt, attempt, storage.ErrConflict)
+	}
+	r.Checkpoint = clone(state)
 	return nil
 }
 
@@ -433,6 +469,9 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, ev 
 	i, taken := e.find(ev.Seq)
 	if taken {
 		return fmt.Errorf("memory: append event %s: seq %d: %w", k, ev.Seq, storage.ErrConflict)
+	}
+	if ev.Checkpoint != nil {
+		e.req.Checkpoint = clone(ev.Checkpoint)
 	}
 	e.events = slices.Insert(e.events, i, cloneEvent(ev))
 	return nil
@@ -588,11 +627,15 @@ func cloneRequest(r storage.Request) storage.Request {
 	r.Metadata = maps.Clone(r.Metadata)
 	r.Principal = clone(r.Principal)
 	r.Result = clone(r.Result)
+	r.Checkpoint = clone(r.Checkpoint)
 	r.Error = cloneErrorInfo(r.Error)
 	return r
 }
 
+// cloneEvent copies an event as stored: without a checkpoint, which
+// belongs to the request.
 func cloneEvent(ev storage.Event) storage.Event {
 	ev.Data = clone(ev.Data)
+	ev.Checkpoint = nil
 	return ev
 }

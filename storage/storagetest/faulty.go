@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -146,6 +147,16 @@ func (f *Faulty) ExtendLease(ctx context.Context, k storage.Key, attempt int, un
 // RequeueRequest implements [storage.Store].
 func (f *Faulty) RequeueRequest(ctx context.Context, k storage.Key, attempt int, notBefore time.Time) error {
 	return f.call("RequeueRequest", k, func() error { return f.Store.RequeueRequest(ctx, k, attempt, notBefore) })
+}
+
+// ContinueRequest implements [storage.Store].
+func (f *Faulty) ContinueRequest(ctx context.Context, k storage.Key, attempt int, notBefore time.Time) error {
+	return f.call("ContinueRequest", k, func() error { return f.Store.ContinueRequest(ctx, k, attempt, notBefore) })
+}
+
+// SaveCheckpoint implements [storage.Store].
+func (f *Faulty) SaveCheckpoint(ctx context.Context, k storage.Key, attempt int, state json.RawMessage) error {
+	return f.call("SaveCheckpoint", k, func() error { return f.Store.SaveCheckpoint(ctx, k, attempt, state) })
 }
 
 // CancelRequest implements [storage.Store].

@@ -124,6 +124,13 @@ func groups() []group {
 			{"Concurrent", testFinishConcurrent},
 			{"WrongAttempt", testFinishWrongAttempt},
 		}},
+		{"Checkpoint", []testCase{
+			{"SaveAndClaim", testCheckpointSave},
+			{"WithEvent", testCheckpointWithEvent},
+			{"Fenced", testCheckpointFenced},
+			{"Continue", testCheckpointContinue},
+			{"StartedAtKept", testCheckpointStartedAt},
+		}},
 		{"Fencing", []testCase{
 			{"SupersededRun", testFencingSuperseded},
 			{"CanceledTakeover", testFencingCanceledTakeover},
@@ -315,6 +322,8 @@ func normRequest(r storage.Request) storage.Request {
 	}
 	r.Principal = bytesOrNil(r.Principal)
 	r.Result = bytesOrNil(r.Result)
+	r.Checkpoint = bytesOrNil(r.Checkpoint)
+	r.StartedAt = ms(r.StartedAt)
 	if r.Error != nil {
 		ei := *r.Error
 		ei.Details = bytesOrNil(ei.Details)
@@ -897,6 +906,7 @@ func testClaimQueued(t *testing.T, e *env) {
 	want.Attempt = 1
 	want.LeaseUntil = e.at(time.Minute)
 	want.UpdatedAt = e.at(time.Second)
+	want.StartedAt = e.at(time.Second)
 	requireRequest(t, want, got, "ClaimRequest returns the request as claimed")
 	requireRequest(t, want, e.get(t, k), "the claim is stored")
 }
@@ -2300,4 +2310,122 @@ func testContextCanceled(t *testing.T, e *env) {
 	require.Empty(t, e.events(t, k))
 	_, err = e.s.GetConnection(e.ctx, connID)
 	require.NoError(t, err)
+}
+
+// --- checkpoints and continuations -----------------------------------------
+
+func testCheckpointSave(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	require.Nil(t, e.get(t, k).Checkpoint, "no checkpoint before one is saved")
+	c := e.claim(t, k, 0)
+	require.NoError(t, e.s.SaveCheckpoint(e.ctx, k, c.Attempt, json.RawMessage(`{"next":3}`)))
+	require.NoError(t, e.s.SaveCheckpoint(e.ctx, k, c.Attempt, json.RawMessage(`{"next":4,"s":"ü"}`)))
+	require.JSONEq(t, `{"next":4,"s":"ü"}`, string(e.get(t, k).Checkpoint), "the last checkpoint wins")
+	require.Empty(t, e.events(t, k), "a checkpoint is not an event")
+
+	// The next run's claim returns it.
+	require.NoError(t, e.s.RequeueRequest(e.ctx, k, c.Attempt, e.at(time.Second)))
+	c2 := e.claim(t, k, 2*time.Second)
+	require.JSONEq(t, `{"next":4,"s":"ü"}`, string(c2.Checkpoint))
+
+	// A canceling request still saves (its run is winding down).
+	_, err := e.s.CancelRequest(e.ctx, k, e.at(3*time.Second))
+	require.NoError(t, err)
+	require.NoError(t, e.s.SaveCheckpoint(e.ctx, k, c2.Attempt, json.RawMessage(`{"next":5}`)))
+	require.JSONEq(t, `{"next":5}`, string(e.get(t, k).Checkpoint))
+}
+
+func testCheckpointWithEvent(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	c := e.claim(t, k, 0)
+	ev := e.progress(1, 10)
+	ev.Checkpoint = json.RawMessage(`{"item":1}`)
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, c.Attempt, ev, 0))
+	require.JSONEq(t, `{"item":1}`, string(e.get(t, k).Checkpoint), "the event saved the checkpoint")
+	evs := e.events(t, k)
+	require.Len(t, evs, 1)
+	require.Nil(t, evs[0].Checkpoint, "events read back carry no checkpoint")
+	last, err := e.s.LastEvent(e.ctx, k)
+	require.NoError(t, err)
+	require.Nil(t, last.Checkpoint)
+
+	// An event without one keeps the checkpoint.
+	require.NoError(t, e.s.AppendEvent(e.ctx, k, c.Attempt, e.progress(2, 20), 0))
+	require.JSONEq(t, `{"item":1}`, string(e.get(t, k).Checkpoint))
+
+	// A refused append saves nothing.
+	ev = e.progress(2, 30)
+	ev.Checkpoint = json.RawMessage(`{"item":99}`)
+	require.ErrorIs(t, e.s.AppendEvent(e.ctx, k, c.Attempt, ev, 0), storage.ErrConflict, "seq 2 is taken")
+	ev.Seq = 3
+	require.Error(t, e.s.AppendEvent(e.ctx, k, c.Attempt+1, ev, 0), "wrong attempt")
+	require.JSONEq(t, `{"item":1}`, string(e.get(t, k).Checkpoint), "refused appends saved no checkpoint")
+}
+
+func testCheckpointFenced(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	require.ErrorIs(t, e.s.SaveCheckpoint(e.ctx, k, 0, json.RawMessage(`1`)), storage.ErrConflict, "a queued request has no run")
+	c := e.claim(t, k, 0)
+	require.ErrorIs(t, e.s.SaveCheckpoint(e.ctx, k, c.Attempt+1, json.RawMessage(`1`)), storage.ErrConflict, "wrong attempt")
+	// Taken over: the old run may no longer save.
+	_, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(2 * time.Minute), LeaseUntil: e.at(3 * time.Minute)})
+	require.NoError(t, err)
+	require.ErrorIs(t, e.s.SaveCheckpoint(e.ctx, k, c.Attempt, json.RawMessage(`1`)), storage.ErrConflict, "superseded run")
+	require.ErrorIs(t, e.s.ContinueRequest(e.ctx, k, c.Attempt, e.now), storage.ErrConflict, "superseded run")
+	require.Nil(t, e.get(t, k).Checkpoint)
+	require.Zero(t, e.get(t, k).Continuations)
+	// Finished: nothing saves.
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, e.succeed(c.Attempt+1, 1, `{}`)))
+	require.ErrorIs(t, e.s.SaveCheckpoint(e.ctx, k, c.Attempt+1, json.RawMessage(`1`)), storage.ErrConflict, "finished")
+	requireNotFoundOrConflict(t, e.s.SaveCheckpoint(e.ctx, e.key("unknown"), 1, json.RawMessage(`1`)))
+	requireNotFoundOrConflict(t, e.s.ContinueRequest(e.ctx, e.key("unknown"), 1, e.now))
+}
+
+func testCheckpointContinue(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	c := e.claim(t, k, 0)
+	require.NoError(t, e.s.ContinueRequest(e.ctx, k, c.Attempt, e.at(time.Second)))
+	got := e.get(t, k)
+	require.Equal(t, storage.StatusQueued, got.Status)
+	require.Equal(t, 1, got.Continuations)
+	require.Equal(t, ms(e.at(time.Second)), ms(got.NotBefore))
+	require.True(t, got.LeaseUntil.IsZero(), "the lease is cleared")
+	_, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.now, LeaseUntil: e.at(time.Minute)})
+	require.ErrorIs(t, err, storage.ErrConflict, "not claimable before its NotBefore")
+
+	c = e.claim(t, k, 2*time.Second)
+	require.Equal(t, 2, c.Attempt)
+	require.Equal(t, 1, c.Continuations)
+	require.NoError(t, e.s.RequeueRequest(e.ctx, k, c.Attempt, e.at(3*time.Second)))
+	require.Equal(t, 1, e.get(t, k).Continuations, "a plain requeue is no continuation")
+	c = e.claim(t, k, 4*time.Second)
+	require.NoError(t, e.s.ContinueRequest(e.ctx, k, c.Attempt, e.at(4*time.Second)))
+	require.Equal(t, 2, e.get(t, k).Continuations)
+
+	// A canceling request is not continued.
+	c = e.claim(t, k, 5*time.Second)
+	_, err = e.s.CancelRequest(e.ctx, k, e.at(6*time.Second))
+	require.NoError(t, err)
+	require.ErrorIs(t, e.s.ContinueRequest(e.ctx, k, c.Attempt, e.at(7*time.Second)), storage.ErrConflict)
+	require.Equal(t, storage.StatusCanceling, e.get(t, k).Status)
+}
+
+func testCheckpointStartedAt(t *testing.T, e *env) {
+	k := e.key("r")
+	e.create(t, k)
+	require.True(t, e.get(t, k).StartedAt.IsZero(), "never claimed")
+	c := e.claim(t, k, time.Second)
+	require.Equal(t, ms(e.at(time.Second)), ms(c.StartedAt))
+	require.NoError(t, e.s.ContinueRequest(e.ctx, k, c.Attempt, e.at(2*time.Second)))
+	c = e.claim(t, k, 3*time.Second)
+	require.Equal(t, ms(e.at(time.Second)), ms(c.StartedAt), "later claims keep the first")
+	// A takeover keeps it too.
+	c, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(5 * time.Minute), LeaseUntil: e.at(6 * time.Minute)})
+	require.NoError(t, err)
+	require.Equal(t, ms(e.at(time.Second)), ms(c.StartedAt))
+	require.Equal(t, ms(e.at(time.Second)), ms(e.get(t, k).StartedAt))
 }
