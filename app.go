@@ -90,6 +90,16 @@ type Config struct {
 	// ReapInterval is how often [App.Run] reaps stalled requests. Default
 	// 1m; negative disables it.
 	ReapInterval time.Duration
+	// MaxCheckpoint is the largest checkpoint a handler may save
+	// ([Checkpoint]), in bytes of JSON. Default 64 KiB. On DynamoDB the
+	// checkpoint is stored in the request's item, whose every write is
+	// billed by its size, and which may hold 400 KB in all.
+	MaxCheckpoint int
+	// MaxContinuations is how many times a request may be continued: a
+	// run stopped before it finished (at a Lambda's deadline, a shutdown,
+	// a crash) hands the request back to continue from its checkpoint.
+	// Past it, the request ends with TIMEOUT. Default 100.
+	MaxContinuations int
 	// Endpoint is the transport endpoint stored with requests when the
 	// connection has none (the API Gateway Management API URL).
 	Endpoint string
@@ -145,6 +155,12 @@ func New(cfg Config) (*App, error) {
 	if cfg.MaxStalls == 0 {
 		cfg.MaxStalls = DefaultMaxStalls
 	}
+	if cfg.MaxCheckpoint == 0 {
+		cfg.MaxCheckpoint = DefaultMaxCheckpoint
+	}
+	if cfg.MaxContinuations == 0 {
+		cfg.MaxContinuations = DefaultMaxContinuations
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -171,8 +187,8 @@ func New(cfg Config) (*App, error) {
 
 // validate refuses settings that would break a guarantee.
 func (c *Config) validate() error {
-	if c.Lease < 0 || c.StallTimeout < 0 || c.MaxStalls < 0 {
-		return errors.New("streamer: Config.Lease, StallTimeout and MaxStalls must not be negative")
+	if c.Lease < 0 || c.StallTimeout < 0 || c.MaxStalls < 0 || c.MaxCheckpoint < 0 || c.MaxContinuations < 0 {
+		return errors.New("streamer: Config.Lease, StallTimeout, MaxStalls, MaxCheckpoint and MaxContinuations must not be negative")
 	}
 	// A run must be able to finish within its request's retention, or the
 	// request expires under it.
@@ -196,6 +212,8 @@ func (a *App) register(p Plugin, act Action, owner map[string]string) error {
 		return fmt.Errorf("streamer: plugin %q: action %q is reserved by the framework", p.Name, act.Name)
 	case act.Handler == nil:
 		return fmt.Errorf("streamer: plugin %q: action %q has no Handler", p.Name, act.Name)
+	case act.Options.MaxDuration < 0:
+		return fmt.Errorf("streamer: plugin %q: action %q: MaxDuration (%s) must not be negative", p.Name, act.Name, act.Options.MaxDuration)
 	case act.Options.Timeout+a.cfg.Lease > a.cfg.Retention:
 		return fmt.Errorf("streamer: plugin %q: action %q: Timeout (%s) plus Lease (%s) exceeds Config.Retention (%s): a run would outlive its request", p.Name, act.Name, act.Options.Timeout, a.cfg.Lease, a.cfg.Retention)
 	}

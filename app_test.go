@@ -262,9 +262,11 @@ func TestAsyncLifecycle(t *testing.T) {
 	for _, m := range ms[1:] {
 		seqs = append(seqs, m.Seq)
 	}
-	require.Equal(t, []int64{1, 2, 3, 4, 5, 6}, seqs, "contiguous seq from 1")
-	require.Equal(t, 20.0, ms[1].Percentage)
-	require.Equal(t, "step 1", ms[1].Message)
+	require.Equal(t, []int64{1, 2, 3, 4, 5, 6, 7}, seqs, "contiguous seq from 1")
+	require.Equal(t, streamer.TypeStarted, ms[1].Type, "the run's lifecycle event comes first")
+	require.Equal(t, 1, ms[1].Attempt)
+	require.Equal(t, 20.0, ms[2].Percentage)
+	require.Equal(t, "step 1", ms[2].Message)
 	last := ms[len(ms)-1]
 	require.Equal(t, streamer.TypeComplete, last.Type)
 	require.JSONEq(t, `{"steps":5}`, string(last.Result))
@@ -274,7 +276,7 @@ func TestAsyncLifecycle(t *testing.T) {
 	require.Equal(t, streamer.TypeStatus, st.Type)
 	require.Equal(t, "succeeded", st.Status)
 	require.Equal(t, "steps", st.Action)
-	require.Equal(t, int64(6), st.Seq)
+	require.Equal(t, int64(7), st.Seq)
 	require.Equal(t, 100.0, st.Percentage)
 	require.JSONEq(t, `{"steps":5}`, string(st.Result))
 	require.NotZero(t, st.CreatedAt)
@@ -301,7 +303,7 @@ func TestIdempotentResend(t *testing.T) {
 	require.Len(t, ms, 1)
 	require.Equal(t, streamer.TypeAcknowledgment, ms[0].Type)
 	require.Equal(t, "succeeded", ms[0].Status)
-	require.Equal(t, int64(4), ms[0].Seq, "the last stored seq")
+	require.Equal(t, int64(5), ms[0].Seq, "the last stored seq")
 	require.Equal(t, int64(1), b.n.Load(), "the handler ran once")
 
 	b.sendAs(t, other, `{"action":"steps","id":"i1","payload":{"steps":4}}`)
@@ -339,13 +341,13 @@ func TestResumeReplaysFromSeq(t *testing.T) {
 		return err == nil && r.Status.Final()
 	}, wait, 5*time.Millisecond)
 	again := streamer.Conn{ID: "conn-3", Principal: b.conn.Principal}
-	b.sendAs(t, again, `{"action":"resume","payload":{"request_id":"r1","after_seq":2}}`)
+	b.sendAs(t, again, `{"action":"resume","payload":{"request_id":"r1","after_seq":3}}`)
 	ms := b.rec.Messages(t, "conn-3")
 	var seqs []int64
 	for _, m := range ms {
 		seqs = append(seqs, m.Seq)
 	}
-	require.Equal(t, []int64{3, 4, 5}, seqs, "nothing lost while no connection was live")
+	require.Equal(t, []int64{4, 5, 6}, seqs, "nothing lost while no connection was live")
 	require.Equal(t, streamer.TypeComplete, ms[2].Type)
 }
 
@@ -369,7 +371,7 @@ func TestCancelRunning(t *testing.T) {
 	require.Equal(t, "canceling", st.Status)
 	require.Equal(t, streamer.TypeError, term.Type)
 	require.Equal(t, streamer.CodeCanceled, term.Error.Code)
-	require.Equal(t, int64(2), term.Seq)
+	require.Equal(t, int64(3), term.Seq, "started, progress, then the terminal error")
 
 	b.send(t, `{"action":"cancel","payload":{"request_id":"c1"}}`)
 	last := b.msgs(t)[len(b.msgs(t))-1]
@@ -480,7 +482,20 @@ func TestRetryableErrorsAreRetried(t *testing.T) {
 	last := ms[len(ms)-1]
 	require.Equal(t, streamer.TypeComplete, last.Type)
 	require.JSONEq(t, `{"attempt":3}`, string(last.Result))
-	require.Equal(t, int64(1), last.Seq, "retries add no events")
+	var types []string
+	var attempts []int
+	for _, m := range ms[1:] {
+		types = append(types, m.Type)
+		attempts = append(attempts, m.Attempt)
+		if m.Type == streamer.TypeRetrying {
+			require.Equal(t, streamer.CodeProcessingFailed, m.Error.Code, "retrying carries the error")
+			require.Positive(t, m.NextAt)
+		}
+	}
+	require.Equal(t, []string{"started", "retrying", "started", "retrying", "started", "complete"}, types,
+		"each run opens with started; each retried failure sends retrying")
+	require.Equal(t, []int{1, 1, 2, 2, 3, 0}, attempts)
+	require.Equal(t, int64(6), last.Seq)
 }
 
 func TestLargeResultsAreChunked(t *testing.T) {
@@ -493,10 +508,11 @@ func TestLargeResultsAreChunked(t *testing.T) {
 	ms := b.waitTerminal(t, "bg")
 	var sb strings.Builder
 	chunks := 0
-	for i, m := range ms[1 : len(ms)-1] {
+	require.Equal(t, streamer.TypeStarted, ms[1].Type)
+	for i, m := range ms[2 : len(ms)-1] {
 		require.Equal(t, streamer.TypeResultChunk, m.Type)
 		require.Equal(t, i, m.Index)
-		require.Equal(t, int64(i+1), m.Seq)
+		require.Equal(t, int64(i+2), m.Seq)
 		text, err := m.ChunkText()
 		require.NoError(t, err)
 		sb.WriteString(text)
@@ -645,7 +661,7 @@ func TestRestartPicksUpRunningWork(t *testing.T) {
 	done1 := make(chan error, 1)
 	go func() { done1 <- app1.Run(ctx1, 2) }()
 	require.NoError(t, app1.HandleMessage(context.Background(), conn, []byte(`{"action":"steps","id":"rs","payload":{"steps":2,"hold":true}}`), false))
-	rec.WaitFor(t, "c", wait, func(ms []streamer.Message) bool { return len(ms) >= 3 })
+	rec.WaitFor(t, "c", wait, hasTypes(streamer.TypeProgress, 1))
 	stop1() // the worker stops mid-run: the request is re-queued, not failed
 	require.NoError(t, <-done1)
 	r, err := store.GetRequest(context.Background(), storage.Key{Subject: "alice", ID: "rs"})
@@ -657,7 +673,7 @@ func TestRestartPicksUpRunningWork(t *testing.T) {
 	defer stop2()
 	done2 := make(chan error, 1)
 	go func() { done2 <- app2.Run(ctx2, 2) }()
-	rec.WaitFor(t, "c", wait, func(ms []streamer.Message) bool { return len(ms) >= 5 })
+	rec.WaitFor(t, "c", wait, hasTypes(streamer.TypeProgress, 4)) // two in each run
 	require.NoError(t, app2.HandleMessage(context.Background(), conn, []byte(`{"action":"cancel","payload":{"request_id":"rs"}}`), false))
 	ms := rec.WaitFor(t, "c", wait, transporttest.HasTerminal("rs"))
 	var seqs []int64
@@ -666,7 +682,7 @@ func TestRestartPicksUpRunningWork(t *testing.T) {
 			seqs = append(seqs, m.Seq)
 		}
 	}
-	require.Equal(t, []int64{1, 2, 3, 4, 5}, seqs, "seq continues across the restart")
+	require.Equal(t, []int64{1, 2, 3, 4, 5, 6, 7}, seqs, "seq continues across the restart: started, progress, then again after the restart, and the cancel")
 	stop2()
 	require.NoError(t, <-done2)
 }
@@ -698,14 +714,28 @@ type discard struct{}
 
 func (discard) Send(context.Context, string, string, []byte) error { return nil }
 
+// hasTypes is a transporttest predicate: at least n messages of type typ.
+func hasTypes(typ string, n int) func([]streamer.Message) bool {
+	return func(ms []streamer.Message) bool {
+		c := 0
+		for _, m := range ms {
+			if m.Type == typ {
+				c++
+			}
+		}
+		return c >= n
+	}
+}
+
 func TestProcessRequeuesBeforeTheDeadline(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{noRun: true})
 	b.send(t, `{"action":"steps","id":"dl","payload":{"steps":1,"hold":true}}`)
 	key := storage.Key{Tenant: "t1", Subject: "alice", ID: "dl"}
-	// A Lambda-like deadline: the handler is stopped StopMargin before it,
-	// and the request goes back to the queue instead of failing.
-	ctx, cancel := context.WithTimeout(context.Background(), streamer.StopMargin+300*time.Millisecond)
+	// A Lambda-like deadline: the handler is stopped before it (a tenth
+	// of the time left, at most StopMargin), and the request goes back to
+	// the queue to be continued instead of failing.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	require.NoError(t, b.app.Process(ctx, key))
 	require.NoError(t, ctx.Err(), "Process returned before the deadline")
@@ -713,16 +743,19 @@ func TestProcessRequeuesBeforeTheDeadline(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, storage.StatusQueued, r.Status)
 	require.Equal(t, 1, r.Attempt)
+	require.Equal(t, 1, r.Continuations, "a continuation, not a failed attempt")
 	for _, m := range b.msgs(t) {
 		require.False(t, m.Terminal(), "no terminal event: %+v", m)
 	}
 	// The next delivery runs it again, and its stream continues.
-	ctx2, cancel2 := context.WithTimeout(context.Background(), streamer.StopMargin+300*time.Millisecond)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
 	defer cancel2()
 	require.NoError(t, b.app.Process(ctx2, key), "due at once")
 	ms := b.msgs(t)
-	require.Equal(t, int64(2), ms[len(ms)-1].Seq)
+	last := ms[len(ms)-1]
+	require.Equal(t, int64(4), last.Seq, "started, progress, then the second run's started and progress")
 	r, err = b.store.GetRequest(context.Background(), key)
 	require.NoError(t, err)
 	require.Equal(t, 2, r.Attempt)
+	require.Equal(t, 2, r.Continuations)
 }

@@ -88,6 +88,7 @@ func ExampleTyped() {
 	// Output:
 	// → conn-1: {"type":"error","request_id":"r1","error":{"code":"VALIDATION_ERROR","message":"payload failed validation","details":[{"field":"width","rule":"required","message":"width is required"}]}}
 	// → conn-1: {"type":"acknowledgment","request_id":"r2","status":"queued","seq":0}
-	// → conn-1: {"type":"progress","request_id":"r2","seq":1,"percentage":50,"message":"resizing"}
-	// → conn-1: {"type":"complete","request_id":"r2","seq":2,"result":{"pixels":307200}}
+	// → conn-1: {"type":"started","request_id":"r2","seq":1,"attempt":1,"percentage":0,"message":""}
+	// → conn-1: {"type":"progress","request_id":"r2","seq":2,"percentage":50,"message":"resizing"}
+	// → conn-1: {"type":"complete","request_id":"r2","seq":3,"result":{"pixels":307200}}
 }

@@ -25,6 +25,14 @@ const (
 	// TypeActions is the reply to the reserved action "actions" (a
 	// protocol extension, docs/protocol.md section 5).
 	TypeActions = "actions"
+	// TypeStarted, TypeContinued and TypeRetrying are the lifecycle events
+	// of an async request (a protocol extension, docs/protocol.md section
+	// 5): stored, seq-numbered events like progress. A run that claims
+	// the request sends started, or continued when it resumes from a
+	// checkpoint; a failed attempt that is retried sends retrying.
+	TypeStarted   = "started"
+	TypeContinued = "continued"
+	TypeRetrying  = "retrying"
 )
 
 // Reserved actions, served by the framework itself.
@@ -163,6 +171,20 @@ type Message struct {
 	UpdatedAt int64      `json:"updated_at,omitempty"`
 	// Actions is an actions message's list, sorted by name.
 	Actions []ActionInfo `json:"actions,omitempty"`
+	// Attempt is the attempt a lifecycle event is about: 1 for the first,
+	// one more for each retry after a failure. Continuations of an attempt
+	// keep its number.
+	Attempt int `json:"attempt,omitempty"`
+	// Continuations is how many times a continued request was continued.
+	Continuations int `json:"continuations,omitempty"`
+	// NextAt is when a retrying request runs again (Unix ms).
+	NextAt int64 `json:"next_at,omitempty"`
+}
+
+// Lifecycle reports whether m is a lifecycle event: started, continued or
+// retrying.
+func (m *Message) Lifecycle() bool {
+	return m.Type == TypeStarted || m.Type == TypeContinued || m.Type == TypeRetrying
 }
 
 // ActionInfo describes one action in an actions message.
@@ -271,6 +293,19 @@ func (m *Message) AppendJSON(b []byte) []byte {
 		b = appendError(b, m.Error)
 		b = appendInt(b, "created_at", m.CreatedAt)
 		b = appendInt(b, "updated_at", m.UpdatedAt)
+	case TypeStarted, TypeContinued, TypeRetrying:
+		b = appendInt(b, "seq", m.Seq)
+		b = appendInt(b, "attempt", int64(m.Attempt))
+		if m.Type == TypeContinued {
+			b = appendInt(b, "continuations", int64(m.Continuations))
+		}
+		if m.Type == TypeRetrying {
+			b = appendInt(b, "next_at", m.NextAt)
+			b = appendError(b, m.Error)
+		}
+		b = appendFloat(b, "percentage", m.Percentage)
+		b = append(b, `,"message":`...)
+		b = appendString(b, m.Message)
 	case TypeActions:
 		list := m.Actions
 		if list == nil {

@@ -166,6 +166,19 @@ func TestMessageShapes(t *testing.T) {
 	require.NotContains(t, complete, "result")
 	require.Equal(t, 2.0, complete["chunks"])
 
+	started := decode(&Message{Type: TypeStarted, RequestID: "r", Seq: 1, Attempt: 1, Timestamp: 7})
+	require.Equal(t, map[string]any{"type": "started", "request_id": "r", "seq": 1.0, "attempt": 1.0, "percentage": 0.0, "message": "", "timestamp": 7.0}, started)
+	continued := decode(&Message{Type: TypeContinued, RequestID: "r", Seq: 5, Attempt: 1, Continuations: 2, Percentage: 40, Message: "item 4/10"})
+	require.Equal(t, map[string]any{"type": "continued", "request_id": "r", "seq": 5.0, "attempt": 1.0, "continuations": 2.0, "percentage": 40.0, "message": "item 4/10"}, continued)
+	retrying := decode(&Message{Type: TypeRetrying, RequestID: "r", Seq: 2, Attempt: 1, NextAt: 1000, Error: &ErrorBody{Code: "UPSTREAM", Message: "down", Retryable: true}})
+	require.Equal(t, map[string]any{"type": "retrying", "request_id": "r", "seq": 2.0, "attempt": 1.0, "next_at": 1000.0,
+		"error": map[string]any{"code": "UPSTREAM", "message": "down", "retryable": true}, "percentage": 0.0, "message": ""}, retrying)
+	for _, m := range []*Message{{Type: TypeStarted}, {Type: TypeContinued}, {Type: TypeRetrying}} {
+		require.True(t, m.Lifecycle(), m.Type)
+		require.False(t, m.Terminal(), m.Type)
+	}
+	require.False(t, (&Message{Type: TypeProgress}).Lifecycle())
+
 	pong := decode(&Message{Type: TypePong, Timestamp: 9})
 	require.Equal(t, map[string]any{"type": "pong", "timestamp": 9.0}, pong)
 

@@ -2,6 +2,7 @@ package streamer
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,7 +35,10 @@ func (e *NotDueError) Error() string {
 
 // StopMargin is how long before the deadline of the context given to
 // [App.Process] (a Lambda's deadline) the processor stops the handler and
-// re-queues the request, so the work is picked up again instead of lost.
+// hands the request back to be continued (from its checkpoint, see
+// [Checkpoint]), so the work is picked up again instead of lost. With less
+// than ten times StopMargin left when the run starts, a tenth of what is
+// left is used instead.
 const StopMargin = 3 * time.Second
 
 // maxStoredResult is the largest result kept with the request itself for
@@ -46,6 +50,7 @@ var (
 	errLost         = errors.New("streamer: request taken over or finished elsewhere")
 	errStorage      = errors.New("streamer: storage failed while running")
 	errTimeoutCause = errors.New("streamer: handler timeout")
+	errMaxDuration  = errors.New("streamer: request past its MaxDuration")
 	// errLeaseUnrenewed stops a handler whose lease ran out because the
 	// store could not be reached to renew it.
 	errLeaseUnrenewed = errors.New("streamer: lease could not be renewed")
@@ -203,7 +208,7 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 		// Nothing ran: hand the request back at once rather than leaving
 		// it to its lease.
 		st = &runState{app: a, key: r.Key, req: r, opsCtx: ops}
-		if rerr := st.requeue(a.now().Add(time.Second)); rerr != nil {
+		if rerr := st.continueLater(a.now().Add(time.Second)); rerr != nil {
 			a.log.Warn().Err(rerr).Str("request_id", r.Key.ID).Msg("re-queueing after a failed start failed")
 		}
 		return err
@@ -214,9 +219,23 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	if r.Stalls > a.cfg.MaxStalls {
 		return st.finishError(stalledError(r.Stalls))
 	}
+	if r.Continuations > a.cfg.MaxContinuations {
+		return st.finishError(continuationsError(r.Continuations))
+	}
 	rt, ok := a.routes[r.Action]
 	if !ok {
 		return st.finishError(&ErrorBody{Code: CodeProcessingFailed, Message: fmt.Sprintf("no handler is registered for action %q", r.Action)})
+	}
+	// The request's running time in all, across continuations and
+	// retries, is bounded by the action's MaxDuration.
+	maxDur := cmp.Or(rt.action.Options.MaxDuration, a.cfg.Retention)
+	started := r.StartedAt
+	if started.IsZero() {
+		started = r.CreatedAt
+	}
+	left := started.Add(maxDur).Sub(a.now())
+	if left <= 0 {
+		return st.finishError(maxDurationError(maxDur))
 	}
 	var p Principal
 	if err := json.Unmarshal(r.Principal, &p); err != nil {
@@ -224,7 +243,8 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	}
 	req := &Request{
 		ID: r.Key.ID, Action: r.Action, Payload: r.Payload, Metadata: r.Metadata,
-		Principal: p, ConnectionID: r.ConnectionID, Stage: StageProcess, Attempt: r.Attempt,
+		Principal: p, ConnectionID: r.ConnectionID, Stage: StageProcess, Attempt: attemptNumber(r),
+		Checkpoint: r.Checkpoint,
 	}
 
 	hctx, cancel := context.WithCancelCause(rctx)
@@ -238,9 +258,15 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	}
 	hctx, cancelT := context.WithTimeoutCause(hctx, timeout, errTimeoutCause)
 	defer cancelT()
+	if left < timeout {
+		var cancelM context.CancelFunc
+		hctx, cancelM = context.WithTimeoutCause(hctx, left, errMaxDuration)
+		defer cancelM()
+	}
 	if dl, ok := ctx.Deadline(); ok {
+		margin := min(StopMargin, time.Until(dl)/10)
 		var cancelD context.CancelFunc
-		hctx, cancelD = context.WithDeadlineCause(hctx, dl.Add(-StopMargin), errStopped)
+		hctx, cancelD = context.WithDeadlineCause(hctx, dl.Add(-margin), errStopped)
 		defer cancelD()
 	}
 
@@ -255,7 +281,9 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	rep := st.newReporter()
 	var res any
 	var herr error
-	if hctx.Err() == nil {
+	// The run's lifecycle event comes first: a failed write stops the run
+	// (through st.cancel) before the handler starts.
+	if hctx.Err() == nil && st.lifecycle(req.Attempt) == nil && hctx.Err() == nil {
 		res, herr = a.serve(hctx, rt.chain, req, rep)
 	}
 	rep.close()
@@ -275,17 +303,52 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	case errors.Is(cause, ErrCanceled):
 		return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
 	case ctx.Err() != nil || errors.Is(cause, errStopped) || errors.Is(cause, errStorage) || errors.Is(cause, errLeaseUnrenewed):
-		return st.requeue(a.now())
+		// Stopped before it could finish: the next run continues.
+		return st.continueLater(a.now())
+	case errors.Is(cause, errMaxDuration):
+		return st.finishError(maxDurationError(maxDur))
 	case errors.Is(cause, errTimeoutCause):
 		return st.finishError(&ErrorBody{Code: CodeTimeout, Message: "the handler ran past its deadline"})
 	case herr == nil:
 		return st.finishResult(res)
 	}
 	body := a.handlerError(hctx, req, herr, CodeProcessingFailed)
-	if body.Retryable && r.Attempt < rt.action.Options.Retry.maxAttempts() {
-		return st.requeue(a.now().Add(rt.action.Options.Retry.backoff(r.Attempt)))
+	if body.Retryable && req.Attempt < rt.action.Options.Retry.maxAttempts() {
+		next := a.now().Add(rt.action.Options.Retry.backoff(req.Attempt))
+		if err := st.retrying(req.Attempt, next, body); errors.Is(err, errLost) {
+			return nil
+		}
+		return st.requeue(next)
 	}
 	return st.finishError(body)
+}
+
+// attemptNumber is the number of r's current attempt: 1, plus one for each
+// retry after a failure. Claims that continue a stopped run (counted in
+// Continuations) or take over a dead one (counted in Stalls) keep the
+// number. The reaper's and a restart's rescue of a dead run claims twice
+// (a fencing claim, handed back with ContinueRequest, then the run's), and
+// counts one stall and one continuation.
+func attemptNumber(r storage.Request) int {
+	return max(1, r.Attempt-r.Continuations-r.Stalls)
+}
+
+// continuationsError is the terminal error of a request continued more
+// times than Config.MaxContinuations allows.
+func continuationsError(n int) *ErrorBody {
+	return &ErrorBody{
+		Code:    CodeTimeout,
+		Message: fmt.Sprintf("the request was continued %d times without finishing, more than Config.MaxContinuations allows", n),
+	}
+}
+
+// maxDurationError is the terminal error of a request that ran past its
+// action's MaxDuration.
+func maxDurationError(d time.Duration) *ErrorBody {
+	return &ErrorBody{
+		Code:    CodeTimeout,
+		Message: fmt.Sprintf("the request ran past its MaxDuration (%s) in all, across its runs", d),
+	}
 }
 
 // stalledError is the terminal error of a request that stopped too often
@@ -392,7 +455,24 @@ func (p RetryPolicy) backoff(attempt int) time.Duration {
 }
 
 func (st *runState) requeue(at time.Time) error {
-	err := st.app.cfg.Store.RequeueRequest(st.opsCtx, st.key, st.req.Attempt, at)
+	return st.handBack(at, st.app.cfg.Store.RequeueRequest)
+}
+
+// continueLater hands a request whose run stopped before it could finish
+// back to be continued from its checkpoint, counting a continuation, or
+// ends it with TIMEOUT when it was continued Config.MaxContinuations times
+// already.
+func (st *runState) continueLater(at time.Time) error {
+	if st.req.Continuations >= st.app.cfg.MaxContinuations {
+		return st.finishError(continuationsError(st.req.Continuations + 1))
+	}
+	return st.handBack(at, st.app.cfg.Store.ContinueRequest)
+}
+
+// handBack re-queues the request with write (RequeueRequest or
+// ContinueRequest), to be claimed again at at.
+func (st *runState) handBack(at time.Time, write func(context.Context, storage.Key, int, time.Time) error) error {
+	err := write(st.opsCtx, st.key, st.req.Attempt, at)
 	switch {
 	case errors.Is(err, storage.ErrConflict):
 		// Canceled meanwhile, or taken over: re-read and settle.
@@ -454,7 +534,11 @@ func clampPercentage(p, last float64) float64 {
 	return p
 }
 
-func (st *runState) emitProgress(u Update) error {
+func (st *runState) emitProgress(u Update) error { return st.emitProgressWith(u, nil) }
+
+// emitProgressWith stores u as a progress event, with checkpoint (when
+// non-nil) saved in the same write, and sends it.
+func (st *runState) emitProgressWith(u Update, checkpoint json.RawMessage) error {
 	a := st.app
 	st.mu.Lock()
 	if st.lost {
@@ -474,6 +558,68 @@ func (st *runState) emitProgress(u Update) error {
 	data := m.AppendJSON(make([]byte, 0, 160))
 	ev := storage.Event{
 		Seq: seq, Type: TypeProgress, Percentage: u.Percentage, Message: u.Message,
+		Data: data, CreatedAt: now, ExpiresAt: st.req.ExpiresAt, Checkpoint: checkpoint,
+	}
+	if err := st.append(ev); err != nil {
+		return err
+	}
+	st.fanout(data, false)
+	return nil
+}
+
+// saveCheckpoint stores a checkpoint with no event. A conflict means the
+// run was superseded: it is lost and stops.
+func (st *runState) saveCheckpoint(state json.RawMessage) error {
+	st.mu.Lock()
+	lost := st.lost
+	st.mu.Unlock()
+	if lost {
+		return errLost
+	}
+	err := st.app.cfg.Store.SaveCheckpoint(st.opsCtx, st.key, st.req.Attempt, state)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrNotFound):
+		st.mu.Lock()
+		st.lost = true
+		st.mu.Unlock()
+		if st.cancel != nil {
+			st.cancel(errLost)
+		}
+		return errLost
+	}
+	return fmt.Errorf("streamer: save the checkpoint of %s: %w", st.key.ID, err)
+}
+
+// lifecycle stores and sends the event that opens a run: started, or
+// continued when the run resumes from a checkpoint.
+func (st *runState) lifecycle(attempt int) error {
+	m := Message{Type: TypeStarted, Attempt: attempt}
+	if st.req.Checkpoint != nil {
+		m.Type, m.Continuations = TypeContinued, st.req.Continuations
+	}
+	return st.lifecycleEvent(&m)
+}
+
+// retrying stores and sends the retrying event of a failed attempt that
+// runs again at next.
+func (st *runState) retrying(attempt int, next time.Time, body *ErrorBody) error {
+	return st.lifecycleEvent(&Message{Type: TypeRetrying, Attempt: attempt, NextAt: next.UnixMilli(), Error: body})
+}
+
+// lifecycleEvent stores m, a lifecycle event, as the next event (with the
+// request's current percentage and message, so the last event still tells
+// its progress) and sends it.
+func (st *runState) lifecycleEvent(m *Message) error {
+	now := st.app.now()
+	st.mu.Lock()
+	m.Seq, m.Percentage, m.Message = st.seq+1, st.pct, st.msg
+	st.mu.Unlock()
+	m.RequestID, m.Timestamp = st.key.ID, now.UnixMilli()
+	data := m.AppendJSON(make([]byte, 0, 160))
+	ev := storage.Event{
+		Seq: m.Seq, Type: m.Type, Percentage: m.Percentage, Message: m.Message,
 		Data: data, CreatedAt: now, ExpiresAt: st.req.ExpiresAt,
 	}
 	if err := st.append(ev); err != nil {

@@ -159,7 +159,8 @@ func checkReceived(t *testing.T, rec *transporttest.Recorder, connID, id string,
 	seen := map[int64]bool{}
 	for _, m := range ms {
 		switch m.Type {
-		case streamer.TypeProgress, streamer.TypeResultChunk, streamer.TypeComplete, streamer.TypeError:
+		case streamer.TypeProgress, streamer.TypeResultChunk, streamer.TypeComplete, streamer.TypeError,
+			streamer.TypeStarted, streamer.TypeContinued, streamer.TypeRetrying:
 		default:
 			continue // replies such as status carry the last seq too
 		}

@@ -111,8 +111,14 @@ type Request struct {
 	// Stage is where the chain runs: sync, admit or process.
 	Stage Stage
 	// Attempt is 1 on the first run of an async request and grows with
-	// each retry; 0 for sync requests and at admission.
+	// each retry after a failure; 0 for sync requests and at admission.
+	// A run that continues a stopped one (see [Checkpoint]) keeps its
+	// attempt's number.
 	Attempt int
+	// Checkpoint is the state the request's previous runs saved last with
+	// [Checkpoint] (JSON), nil on the first run or when none saved one:
+	// the run continues from it. [CheckpointOf] decodes it.
+	Checkpoint json.RawMessage
 }
 
 // Update is one progress report.
@@ -219,6 +225,10 @@ type ActionOptions struct {
 	MaxPayload int
 	// Retry is the retry policy of async runs.
 	Retry RetryPolicy
+	// MaxDuration bounds an async request's running time in all, from its
+	// first run to its end, across continuations and retries: past it the
+	// request ends with TIMEOUT. Zero means the App's Retention.
+	MaxDuration time.Duration
 }
 
 // Action is a named handler with its options and middleware.

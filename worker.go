@@ -237,7 +237,8 @@ func (a *App) recoverWork(ctx context.Context, w *worker) error {
 			}
 			c, err := a.cfg.Store.ClaimRequest(ctx, r.Key, storage.Claim{Now: at, LeaseUntil: at})
 			if err == nil {
-				err = a.cfg.Store.RequeueRequest(ctx, r.Key, c.Attempt, now)
+				// Handed back to continue, from its checkpoint.
+				err = a.cfg.Store.ContinueRequest(ctx, r.Key, c.Attempt, now)
 			}
 			if err != nil && !errors.Is(err, storage.ErrConflict) && !errors.Is(err, storage.ErrNotFound) {
 				return err
@@ -352,7 +353,7 @@ func (a *App) reapOne(ctx context.Context, r storage.Request) (bool, error) {
 	case c.Stalls > a.cfg.MaxStalls:
 		err = st.finishError(stalledError(c.Stalls))
 	default:
-		err = st.requeue(now)
+		err = st.continueLater(now)
 	}
 	if err != nil {
 		return false, fmt.Errorf("streamer: reap %s: %w", r.Key.ID, err)

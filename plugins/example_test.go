@@ -42,7 +42,7 @@ func ExampleAll() {
 	_, err = plugins.All(context.Background(), streamer.Env{})
 	fmt.Println(err)
 	// Output:
-	// demo: echo delay fail blob
+	// demo: echo delay fail blob checkpointed
 	// report: generate_report
 	// the report plugin's files: no blob store (on Lambda, set STREAMER_BUCKET to an S3 bucket)
 }

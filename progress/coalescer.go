@@ -124,6 +124,40 @@ func (c *Coalescer[T]) Flush() error {
 	return c.doEmit(u)
 }
 
+// FlushWith takes the pending update, if any, and calls fn with it (and
+// has set) while no emit runs, so fn may emit it together with a write of
+// its own, in order with every other emit. It counts as an emit when has
+// is set. An error fn returns is returned and, when has is set, kept as
+// the coalescer's error like an emit's. After an earlier emit error or
+// Close, fn is not called and that error (nil after Close) is returned.
+func (c *Coalescer[T]) FlushWith(fn func(u T, has bool) error) error {
+	c.mu.Lock()
+	if c.closed || c.firstErr() != nil {
+		err := c.firstErr()
+		c.mu.Unlock()
+		return err
+	}
+	c.stopTimer()
+	u, has := c.pending, c.has
+	var zero T
+	c.pending, c.has = zero, false
+	if has {
+		c.last, c.emitted = c.clock.Now(), true
+	}
+	c.emitting.Lock()
+	c.mu.Unlock()
+	defer c.emitting.Unlock()
+	err := fn(u, has)
+	if err != nil && has {
+		c.errMu.Lock()
+		if c.err == nil {
+			c.err = err
+		}
+		c.errMu.Unlock()
+	}
+	return err
+}
+
 // Close drops any pending update, stops the timer and waits for an emit in
 // flight. No emit starts after Close returns.
 func (c *Coalescer[T]) Close() {

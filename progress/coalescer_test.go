@@ -157,3 +157,33 @@ func BenchmarkCoalescerAdd(b *testing.B) {
 	}
 	b.ReportMetric(float64(n), "emits")
 }
+
+func TestFlushWith(t *testing.T) {
+	clock := progresstest.New(time.Unix(1000, 0))
+	var got []int
+	c := progress.NewCoalescer(time.Second, clock, func(v int) error { got = append(got, v); return nil })
+	require.NoError(t, c.Add(1)) // emitted at once
+	require.NoError(t, c.Add(2)) // pending
+	var seen []int
+	require.NoError(t, c.FlushWith(func(v int, has bool) error {
+		require.True(t, has)
+		seen = append(seen, v)
+		return nil
+	}))
+	require.Equal(t, []int{2}, seen, "fn got the pending update")
+	require.Equal(t, []int{1}, got, "and emit did not")
+	clock.Advance(2 * time.Second)
+	require.Equal(t, []int{1}, got, "the timer of the taken update does not fire")
+
+	require.NoError(t, c.FlushWith(func(v int, has bool) error {
+		require.False(t, has, "nothing pending")
+		return nil
+	}))
+	fail := errors.New("boom")
+	require.NoError(t, c.Add(3)) // interval passed: emitted
+	require.ErrorIs(t, c.FlushWith(func(int, bool) error { return fail }), fail)
+	require.NoError(t, c.Add(4), "an error without a pending update is not kept")
+	require.ErrorIs(t, c.FlushWith(func(int, bool) error { return fail }), fail)
+	require.ErrorIs(t, c.Add(6), fail, "an error with a pending update is kept")
+	c.Close()
+}

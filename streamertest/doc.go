@@ -13,7 +13,7 @@
 //
 //	out, err := streamertest.RunPlugin(ctx, myplugin.New(), "count", CountIn{To: 3},
 //		streamertest.WithMode(streamer.ModeAsync))
-//	// out.Progress: 3 updates; out.Result: {"counted":3}; out.Seq: 4
+//	// out.Progress: 3 updates; out.Result: {"counted":3}; out.Seq: 5 (after started)
 //
 // Options, named WithX, set the mode ([WithMode]), the handler's timeout
 // ([WithTimeout], [WithDeadline]), a cancel sent by the client after a number

@@ -55,7 +55,7 @@ func ExampleRunPlugin() {
 	res, err := streamertest.DecodeResult[CountOut](out)
 	fmt.Println(res.Counted, err)
 	// Output:
-	// async seq 4
+	// async seq 5
 	// 33% 1
 	// 66% 2
 	// 100% 3
@@ -179,7 +179,7 @@ func ExampleStart() {
 	}
 	fmt.Println(out.Code(), out.Seq)
 	// Output:
-	// CANCELED 1
+	// CANCELED 2
 }
 
 // A retryable error re-queues the request with backoff; the kit jumps the

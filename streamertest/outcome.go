@@ -37,6 +37,10 @@ type Outcome struct {
 	// Attempts is how many times the processor claimed an async request,
 	// retries included; 0 for sync and refused requests.
 	Attempts int
+	// Lifecycle holds the lifecycle events, in the order received: the
+	// started (or continued) event of each run and the retrying event of
+	// each retried failure.
+	Lifecycle []streamer.Message
 	// Messages are all the messages the connection received for the
 	// request, in order, as decoded by a client.
 	Messages []streamer.Message
@@ -95,6 +99,8 @@ func (k *kit) outcome() (*Outcome, error) {
 			o.Mode = streamer.ModeAsync
 		case streamer.TypeProgress:
 			o.Progress = append(o.Progress, streamer.Update{Percentage: m.Percentage, Message: m.Message, Metadata: m.Metadata})
+		case streamer.TypeStarted, streamer.TypeContinued, streamer.TypeRetrying:
+			o.Lifecycle = append(o.Lifecycle, m)
 		case streamer.TypeResultChunk:
 			if m.Total > 0 && chunks == nil {
 				chunks = make([]string, m.Total)

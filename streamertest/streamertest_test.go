@@ -122,13 +122,16 @@ func TestAsyncProgress(t *testing.T) {
 	assert.Equal(t, streamer.ModeAsync, out.Mode)
 	assert.Equal(t, []streamer.Update{{Percentage: 33, Message: "1"}, {Percentage: 66, Message: "2"}, {Percentage: 100, Message: "3"}}, out.Progress)
 	assert.JSONEq(t, `{"counted":3}`, string(out.Result))
-	assert.Equal(t, int64(4), out.Seq)
+	assert.Equal(t, int64(5), out.Seq, "started, three progress events, complete")
 	assert.Equal(t, 1, out.Attempts)
+	require.Len(t, out.Lifecycle, 1)
+	assert.Equal(t, streamer.TypeStarted, out.Lifecycle[0].Type)
+	assert.Equal(t, 1, out.Lifecycle[0].Attempt)
 	types := make([]string, 0, len(out.Messages))
 	for _, m := range out.Messages {
 		types = append(types, m.Type)
 	}
-	assert.Equal(t, []string{"acknowledgment", "progress", "progress", "progress", "complete"}, types)
+	assert.Equal(t, []string{"acknowledgment", "started", "progress", "progress", "progress", "complete"}, types)
 }
 
 func TestWithModeRunsEitherWay(t *testing.T) {
@@ -177,7 +180,7 @@ func TestCancelAfterProgress(t *testing.T) {
 	out := b.run(t, "count", countIn{To: 5}, streamertest.WithCancelAfter(2))
 	assert.Equal(t, streamer.CodeCanceled, out.Code())
 	assert.Len(t, out.Progress, 2, "the handler saw the cancel at its third Report")
-	assert.Equal(t, int64(3), out.Seq)
+	assert.Equal(t, int64(4), out.Seq)
 }
 
 func TestCancelWhileBlocked(t *testing.T) {
@@ -191,7 +194,7 @@ func TestCancelWhileBlocked(t *testing.T) {
 	out, err := r.Wait()
 	require.NoError(t, err)
 	assert.Equal(t, streamer.CodeCanceled, out.Code())
-	assert.Equal(t, int64(1), out.Seq)
+	assert.Equal(t, int64(2), out.Seq, "started, then the terminal error")
 }
 
 func TestCancelNeedsAsync(t *testing.T) {

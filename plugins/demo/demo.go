@@ -15,6 +15,9 @@ const (
 	ActionDelay = "delay"
 	ActionFail  = "fail"
 	ActionBlob  = "blob"
+	// ActionCheckpointed processes items one by one, checkpointing after
+	// each, so a run stopped midway is continued, not started over.
+	ActionCheckpointed = "checkpointed"
 )
 
 // Limits of the payloads.
@@ -25,6 +28,10 @@ const (
 	MaxDelaySteps = 1000
 	// MaxBlobBytes is the largest blob: 10 MiB.
 	MaxBlobBytes = 10 << 20
+	// MaxItems is the most items of checkpointed.
+	MaxItems = 100000
+	// MaxItemMs is the longest item_ms of checkpointed: a minute.
+	MaxItemMs = 60000
 )
 
 // delayTimeout bounds one run of delay: the longest delay plus a margin.
@@ -57,6 +64,11 @@ func New() streamer.Plugin {
 			{
 				Name:    ActionBlob,
 				Handler: streamer.Typed(blob),
+				Options: streamer.ActionOptions{Mode: streamer.ModeAsync},
+			},
+			{
+				Name:    ActionCheckpointed,
+				Handler: streamer.Typed(checkpointed),
 				Options: streamer.ActionOptions{Mode: streamer.ModeAsync},
 			},
 		},
@@ -188,4 +200,75 @@ func xString(n int) json.RawMessage {
 		}
 	}
 	return b
+}
+
+// CheckpointedPayload is the payload of checkpointed.
+type CheckpointedPayload struct {
+	// Items is how many items to process, 1 to [MaxItems]; required.
+	Items int `json:"items" validate:"required,gte=1,lte=100000"`
+	// ItemMs is how long each item takes, 0 to [MaxItemMs] milliseconds.
+	ItemMs int `json:"item_ms" validate:"gte=0,lte=60000"`
+}
+
+// CheckpointedState is the checkpoint of checkpointed.
+type CheckpointedState struct {
+	// Done is how many items are done.
+	Done int `json:"done"`
+	// Runs is how many runs did some of the work, this one included.
+	Runs int `json:"runs"`
+}
+
+// CheckpointedResult is the result of checkpointed.
+type CheckpointedResult struct {
+	// Items is how many items were processed.
+	Items int `json:"items"`
+	// Runs is how many runs it took: more than one when a run was stopped
+	// (a Lambda deadline, a restart) and the next continued from the
+	// checkpoint.
+	Runs int `json:"runs"`
+}
+
+// checkpointed processes in.Items items, one every in.ItemMs, reporting
+// "item i/N" and checkpointing after each; a run continues after the last
+// item its predecessors checkpointed.
+func checkpointed(ctx context.Context, in CheckpointedPayload, rep streamer.Reporter) (CheckpointedResult, error) {
+	state, _, err := streamer.CheckpointOf[CheckpointedState](ctx)
+	if err != nil {
+		return CheckpointedResult{}, err
+	}
+	state.Runs++
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for i := state.Done + 1; i <= in.Items; i++ {
+		if in.ItemMs > 0 {
+			d := time.Duration(in.ItemMs) * time.Millisecond
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
+			select {
+			case <-ctx.Done():
+				return CheckpointedResult{}, fmt.Errorf("demo: checkpointed item %d/%d: %w", i, in.Items, ctx.Err())
+			case <-timer.C:
+			}
+		} else if err := ctx.Err(); err != nil {
+			return CheckpointedResult{}, fmt.Errorf("demo: checkpointed item %d/%d: %w", i, in.Items, err)
+		}
+		_ = rep.Report(ctx, streamer.Update{
+			Percentage: float64(100*i) / float64(in.Items),
+			Message:    fmt.Sprintf("item %d/%d", i, in.Items),
+		})
+		state.Done = i
+		// Saved with the progress above when it is still waiting to be
+		// sent: one write per item at most.
+		if err := streamer.Checkpoint(ctx, rep, state); err != nil {
+			return CheckpointedResult{}, fmt.Errorf("demo: checkpointed item %d/%d: %w", i, in.Items, err)
+		}
+	}
+	return CheckpointedResult{Items: in.Items, Runs: state.Runs}, nil
 }

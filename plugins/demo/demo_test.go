@@ -117,10 +117,11 @@ func TestNew(t *testing.T) {
 		modes[a.Name] = a.Options.Mode
 	}
 	assert.Equal(t, map[string]streamer.Mode{
-		"echo":  streamer.ModeSync,
-		"delay": streamer.ModeAsync,
-		"fail":  streamer.ModeAsync,
-		"blob":  streamer.ModeAsync,
+		"echo":         streamer.ModeSync,
+		"delay":        streamer.ModeAsync,
+		"fail":         streamer.ModeAsync,
+		"blob":         streamer.ModeAsync,
+		"checkpointed": streamer.ModeAsync,
 	}, modes)
 	b := setup(t)
 	assert.GreaterOrEqual(t, b.action(t, "delay").Options.Timeout, 10*time.Minute+time.Second)

@@ -14,6 +14,12 @@
 //     message.
 //   - blob (async): payload {"bytes": 1..10485760}. Completes with a JSON
 //     string of exactly that many "x", large enough to be sent in chunks.
+//   - checkpointed (async): payload {"items": 1..100000, "item_ms":
+//     0..60000}. Processes the items one by one, item_ms each, reporting
+//     "item i/N" and saving a checkpoint after each (streamer.Checkpoint),
+//     so a run stopped midway (a Lambda deadline, a restart) is continued
+//     by the next from the last item done. Completes with {"items": N,
+//     "runs": R}, R being the number of runs that did some of the work.
 //
 // Invalid payloads are refused with VALIDATION_ERROR and a detail per field
 // before anything is stored or run.

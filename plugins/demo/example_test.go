@@ -22,6 +22,7 @@ func ExampleNew() {
 	// delay async
 	// fail async
 	// blob async
+	// checkpointed async
 }
 
 // The delay action reports its steps and completes with what it did.
