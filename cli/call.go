@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/mattn/go-isatty"
 
@@ -86,7 +87,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer c.Close()
 
 	bar := newProgressPrinter(stderr)
-	opts := []client.RequestOption{client.WithProgress(bar.update)}
+	opts := []client.RequestOption{client.WithProgress(bar.update), client.WithLifecycle(bar.lifecycle)}
 	// The id is chosen here, so that it can be printed when interrupted.
 	reqID := *resume
 	if reqID == "" {
@@ -175,6 +176,30 @@ func (p *progressPrinter) update(pr client.Progress) {
 	}
 	fmt.Fprintf(p.w, "\r[%s%s] %5.1f%% %-40s", strings.Repeat("#", filled), strings.Repeat(".", width-filled), pr.Percentage, msg)
 	p.drawn = true
+}
+
+// lifecycle prints a lifecycle event on a line of its own: "started
+// (attempt 1)", "continued (attempt 1, continuation 2)" or "retrying
+// (attempt 1 failed: CODE: message; next at 15:04:05)".
+func (p *progressPrinter) lifecycle(l client.Lifecycle) {
+	if p.tty && p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+	switch l.Type {
+	case "started":
+		fmt.Fprintf(p.w, "started (attempt %d)\n", l.Attempt)
+	case "continued":
+		fmt.Fprintf(p.w, "continued (attempt %d, continuation %d) at %.1f%% %s\n", l.Attempt, l.Continuations, l.Percentage, l.Message)
+	case "retrying":
+		why := ""
+		if l.Error != nil {
+			why = ": " + l.Error.Code + ": " + l.Error.Message
+		}
+		fmt.Fprintf(p.w, "retrying (attempt %d failed%s; next at %s)\n", l.Attempt, why, l.NextAt.Format(time.TimeOnly))
+	default:
+		fmt.Fprintf(p.w, "%s (attempt %d)\n", l.Type, l.Attempt)
+	}
 }
 
 func (p *progressPrinter) done() {

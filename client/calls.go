@@ -26,6 +26,28 @@ type Progress struct {
 	Metadata   map[string]string
 }
 
+// Lifecycle is a lifecycle event of an asynchronous request, passed to the
+// function [WithLifecycle] sets: a run started (Type "started") or
+// continued from a checkpoint ("continued"), or a failed attempt will be
+// retried ("retrying").
+type Lifecycle struct {
+	RequestID string
+	Seq       int64
+	// Type is "started", "continued" or "retrying".
+	Type string
+	// Attempt is the attempt's number: 1, plus one per retry.
+	Attempt int
+	// Continuations is how many times a continued request was continued.
+	Continuations int
+	// NextAt is when a retrying request runs again.
+	NextAt time.Time
+	// Error is why a retrying attempt failed.
+	Error *Error
+	// Percentage and Message are the request's progress so far.
+	Percentage float64
+	Message    string
+}
+
 // Status is the server's view of a request, as its status message says.
 type Status struct {
 	RequestID string
@@ -50,9 +72,10 @@ type Status struct {
 type RequestOption func(*requestOptions)
 
 type requestOptions struct {
-	id       string
-	progress func(Progress)
-	metadata map[string]string
+	id        string
+	progress  func(Progress)
+	lifecycle func(Lifecycle)
+	metadata  map[string]string
 }
 
 // WithID sets the request id, 1-128 characters of [A-Za-z0-9_.:-]. The
@@ -70,6 +93,13 @@ func WithProgress(fn func(Progress)) RequestOption {
 	return func(o *requestOptions) { o.progress = fn }
 }
 
+// WithLifecycle sets a function called with each lifecycle event (started,
+// continued, retrying), in seq order with the progress reports, on the
+// goroutine that called Request or Resume. By default they are ignored.
+func WithLifecycle(fn func(Lifecycle)) RequestOption {
+	return func(o *requestOptions) { o.lifecycle = fn }
+}
+
 // WithMetadata sets the request's metadata, informational string values the
 // server may log. Resume ignores it.
 func WithMetadata(md map[string]string) RequestOption {
@@ -79,8 +109,9 @@ func WithMetadata(md map[string]string) RequestOption {
 // call is a pending Request or Resume. Fields after frame are guarded by
 // Client.mu.
 type call struct {
-	id       string
-	progress func(Progress)
+	id        string
+	progress  func(Progress)
+	lifecycle func(Lifecycle)
 	// frame is the request frame, re-sent until acknowledged; nil for a
 	// Resume.
 	frame []byte
@@ -94,7 +125,7 @@ type call struct {
 	resumed     bool
 	resumeUntil int64
 	chunks      map[int]string
-	queue       []Progress
+	queue       []any // Progress and Lifecycle values, in seq order
 	finished    bool
 
 	notify chan struct{} // progress queued
@@ -170,7 +201,7 @@ func (c *Client) Request(ctx context.Context, action string, payload any, opts .
 	if len(frame) > streamer.MaxMessageSize {
 		return nil, fmt.Errorf("client: request %s is %d bytes, over %d: %w", id, len(frame), streamer.MaxMessageSize, ErrTooLarge)
 	}
-	cl := newCall(id, o.progress)
+	cl := newCall(id, o)
 	cl.frame = frame
 	return c.do(ctx, cl, frame)
 }
@@ -178,7 +209,8 @@ func (c *Client) Request(ctx context.Context, action string, payload any, opts .
 // Resume attaches to the existing asynchronous request requestID, as
 // `streamer call --resume ID` does, and blocks until its result like
 // [Client.Request]. Events with seq ≤ afterSeq are skipped; 0 replays every
-// event, so progress starts from the beginning. Only WithProgress applies.
+// event, so progress starts from the beginning. Only WithProgress and
+// WithLifecycle apply.
 // If afterSeq is at or past the request's terminal event, nothing more
 // arrives and Resume waits for ctx: use [Client.Status] for a finished
 // request's result.
@@ -190,7 +222,7 @@ func (c *Client) Resume(ctx context.Context, requestID string, afterSeq int64, o
 		return nil, fmt.Errorf("client: after_seq %d is negative: %w", afterSeq, ErrInvalidArgument)
 	}
 	o := applyOptions(opts)
-	cl := newCall(requestID, o.progress)
+	cl := newCall(requestID, o)
 	cl.acked = true
 	cl.lastSeq = afterSeq
 	return c.do(ctx, cl, resumeFrame(requestID, afterSeq))
@@ -206,10 +238,11 @@ func applyOptions(opts []RequestOption) requestOptions {
 	return o
 }
 
-func newCall(id string, progress func(Progress)) *call {
+func newCall(id string, o requestOptions) *call {
 	return &call{
-		id:       id,
-		progress: progress,
+		id:        id,
+		progress:  o.progress,
+		lifecycle: o.lifecycle,
 		notify:   make(chan struct{}, 1),
 		done:     make(chan outcome, 1),
 	}
@@ -264,8 +297,13 @@ func (c *Client) deliver(cl *call) {
 	q := cl.queue
 	cl.queue = nil
 	c.mu.Unlock()
-	for _, p := range q {
-		cl.progress(p)
+	for _, v := range q {
+		switch v := v.(type) {
+		case Progress:
+			cl.progress(v)
+		case Lifecycle:
+			cl.lifecycle(v)
+		}
 	}
 }
 
@@ -479,6 +517,24 @@ func (c *Client) eventLocked(cl *call, m *streamer.Message) []byte {
 				Message:    m.Message,
 				Metadata:   m.Metadata,
 			})
+			select {
+			case cl.notify <- struct{}{}:
+			default:
+			}
+		}
+	case streamer.TypeStarted, streamer.TypeContinued, streamer.TypeRetrying:
+		if cl.lifecycle != nil {
+			l := Lifecycle{
+				RequestID: cl.id, Seq: m.Seq, Type: m.Type, Attempt: m.Attempt, Continuations: m.Continuations,
+				Percentage: m.Percentage, Message: m.Message,
+			}
+			if m.NextAt > 0 {
+				l.NextAt = time.UnixMilli(m.NextAt)
+			}
+			if m.Error != nil {
+				l.Error = newError(cl.id, m.Error)
+			}
+			cl.queue = append(cl.queue, l)
 			select {
 			case cl.notify <- struct{}{}:
 			default:

@@ -656,3 +656,44 @@ func TestCloseWhileReconnecting(t *testing.T) {
 	require.NoError(t, wait(t, closed))
 	require.ErrorIs(t, wait(t, res).err, client.ErrClosed)
 }
+
+// Lifecycle events reach WithLifecycle in seq order with progress; a
+// client without it drops them but keeps counting their seqs.
+func TestLifecycleEvents(t *testing.T) {
+	t.Parallel()
+	b := setup(t, client.Options{})
+	var order []string
+	var got []client.Lifecycle
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.client.Request(context.Background(), "report", nil,
+			client.WithLifecycle(func(l client.Lifecycle) { got = append(got, l); order = append(order, l.Type) }),
+			client.WithProgress(func(client.Progress) { order = append(order, "progress") }))
+		done <- err
+	}()
+	id := b.conn.next(t).ID
+	b.conn.send(t, ack(id, 0),
+		streamer.Message{Type: streamer.TypeStarted, RequestID: id, Seq: 1, Attempt: 1},
+		progress(id, 2, 10),
+		streamer.Message{Type: streamer.TypeRetrying, RequestID: id, Seq: 3, Attempt: 1, NextAt: 1700000000000, Percentage: 10,
+			Error: &streamer.ErrorBody{Code: "UPSTREAM_DOWN", Message: "try later", Retryable: true}},
+		streamer.Message{Type: streamer.TypeContinued, RequestID: id, Seq: 4, Attempt: 2, Continuations: 1, Percentage: 10, Message: "item 3/9"},
+		complete(id, 5, `{}`))
+	require.NoError(t, wait(t, done))
+	assert.Equal(t, []string{"started", "progress", "retrying", "continued"}, order, "in seq order")
+	require.Len(t, got, 3)
+	assert.Equal(t, client.Lifecycle{RequestID: id, Seq: 1, Type: "started", Attempt: 1}, got[0])
+	assert.Equal(t, time.UnixMilli(1700000000000), got[1].NextAt)
+	require.NotNil(t, got[1].Error)
+	assert.Equal(t, "UPSTREAM_DOWN", got[1].Error.Code)
+	assert.Equal(t, client.Lifecycle{RequestID: id, Seq: 4, Type: "continued", Attempt: 2, Continuations: 1, Percentage: 10, Message: "item 3/9"}, got[2])
+
+	// Without WithLifecycle: ignored, and no gap is seen (no resume sent).
+	res := start(b.client, context.Background(), "report", nil)
+	id = b.conn.next(t).ID
+	b.conn.send(t, ack(id, 0), streamer.Message{Type: streamer.TypeStarted, RequestID: id, Seq: 1, Attempt: 1},
+		progress(id, 2, 50), complete(id, 3, `{}`))
+	r := wait(t, res)
+	require.NoError(t, r.err)
+	require.Equal(t, []int64{2}, seqs(r.progress))
+}

@@ -230,10 +230,10 @@ func testUnderRIE(t *testing.T, dir string) {
 	require.Equal(t, streamer.TypeAcknowledgment, lambdatest.Read(t, ws).Type)
 	dispatch("job-kill")
 	inv := <-started
-	first := lambdatest.Read(t, ws)
-	require.Equal(t, streamer.TypeProgress, first.Type, "the job runs")
+	early := lambdatest.ReadUntil(t, ws, streamer.TypeProgress)
+	require.Equal(t, streamer.TypeStarted, early[0].Type, "the job runs")
 	require.NoError(t, syscall.Kill(inv.PID, syscall.SIGKILL))
-	got = append([]streamer.Message{first}, lambdatest.ReadUntil(t, ws, streamer.TypeComplete)...)
+	got = append(early, lambdatest.ReadUntil(t, ws, streamer.TypeComplete)...)
 	seen := map[int64]bool{}
 	var last int64
 	for _, m := range got {

@@ -110,7 +110,7 @@ func TestCLIStatusAndCancel(t *testing.T) {
 		require.Equal(t, id, f["request_id"])
 		require.Equal(t, "delay", f["action"])
 		require.Equal(t, "succeeded", f["status"])
-		require.Equal(t, "3", f["seq"])
+		require.Equal(t, "4", f["seq"], "started, two steps, complete")
 		require.Equal(t, "100", f["percentage"])
 		require.JSONEq(t, `{"steps":2,"ms":0}`, f["result"])
 		_, err := time.Parse(time.RFC3339Nano, f["created_at"])

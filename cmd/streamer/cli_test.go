@@ -105,6 +105,26 @@ func TestCLICall(t *testing.T) {
 			require.Contains(t, lines[i], want)
 		}
 		require.Contains(t, lines[2], "100.0%")
+		require.True(t, strings.HasPrefix(res.stderr, "started (attempt 1)\n"), "the lifecycle event comes first: %s", res.stderr)
+	})
+
+	t.Run("lifecycle events of a retried request", func(t *testing.T) {
+		t.Parallel()
+		res := runCLI(t, env, "call", "fail", `{"code":"FLAKY_UPSTREAM","message":"try again","succeed_on":3}`)
+		require.Equal(t, 0, res.code, "stderr: %s", res.stderr)
+		require.JSONEq(t, `{"attempt":3}`, res.stdout)
+		var life []string
+		for l := range strings.Lines(res.stderr) {
+			if !strings.HasPrefix(l, "progress") {
+				life = append(life, l)
+			}
+		}
+		require.Len(t, life, 5, "stderr: %s", res.stderr)
+		require.Equal(t, "started (attempt 1)\n", life[0])
+		require.True(t, strings.HasPrefix(life[1], "retrying (attempt 1 failed: FLAKY_UPSTREAM: try again; next at "), life[1])
+		require.Equal(t, "started (attempt 2)\n", life[2])
+		require.True(t, strings.HasPrefix(life[3], "retrying (attempt 2 failed: FLAKY_UPSTREAM: try again; next at "), life[3])
+		require.Equal(t, "started (attempt 3)\n", life[4])
 	})
 
 	t.Run("--resume prints a finished job's result", func(t *testing.T) {

@@ -334,9 +334,12 @@ func TestE2EResumeAfterDisconnect(t *testing.T) {
 	r1 := dialRaw(t, s, tok)
 	r1.ack("delay", id, map[string]int{"ms": 2000, "steps": 10})
 	var seen []streamer.Message
-	for len(seen) < 3 {
+	for n := 0; n < 3; {
 		m := r1.readFor(id)
-		require.Equal(t, streamer.TypeProgress, m.Type)
+		require.True(t, m.Type == streamer.TypeProgress || m.Lifecycle(), "%+v", m)
+		if m.Type == streamer.TypeProgress {
+			n++
+		}
 		seen = append(seen, m)
 	}
 	require.NoError(t, r1.c.CloseNow())
@@ -458,7 +461,7 @@ func TestE2EClientSurvivesDrop(t *testing.T) {
 	}
 	steps := make([]streamer.Message, len(got))
 	for i, p := range got {
-		require.Equal(t, int64(i+1), p.Seq, "each progress seq once")
+		require.Equal(t, int64(i+2), p.Seq, "each progress seq once (seq 1 is started)")
 		steps[i] = streamer.Message{Seq: p.Seq, Message: p.Message, Percentage: p.Percentage}
 	}
 	requireSteps(t, steps, 10)
@@ -512,7 +515,7 @@ func TestE2ECancel(t *testing.T) {
 				reply = m
 				break
 			}
-			require.Equal(t, streamer.TypeProgress, m.Type, "%+v", m)
+			require.True(t, m.Type == streamer.TypeProgress || m.Lifecycle(), "%+v", m)
 			events = append(events, m)
 		}
 		require.Equal(t, "canceling", reply.Status)
@@ -567,7 +570,7 @@ func TestE2ECancel(t *testing.T) {
 		require.Equal(t, streamer.TypeStatus, m.Type)
 		require.Equal(t, "succeeded", m.Status)
 		require.JSONEq(t, `{"steps":1,"ms":0}`, string(m.Result))
-		require.Equal(t, int64(2), m.Seq)
+		require.Equal(t, int64(3), m.Seq, "started, progress, complete")
 		require.Empty(t, r.ping(), "a finished request gets no new event")
 	})
 
@@ -628,6 +631,7 @@ func TestE2EStatus(t *testing.T) {
 		r := dialRaw(t, s, tok)
 		id := uid("status-run")
 		r.ack("delay", id, map[string]int{"ms": 30000, "steps": 100})
+		require.Equal(t, streamer.TypeStarted, r.readFor(id).Type)
 		first := r.readFor(id)
 		require.Equal(t, streamer.TypeProgress, first.Type)
 		r.request(streamer.ActionStatus, "", map[string]any{"request_id": id})
@@ -708,12 +712,16 @@ func TestE2EIdempotentResend(t *testing.T) {
 	require.Equal(t, streamer.TypeAcknowledgment, ack.Type)
 	require.Equal(t, "queued", ack.Status)
 	first := a.readFor(id)
-	require.Equal(t, streamer.TypeProgress, first.Type)
+	require.Equal(t, streamer.TypeStarted, first.Type, "a run opens with started")
 	require.Equal(t, int64(1), first.Seq)
+	require.Equal(t, 1, first.Attempt)
+	var aEvents = []streamer.Message{first}
+	for aEvents[len(aEvents)-1].Type != streamer.TypeProgress {
+		aEvents = append(aEvents, a.readFor(id))
+	}
 
 	// The same connection re-sends: attached, not run again.
 	a.sendText(frame)
-	var aEvents = []streamer.Message{first}
 	var reAck streamer.Message
 	for {
 		m := a.readFor(id)
@@ -782,9 +790,9 @@ func TestE2EIdempotentResend(t *testing.T) {
 		client.WithID(id), client.WithProgress(func(p client.Progress) { seqs = append(seqs, p.Seq) }))
 	require.NoError(t, err)
 	require.JSONEq(t, `{"steps":5,"ms":3000}`, string(res))
-	wantSeqs := make([]int64, len(stored)-1)
+	wantSeqs := make([]int64, len(stored)-2) // the progress events: all but started and complete
 	for i := range wantSeqs {
-		wantSeqs[i] = int64(i + 1)
+		wantSeqs[i] = int64(i + 2)
 	}
 	require.Equal(t, wantSeqs, seqs)
 
@@ -848,7 +856,7 @@ func TestE2EPrincipalIsolation(t *testing.T) {
 			require.Equal(t, "queued", ack.Status)
 			require.Zero(t, ack.Seq)
 			events := r.collect(id, 0)
-			require.Len(t, events, 3)
+			require.Len(t, events, 4, "started, two steps, complete")
 		})
 	}
 
@@ -870,7 +878,7 @@ func TestE2EPrincipalIsolation(t *testing.T) {
 	// Alice's request is untouched by the others.
 	st := ra.status(id)
 	require.Equal(t, "succeeded", st.Status)
-	require.Equal(t, int64(3), st.Seq)
+	require.Equal(t, int64(4), st.Seq)
 	require.JSONEq(t, `{"steps":2,"ms":200}`, string(st.Result))
 
 	t.Run("tenant and sub cannot be confused", func(t *testing.T) {
@@ -1056,6 +1064,9 @@ func TestE2EBlob(t *testing.T) {
 			require.Equal(t, streamer.TypeComplete, done.Type)
 			require.Empty(t, done.Result, "a chunked result is not repeated in complete")
 			chunks := events[:len(events)-1]
+			for len(chunks) > 0 && chunks[0].Lifecycle() {
+				chunks = chunks[1:]
+			}
 			require.Equal(t, len(chunks), done.Chunks)
 			require.Greater(t, len(chunks), 8, "1 MiB needs at least 9 chunks of 128 KiB")
 			var b strings.Builder
@@ -1082,7 +1093,7 @@ func TestE2EBlob(t *testing.T) {
 		st := r2.status(id)
 		require.Equal(t, "succeeded", st.Status)
 		require.Empty(t, st.Result, "too large for the status message")
-		require.Equal(t, len(events)-1, st.Chunks)
+		require.Equal(t, len(events)-2, st.Chunks, "every event but started and complete is a chunk")
 	})
 }
 
@@ -1100,10 +1111,10 @@ func TestE2EFail(t *testing.T) {
 	progress := checkStream(t, events, 1)
 	require.Len(t, progress, 1, "one run: one progress event")
 	require.InDelta(t, 50, progress[0].Percentage, 1e-9)
-	require.Len(t, events, 2)
-	end := events[1]
+	require.Len(t, events, 3, "started, progress, error: not retried")
+	end := events[2]
 	require.Equal(t, streamer.TypeError, end.Type)
-	require.Equal(t, int64(2), end.Seq)
+	require.Equal(t, int64(3), end.Seq)
 	require.Equal(t, "BAD_THING", end.Error.Code)
 	require.Equal(t, "nope", end.Error.Message)
 	require.NotZero(t, end.Timestamp)
@@ -1111,13 +1122,13 @@ func TestE2EFail(t *testing.T) {
 
 	st := r.status(id)
 	require.Equal(t, "failed", st.Status)
-	require.Equal(t, int64(2), st.Seq)
+	require.Equal(t, int64(3), st.Seq)
 	require.NotNil(t, st.Error)
 	require.Equal(t, "BAD_THING", st.Error.Code)
 
 	r2 := dialRaw(t, s, tok)
 	r2.resume(id, 0)
-	require.Len(t, r2.untilTerminal(id), 2, "not retried")
+	require.Len(t, r2.untilTerminal(id), 3, "not retried")
 	require.Empty(t, r2.ping())
 
 	c := dialClient(t, s, tok)

@@ -581,6 +581,10 @@ func checkStream(t *testing.T, events []streamer.Message, first int64) []streame
 	require.NotEmpty(t, events)
 	var progress []streamer.Message
 	last := -1.0
+	if first == 1 {
+		require.Equal(t, streamer.TypeStarted, events[0].Type, "a stream opens with the run's started event")
+		require.Equal(t, 1, events[0].Attempt)
+	}
 	for i, m := range events {
 		require.Equal(t, first+int64(i), m.Seq, "event %d (%s) has seq %d: the seqs must be contiguous", i, m.Type, m.Seq)
 		require.Equal(t, i == len(events)-1, m.Terminal(), "event %d (%s): exactly one terminal event, the last", i, m.Type)

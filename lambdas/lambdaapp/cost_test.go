@@ -120,7 +120,7 @@ func TestCostPerAsyncRequest(t *testing.T) {
 	processorOps := counterOps(pd)
 	require.Equal(t, 3, processorOps["DynamoDB.Query"],
 		"no read per progress event: the last event, the subscribers once, and again before the terminal")
-	require.Equal(t, 1+steps+1, rp+pp, "one post per message: the acknowledgment, each progress, the complete")
+	require.Equal(t, 1+1+steps+1, rp+pp, "one post per message: the acknowledgment, started, each progress, the complete")
 }
 
 // TestCostPerReaperRun counts what the reaper costs: a run that finds

@@ -28,6 +28,8 @@ const (
 	MaxDelaySteps = 1000
 	// MaxBlobBytes is the largest blob: 10 MiB.
 	MaxBlobBytes = 10 << 20
+	// MaxSucceedOn is the largest succeed_on of fail.
+	MaxSucceedOn = 5
 	// MaxItems is the most items of checkpointed.
 	MaxItems = 100000
 	// MaxItemMs is the longest item_ms of checkpointed: a minute.
@@ -57,8 +59,9 @@ func New() streamer.Plugin {
 				Name:    ActionFail,
 				Handler: streamer.Typed(fail),
 				Options: streamer.ActionOptions{
-					Mode:  streamer.ModeAsync,
-					Retry: streamer.RetryPolicy{MaxAttempts: 1},
+					Mode: streamer.ModeAsync,
+					// Only a payload with succeed_on fails retryably.
+					Retry: streamer.RetryPolicy{MaxAttempts: MaxSucceedOn, InitialBackoff: 200 * time.Millisecond, MaxBackoff: time.Second},
 				},
 			},
 			{
@@ -144,6 +147,9 @@ type FailPayload struct {
 	Code string `json:"code" validate:"required"`
 	// Message is the error message; when empty a generic one is used.
 	Message string `json:"message" validate:"max=1024"`
+	// SucceedOn, when set (2 to [MaxSucceedOn]), makes the failure
+	// retryable until that attempt, which succeeds with {"attempt": N}.
+	SucceedOn int `json:"succeed_on" validate:"omitempty,gte=2,lte=5"`
 }
 
 // Validate checks that Code is a valid protocol code.
@@ -170,6 +176,13 @@ func fail(ctx context.Context, in FailPayload, rep streamer.Reporter) (json.RawM
 	msg := in.Message
 	if msg == "" {
 		msg = defaultFailMessage
+	}
+	if in.SucceedOn > 0 {
+		req, _ := streamer.RequestFromContext(ctx)
+		if req != nil && req.Attempt >= in.SucceedOn {
+			return json.RawMessage(fmt.Sprintf(`{"attempt":%d}`, req.Attempt)), nil
+		}
+		return nil, streamer.Retryable(streamer.NewError(in.Code, msg))
 	}
 	return nil, streamer.NewError(in.Code, msg)
 }

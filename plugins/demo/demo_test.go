@@ -125,7 +125,7 @@ func TestNew(t *testing.T) {
 	}, modes)
 	b := setup(t)
 	assert.GreaterOrEqual(t, b.action(t, "delay").Options.Timeout, 10*time.Minute+time.Second)
-	assert.Equal(t, 1, b.action(t, "fail").Options.Retry.MaxAttempts)
+	assert.Equal(t, demo.MaxSucceedOn, b.action(t, "fail").Options.Retry.MaxAttempts, "retried only when succeed_on asks")
 }
 
 func TestEcho(t *testing.T) {

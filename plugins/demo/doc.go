@@ -9,9 +9,11 @@
 //     required. Reports steps progress events spread evenly over ms (step i
 //     at i·ms/steps after the start, percentage 100·i/steps, message
 //     "step i/steps"), then completes with {"steps", "ms"}.
-//   - fail (async, never retried): payload {"code": "UPPER_SNAKE",
-//     "message": "..."}. Reports 50% and then fails with that code and
-//     message.
+//   - fail (async): payload {"code": "UPPER_SNAKE", "message": "...",
+//     "succeed_on": 2..5}. Reports 50% and then fails with that code and
+//     message, not retried. With succeed_on the failure is retryable until
+//     that attempt (200 ms, then 400 ms... between them), which completes
+//     with {"attempt": N}: each retried failure sends a retrying event.
 //   - blob (async): payload {"bytes": 1..10485760}. Completes with a JSON
 //     string of exactly that many "x", large enough to be sent in chunks.
 //   - checkpointed (async): payload {"items": 1..100000, "item_ms":
