@@ -683,6 +683,24 @@
           this.callback(call.opts.onProgress, p);
           return;
         }
+        case "started":
+        case "continued":
+        case "retrying": {
+          if (typeof seq !== "number") return;
+          const l = {
+            requestId: call.id,
+            type: m.type,
+            seq,
+            attempt: num(m.attempt),
+            percentage: num(m.percentage),
+            message: str(m.message)
+          };
+          if (typeof m.continuations === "number") l.continuations = m.continuations;
+          if (typeof m.next_at === "number") l.nextAt = m.next_at;
+          if (m.error) l.error = m.error;
+          this.callback(call.opts.onLifecycle, l);
+          return;
+        }
         case "result_chunk": {
           const index = m.index ?? 0;
           if (!Number.isInteger(index) || index < 0 || typeof m.data !== "string") {
@@ -1010,6 +1028,13 @@
         if (job.status !== "canceling") job.status = a.status;
         if (typeof a.percentage === "number") job.pct = Math.max(job.pct, a.percentage);
         if (a.message) job.msg = a.message;
+        render(job);
+      },
+      onLifecycle: (l) => {
+        if (job.status !== "canceling") job.status = l.type === "retrying" ? "retrying" : "running";
+        if (l.type === "started") job.msg = `started (attempt ${l.attempt})`;
+        if (l.type === "continued") job.msg = `continued from its checkpoint (${l.continuations ?? 0})`;
+        if (l.type === "retrying") job.msg = `attempt ${l.attempt} failed (${l.error?.code ?? "?"}); retrying`;
         render(job);
       },
       onProgress: (p) => {

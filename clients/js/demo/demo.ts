@@ -6,7 +6,7 @@
 // li.job[data-id][data-status][data-seq], and window.streamerDemo, which
 // exposes the client and every job's applied seqs.
 import { StreamerClient, StreamerError } from '../src/index.js';
-import type { Progress, ServerMessage } from '../src/index.js';
+import type { Lifecycle, Progress, ServerMessage } from '../src/index.js';
 
 const LOG_MAX = 200;
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
@@ -176,6 +176,13 @@ function startJob(action: string, payload: unknown, title: string): void {
       if (job.status !== 'canceling') job.status = a.status;
       if (typeof a.percentage === 'number') job.pct = Math.max(job.pct, a.percentage);
       if (a.message) job.msg = a.message;
+      render(job);
+    },
+    onLifecycle: (l: Lifecycle) => {
+      if (job.status !== 'canceling') job.status = l.type === 'retrying' ? 'retrying' : 'running';
+      if (l.type === 'started') job.msg = `started (attempt ${l.attempt})`;
+      if (l.type === 'continued') job.msg = `continued from its checkpoint (${l.continuations ?? 0})`;
+      if (l.type === 'retrying') job.msg = `attempt ${l.attempt} failed (${l.error?.code ?? '?'}); retrying`;
       render(job);
     },
     onProgress: (p: Progress) => {

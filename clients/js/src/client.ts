@@ -6,6 +6,7 @@ import type {
   CallOptions,
   ClientMessage,
   ConnectionState,
+  Lifecycle,
   Progress,
   RequestOptions,
   ResumeOptions,
@@ -704,6 +705,24 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
         if (m.metadata && typeof m.metadata === 'object') p.metadata = m.metadata;
         if (typeof m.timestamp === 'number') p.timestamp = m.timestamp;
         this.callback(call.opts.onProgress, p);
+        return;
+      }
+      case 'started':
+      case 'continued':
+      case 'retrying': {
+        if (typeof seq !== 'number') return;
+        const l: Lifecycle = {
+          requestId: call.id,
+          type: m.type,
+          seq,
+          attempt: num(m.attempt),
+          percentage: num(m.percentage),
+          message: str(m.message),
+        };
+        if (typeof m.continuations === 'number') l.continuations = m.continuations;
+        if (typeof m.next_at === 'number') l.nextAt = m.next_at;
+        if (m.error) l.error = m.error;
+        this.callback(call.opts.onLifecycle, l);
         return;
       }
       case 'result_chunk': {

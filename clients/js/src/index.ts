@@ -16,6 +16,7 @@ export type {
   ClientMessage,
   ConnectionState,
   ErrorBody,
+  Lifecycle,
   Progress,
   RequestOptions,
   RequestStatus,

@@ -11,7 +11,20 @@ export interface ErrorBody {
  * (docs/protocol.md section 3). Which fields are set depends on `type`.
  */
 export interface ServerMessage {
-  type: 'response' | 'acknowledgment' | 'progress' | 'result_chunk' | 'complete' | 'error' | 'status' | 'pong' | 'actions' | string;
+  type:
+    | 'response'
+    | 'acknowledgment'
+    | 'progress'
+    | 'result_chunk'
+    | 'complete'
+    | 'error'
+    | 'status'
+    | 'pong'
+    | 'actions'
+    | 'started'
+    | 'continued'
+    | 'retrying'
+    | string;
   request_id?: string;
   seq?: number;
   status?: string;
@@ -31,6 +44,34 @@ export interface ServerMessage {
   updated_at?: number;
   /** The list of an `actions` message (docs/protocol.md section 5). */
   actions?: ActionInfo[];
+  /** The attempt of a lifecycle event (`started`, `continued`, `retrying`). */
+  attempt?: number;
+  /** How many times a `continued` request was continued. */
+  continuations?: number;
+  /** When a `retrying` request runs again (Unix ms). */
+  next_at?: number;
+}
+
+/**
+ * Lifecycle is a lifecycle event of an asynchronous request, passed to
+ * `onLifecycle` (docs/protocol.md section 5): a run `started`, or
+ * `continued` from a checkpoint, or a failed attempt is `retrying`.
+ */
+export interface Lifecycle {
+  requestId: string;
+  type: 'started' | 'continued' | 'retrying';
+  seq: number;
+  /** 1 for the first attempt, one more per retry after a failure. */
+  attempt: number;
+  /** How many times the request was continued (`continued` only). */
+  continuations?: number;
+  /** When the request runs again, Unix ms (`retrying` only). */
+  nextAt?: number;
+  /** Why the attempt failed (`retrying` only). */
+  error?: ErrorBody;
+  /** The request's progress so far. */
+  percentage: number;
+  message: string;
 }
 
 /** ActionInfo is one action the server serves, as `actions()` lists it. */
@@ -154,6 +195,8 @@ export interface RequestOptions {
   onProgress?: (p: Progress) => void;
   /** Called when the server acknowledges (or attaches to) the asynchronous request. */
   onAck?: (a: Ack) => void;
+  /** Called with each lifecycle event (`started`, `continued`, `retrying`), in seq order with the progress. */
+  onLifecycle?: (l: Lifecycle) => void;
   /**
    * Called with every message applied to the request, in order, after
    * duplicates are dropped and gaps filled: acknowledgments, progress,

@@ -556,3 +556,37 @@ test('actions resolves with the list of the actions message carrying its id', as
   assert.equal(err.code, 'UNAVAILABLE');
   assert.ok(isStreamerError(err));
 });
+
+test('lifecycle events: onLifecycle in seq order with progress; unknown seq events count', async (t) => {
+  const { server, client } = await setup(t, (conn, m) => {
+    if (m.action !== 'job') return;
+    conn.send(ack(m.id));
+    conn.send({ type: 'started', request_id: m.id, seq: 1, attempt: 1, percentage: 0, message: '', timestamp: 1 });
+    conn.send(progress(m.id, 2, 10));
+    conn.send({
+      type: 'retrying', request_id: m.id, seq: 3, attempt: 1, next_at: 1700000000000, percentage: 10, message: 'at 10',
+      error: { code: 'UPSTREAM_DOWN', message: 'try later', retryable: true },
+    });
+    conn.send({ type: 'continued', request_id: m.id, seq: 4, attempt: 2, continuations: 1, percentage: 10, message: 'item 3/9' });
+    conn.send({ type: 'some_future_event', request_id: m.id, seq: 5 });
+    conn.send(progress(m.id, 6, 90));
+    conn.send(complete(m.id, 7, 'done'));
+  });
+  const order = [];
+  const life = [];
+  const result = await client.request('job', null, {
+    onProgress: (p) => order.push(`progress ${p.seq}`),
+    onLifecycle: (l) => {
+      order.push(`${l.type} ${l.seq}`);
+      life.push(l);
+    },
+  });
+  assert.equal(result, 'done');
+  assert.deepEqual(order, ['started 1', 'progress 2', 'retrying 3', 'continued 4', 'progress 6']);
+  assert.deepEqual(life[0], { requestId: life[0].requestId, type: 'started', seq: 1, attempt: 1, percentage: 0, message: '' });
+  assert.equal(life[1].nextAt, 1700000000000);
+  assert.equal(life[1].error.code, 'UPSTREAM_DOWN');
+  assert.equal(life[2].continuations, 1);
+  assert.equal(life[2].message, 'item 3/9');
+  assert.equal(server.frames('resume').length, 0, 'no gap: lifecycle and unknown events count their seqs');
+});
