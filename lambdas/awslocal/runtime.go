@@ -58,6 +58,9 @@ type Config struct {
 	// and STREAMER_MAX_STALLS; zero means their defaults.
 	StallTimeout time.Duration
 	MaxStalls    int
+	// MaxContinuations is the functions' STREAMER_MAX_CONTINUATIONS; zero
+	// means its default.
+	MaxContinuations int
 	// Lease is the claim lease of the processor and the reaper; default 5s,
 	// so that after a crash of this process the requests it ran are taken
 	// over seconds after the restart, not a minute.
@@ -163,6 +166,10 @@ func Run(ctx context.Context, cfg Config) error {
 		case lambdaapp.EnvMaxStalls:
 			if cfg.MaxStalls != 0 {
 				return strconv.Itoa(cfg.MaxStalls)
+			}
+		case lambdaapp.EnvMaxContinuations:
+			if cfg.MaxContinuations != 0 {
+				return strconv.Itoa(cfg.MaxContinuations)
 			}
 		}
 		return ""

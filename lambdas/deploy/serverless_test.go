@@ -66,6 +66,8 @@ func wantEnv() map[string]any {
 		"STREAMER_CANCEL_POLL":        "2s",
 		"STREAMER_STALL_TIMEOUT":      "2m",
 		"STREAMER_MAX_STALLS":         "3",
+		"STREAMER_MAX_CONTINUATIONS":  "100",
+		"STREAMER_MAX_CHECKPOINT":     "65536",
 		"STREAMER_LEASE":              "1m",
 	}
 }

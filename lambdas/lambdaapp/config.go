@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -60,8 +61,14 @@ const (
 	EnvStallTimeout      = "STREAMER_STALL_TIMEOUT"
 	EnvLease             = "STREAMER_LEASE"
 	EnvMaxStalls         = "STREAMER_MAX_STALLS"
+	EnvMaxContinuations  = "STREAMER_MAX_CONTINUATIONS"
+	EnvMaxCheckpoint     = "STREAMER_MAX_CHECKPOINT"
 	EnvBucket            = "STREAMER_BUCKET"
 )
+
+// maxCheckpoint is the largest STREAMER_MAX_CHECKPOINT: it leaves room in
+// the 400 KB request item for the rest of the request.
+const maxCheckpoint = 350 << 10
 
 // EnvFunctionName is the variable Lambda sets to the function's name; the
 // processor reads it to invoke itself. It is not declared in serverless.yml.
@@ -71,7 +78,7 @@ const EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 var EnvVars = []string{
 	EnvTable, EnvJWTSecret, EnvJWTPublicKey, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
-	EnvStallTimeout, EnvMaxStalls, EnvLease, EnvBucket,
+	EnvStallTimeout, EnvMaxStalls, EnvLease, EnvBucket, EnvMaxContinuations, EnvMaxCheckpoint,
 }
 
 // Config is a Lambda's configuration, read by [ConfigFromEnv].
@@ -130,6 +137,16 @@ type Config struct {
 	// [streamer.DefaultMaxStalls]). The reaper and the processor both
 	// enforce it, so both must have the same value.
 	MaxStalls int
+	// MaxContinuations is how many times a request may be continued (a
+	// run stopped at its invocation's deadline hands it back) before it
+	// ends with TIMEOUT (STREAMER_MAX_CONTINUATIONS, at least 1; default
+	// [streamer.DefaultMaxContinuations]).
+	MaxContinuations int
+	// MaxCheckpoint is the largest checkpoint a handler may save, in bytes
+	// of JSON (STREAMER_MAX_CHECKPOINT, 1 to 358400: the request item,
+	// which holds it, is at most 400 KB; default
+	// [streamer.DefaultMaxCheckpoint]).
+	MaxCheckpoint int
 	// Bucket is the S3 bucket of the plugins' files (STREAMER_BUCKET),
 	// such as the report plugin's reports; empty when unset. ConfigFromEnv
 	// checks the name; the plugins that need a bucket refuse to start
@@ -245,14 +262,26 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 		}
 		*d.into = parsed
 	}
-	cfg.MaxStalls = streamer.DefaultMaxStalls
-	if v := getenv(EnvMaxStalls); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a whole number of at least 1, such as %d", EnvMaxStalls, v, streamer.DefaultMaxStalls))
-		} else {
-			cfg.MaxStalls = n
+	for _, c := range []struct {
+		name      string
+		into      *int
+		def, high int
+	}{
+		{EnvMaxStalls, &cfg.MaxStalls, streamer.DefaultMaxStalls, math.MaxInt32},
+		{EnvMaxContinuations, &cfg.MaxContinuations, streamer.DefaultMaxContinuations, math.MaxInt32},
+		{EnvMaxCheckpoint, &cfg.MaxCheckpoint, streamer.DefaultMaxCheckpoint, maxCheckpoint},
+	} {
+		*c.into = c.def
+		v := getenv(c.name)
+		if v == "" {
+			continue
 		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > c.high {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number from 1 to %d, such as %d", c.name, v, c.high, c.def))
+			continue
+		}
+		*c.into = n
 	}
 	if cfg.Bucket = getenv(EnvBucket); cfg.Bucket != "" && !validBucket(cfg.Bucket) {
 		errs = append(errs, fmt.Errorf("%s=%q: want an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit", EnvBucket, cfg.Bucket))

@@ -54,6 +54,8 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		"STREAMER_CANCEL_POLL":        "3s",
 		"STREAMER_STALL_TIMEOUT":      "90s",
 		"STREAMER_MAX_STALLS":         "5",
+		"STREAMER_MAX_CONTINUATIONS":  "7",
+		"STREAMER_MAX_CHECKPOINT":     "1000",
 		"STREAMER_LEASE":              "30s",
 		"STREAMER_BUCKET":             "my-files.example-1",
 	}))
@@ -64,6 +66,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		Endpoint: "https://abc.execute-api.eu-west-1.amazonaws.com/prod", LogLevel: zerolog.DebugLevel,
 		Retention: 2 * time.Hour, SyncThreshold: time.Second, SubscriberRefresh: 500 * time.Millisecond, CancelPoll: 3 * time.Second,
 		StallTimeout: 90 * time.Second, MaxStalls: 5, Lease: 30 * time.Second, Bucket: "my-files.example-1",
+		MaxContinuations: 7, MaxCheckpoint: 1000,
 	}, cfg)
 }
 
@@ -115,6 +118,8 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		{lambdaapp.Reaper, map[string]string{"STREAMER_TABLE": "t", "STREAMER_STALL_TIMEOUT": "2"}, "STREAMER_STALL_TIMEOUT"},
 		{lambdaapp.Reaper, map[string]string{"STREAMER_TABLE": "t", "STREAMER_MAX_STALLS": "0"}, "STREAMER_MAX_STALLS"},
 		{lambdaapp.Processor, map[string]string{"STREAMER_TABLE": "t", "STREAMER_MAX_STALLS": "three"}, "STREAMER_MAX_STALLS"},
+		{lambdaapp.Processor, map[string]string{"STREAMER_TABLE": "t", "STREAMER_MAX_CONTINUATIONS": "0"}, "STREAMER_MAX_CONTINUATIONS"},
+		{lambdaapp.Processor, map[string]string{"STREAMER_TABLE": "t", "STREAMER_MAX_CHECKPOINT": "500000"}, "STREAMER_MAX_CHECKPOINT"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_SYNC_THRESHOLD": "5"}, "STREAMER_SYNC_THRESHOLD"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_SUBSCRIBER_REFRESH": "-1s"}, "STREAMER_SUBSCRIBER_REFRESH"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RETENTION": "0s"}, "STREAMER_RETENTION"},

@@ -119,6 +119,7 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		SyncThreshold: cfg.SyncThreshold, Retention: cfg.Retention,
 		SubscriberRefresh: cfg.SubscriberRefresh, CancelPoll: cfg.CancelPoll, Endpoint: cfg.Endpoint,
 		StallTimeout: cfg.StallTimeout, MaxStalls: cfg.MaxStalls, Lease: cfg.Lease,
+		MaxContinuations: cfg.MaxContinuations, MaxCheckpoint: cfg.MaxCheckpoint,
 	}
 	if cfg.JWTSecret != nil || cfg.JWTPublicKey != nil {
 		auth, err := middleware.NewJWT(cfg.jwtConfig())
