@@ -243,8 +243,8 @@ func newCall(id string, o requestOptions) *call {
 		id:        id,
 		progress:  o.progress,
 		lifecycle: o.lifecycle,
-		notify:   make(chan struct{}, 1),
-		done:     make(chan outcome, 1),
+		notify:    make(chan struct{}, 1),
+		done:      make(chan outcome, 1),
 	}
 }
 
