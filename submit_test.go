@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -378,4 +380,16 @@ func TestSubmitStoreFailure(t *testing.T) {
 	_, err = app.Submit(context.Background(), alice(), "steps", map[string]int{"steps": 1}, streamer.SubmitOptions{IdempotencyKey: "k"})
 	se := codeError(t, err, streamer.CodeUnavailable)
 	require.True(t, se.Retryable)
+}
+
+// TestReadmeSubmitBuilds compiles the submitter Lambda of README.md as it
+// stands.
+func TestReadmeSubmitBuilds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a program; skipped with -short")
+	}
+	dir := readmeDir(t, map[string]string{"main.go": readmeBlock(t, "readme-submit")})
+	cmd := exec.Command("go", "build", "-o", filepath.Join(t.TempDir(), "submitter"), "./"+filepath.Join(dir, "main.go"))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "README submitter does not build:\n%s", out)
 }
