@@ -402,6 +402,8 @@ type admission struct {
 	conn   Conn
 	ack    *Message
 	queued bool
+	// notBefore delays a new request ([App.Submit]); zero: at once.
+	notBefore time.Time
 }
 
 // admitTerminal ends the admission chain: the request passed every
@@ -455,7 +457,8 @@ func (a *App) store(ctx context.Context, ad *admission, req *Request) error {
 	sr := storage.Request{
 		Key: key, Action: req.Action, Payload: req.Payload, Metadata: req.Metadata,
 		Fingerprint: fp, Principal: principal, ConnectionID: ad.conn.ID, Endpoint: endpoint,
-		Status: storage.StatusQueued, CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(a.cfg.Retention),
+		Status: storage.StatusQueued, NotBefore: ad.notBefore,
+		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(a.cfg.Retention),
 	}
 	err = a.cfg.Store.CreateRequest(ctx, sr)
 	switch {
@@ -484,8 +487,9 @@ func (a *App) attach(ctx context.Context, ad *admission, key storage.Key, fp str
 		return Errorf(CodeConflict, "request id %s is already used with a different action or payload", key.ID)
 	}
 	// Subscribe before reading the last seq: every event stored after the
-	// read is then sent live, so none is lost between the two.
-	if existing.ConnectionID != ad.conn.ID {
+	// read is then sent live, so none is lost between the two. A request
+	// submitted from a backend ([App.Submit]) has no connection to attach.
+	if ad.conn.ID != "" && existing.ConnectionID != ad.conn.ID {
 		if err := a.cfg.Store.Subscribe(ctx, key, ad.conn.ID, a.now().Add(a.cfg.ConnectionTTL)); err != nil {
 			return storeFailed(fmt.Errorf("streamer: subscribe %s: %w", key.ID, err))
 		}

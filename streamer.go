@@ -106,7 +106,8 @@ type Request struct {
 	Metadata map[string]string
 	// Principal is the verified identity of the sender.
 	Principal Principal
-	// ConnectionID is the connection that sent the request.
+	// ConnectionID is the connection that sent the request; empty for a
+	// request submitted from a backend with [App.Submit].
 	ConnectionID string
 	// Stage is where the chain runs: sync, admit or process.
 	Stage Stage

@@ -277,7 +277,7 @@ func Run(ctx context.Context, cfg Config) error {
 				actions = append(actions, a.Name)
 			}
 		}
-		cfg.Ready(devserver.Info{Addr: addr, URL: base, WebSocketURL: "ws://" + addr + "/ws", Token: token, Actions: actions})
+		cfg.Ready(devserver.Info{Addr: addr, URL: base, WebSocketURL: "ws://" + addr + "/ws", Token: token, Actions: actions, App: h.App()})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)

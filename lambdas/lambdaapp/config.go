@@ -172,7 +172,7 @@ type Config struct {
 func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 	cfg := Config{Function: fn}
 	switch fn {
-	case Connect, Disconnect, Router, Processor, Reaper:
+	case Connect, Disconnect, Router, Processor, Reaper, Submitter:
 	default:
 		return cfg, fmt.Errorf("lambdaapp: unknown function %q", fn)
 	}
@@ -198,6 +198,9 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 		if cfg.FunctionName = getenv(EnvFunctionName); cfg.FunctionName == "" {
 			errs = append(errs, fmt.Errorf("%s is required: the processor invokes itself by name (Lambda sets it)", EnvFunctionName))
 		}
+	}
+	if fn == Submitter && getenv(EnvEndpoint) == "" {
+		errs = append(errs, fmt.Errorf("%s is required: the Management API's URL, where the processor posts the events of submitted requests", EnvEndpoint))
 	}
 	if fn == Connect && cfg.JWTSecret == nil && cfg.JWTPublicKey == nil {
 		errs = append(errs, fmt.Errorf("%s or %s is required to verify tokens", EnvJWTSecret, EnvJWTPublicKey))

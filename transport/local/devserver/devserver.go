@@ -93,7 +93,11 @@ type Config struct {
 	// defaults 10 minutes and 2 hours.
 	IdleTimeout time.Duration
 	MaxLifetime time.Duration
-	// Ready, when set, is called once the server listens.
+	// Ready, when set, is called once the server listens, before it serves
+	// anything. Its Info carries the App, with which the program submits
+	// requests from its own code (see [streamer.App.Submit]); Handlers may
+	// use what Ready stores without locking, since they run only after it
+	// returned.
 	Ready func(Info)
 }
 
@@ -112,6 +116,13 @@ type Info struct {
 	SecretFile string
 	// Actions are the names of the actions served, in the plugins' order.
 	Actions []string
+	// App is the server's App, for Go code in the same process to submit
+	// requests on behalf of a principal ([streamer.App.Submit]), which the
+	// principal's clients then follow with resume. The embedded worker
+	// runs them. Under `streamer dev --aws-local` (package awslocal) it is
+	// the router's App: a submitted request is stored in DynamoDB and
+	// reaches the processor through the table's stream, as on AWS.
+	App *streamer.App
 }
 
 // Run serves until ctx is canceled, then closes every connection, stops the
@@ -223,7 +234,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 				actions = append(actions, a.Name)
 			}
 		}
-		cfg.Ready(Info{Addr: addr, URL: "http://" + addr, WebSocketURL: "ws://" + addr + "/ws", Token: token, SecretFile: secretFile, Actions: actions})
+		cfg.Ready(Info{Addr: addr, URL: "http://" + addr, WebSocketURL: "ws://" + addr + "/ws", Token: token, SecretFile: secretFile, Actions: actions, App: app})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
