@@ -53,7 +53,8 @@ func ExampleApp_Submit() {
 	fmt.Println(<-done)
 	// Output:
 	// remind-1 queued <nil>
-	// → conn-1: {"type":"progress","request_id":"remind-1","seq":1,"percentage":50,"message":"halfway"}
-	// → conn-1: {"type":"complete","request_id":"remind-1","seq":2,"result":"reminded alice"}
+	// → conn-1: {"type":"started","request_id":"remind-1","seq":1,"attempt":1,"percentage":0,"message":""}
+	// → conn-1: {"type":"progress","request_id":"remind-1","seq":2,"percentage":50,"message":"halfway"}
+	// → conn-1: {"type":"complete","request_id":"remind-1","seq":3,"result":"reminded alice"}
 	// <nil>
 }

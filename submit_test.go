@@ -119,7 +119,7 @@ func TestSubmitNotBefore(t *testing.T) {
 	last := msgs[len(msgs)-1]
 	require.Equal(t, streamer.TypeComplete, last.Type)
 	require.JSONEq(t, `{"steps":2}`, string(last.Result))
-	require.EqualValues(t, 3, last.Seq, "two progress events, then complete")
+	require.EqualValues(t, 4, last.Seq, "started, two progress events, then complete")
 	done, err := b.store.GetRequest(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, storage.StatusSucceeded, done.Status)
@@ -236,7 +236,7 @@ func TestSubmitIdempotentAfterFinish(t *testing.T) {
 	waitStatus(t, b.store, aliceKey("once"), storage.StatusSucceeded)
 	again, err := b.app.Submit(ctx, alice(), "steps", map[string]int{"steps": 2}, opts)
 	require.NoError(t, err)
-	require.Equal(t, streamer.SubmitResult{ID: "once", Status: storage.StatusSucceeded, Seq: 3, Existing: true}, again)
+	require.Equal(t, streamer.SubmitResult{ID: "once", Status: storage.StatusSucceeded, Seq: 4, Existing: true}, again)
 	require.EqualValues(t, 1, b.n.Load(), "run once")
 }
 

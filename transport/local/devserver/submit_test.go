@@ -78,7 +78,7 @@ func TestSubmitFromProgram(t *testing.T) {
 	st, err = c.Status(ctx, res.ID)
 	require.NoError(t, err)
 	require.Equal(t, "succeeded", st.Status)
-	require.EqualValues(t, len(seen)+1, st.Seq, "the progress events, then complete")
+	require.EqualValues(t, len(seen)+2, st.Seq, "started, the progress events, then complete")
 
 	// Submitting it again finds it, finished.
 	again, err := info.App.Submit(ctx, streamer.Principal{Subject: "dev"}, "countdown", map[string]int{"steps": 4},
