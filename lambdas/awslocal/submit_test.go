@@ -157,7 +157,7 @@ func TestSubmitFromBackend(t *testing.T) {
 	st, err = c.Status(ctx, res.ID)
 	require.NoError(t, err)
 	require.Equal(t, "succeeded", st.Status)
-	require.EqualValues(t, 2, st.Seq)
+	require.EqualValues(t, 3, st.Seq, "started, progress, complete")
 
 	// The runtime's own App (devserver.Info.App) submits the same way.
 	now, err := info.App.Submit(ctx, vic, "stamp", nil, streamer.SubmitOptions{})
