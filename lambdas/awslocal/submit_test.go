@@ -132,8 +132,8 @@ func TestSubmitFromBackend(t *testing.T) {
 
 	// The jobs of the request: the first, when it could not wait until
 	// NotBefore within its deadline (less the stop margin), handed it on
-	// to another. (A resume of a queued request dispatches a job too: the
-	// subscription modifies the queued request's item.)
+	// to another. (A resume of the queued request dispatches none: the
+	// subscription leaves it queued the same, see dynamodb.NewlyQueued.)
 	mu.Lock()
 	var mine []job
 	for _, j := range jobs {

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/rs/zerolog"
 
@@ -233,7 +234,10 @@ func body(ev events.APIGatewayWebsocketProxyRequest) ([]byte, bool, error) {
 
 // QueuedKey reads a stream record as Lambda delivers it. It returns the
 // request's key and true when the record inserts or modifies a request item
-// into status queued, and false for any other record. The new image is
+// into status queued, and false for any other record, and for a queued
+// request that stays queued the same (a connection subscribed to it: see
+// dynamodb.NewlyQueued), so a client that resumes a delayed request does
+// not dispatch another job. The new image is
 // converted to the SDK's attribute values and read by storage/dynamodb, the
 // package that wrote it. A request image that cannot be read is an error.
 func QueuedKey(rec events.DynamoDBEventRecord) (storage.Key, bool, error) {
@@ -244,7 +248,13 @@ func QueuedKey(rec events.DynamoDBEventRecord) (storage.Key, bool, error) {
 	if err != nil {
 		return storage.Key{}, false, fmt.Errorf("lambdaapp: record %s: new image: %w", rec.Change.SequenceNumber, err)
 	}
-	k, ok, err := dynamodb.QueuedRequest(img)
+	var old map[string]types.AttributeValue
+	if rec.EventName == "MODIFY" && len(rec.Change.OldImage) > 0 {
+		if old, err = FromEventImage(rec.Change.OldImage); err != nil {
+			old = nil // unreadable: dispatch, the claim decides
+		}
+	}
+	k, ok, err := dynamodb.NewlyQueued(old, img)
 	if err != nil {
 		return storage.Key{}, false, fmt.Errorf("lambdaapp: record %s: %w", rec.Change.SequenceNumber, err)
 	}

@@ -39,3 +39,35 @@ func QueuedRequest(image map[string]types.AttributeValue) (storage.Key, bool, er
 	}
 	return k, true, nil
 }
+
+// NewlyQueued is [QueuedRequest] for a stream record with both images: it
+// reports a request item that the write made due to be run, and false for
+// one that was queued and stays queued the same (a write that only
+// subscribed a connection, which a processor has nothing new to do for).
+// A request queued again (requeued, continued, or created anew over an
+// expired one) is newly queued: its status, attempt, not_before or
+// created_at changed. oldImage is nil for an INSERT.
+func NewlyQueued(oldImage, newImage map[string]types.AttributeValue) (storage.Key, bool, error) {
+	k, ok, err := QueuedRequest(newImage)
+	if err != nil || !ok || oldImage == nil {
+		return k, ok, err
+	}
+	if _, wasQueued, err := QueuedRequest(oldImage); err != nil || !wasQueued {
+		return k, true, nil //nolint:nilerr // an unreadable old image: dispatch, the claim decides
+	}
+	for _, attr := range []string{attrAttempt, attrNotBefore, attrCreatedAt, attrContinued} {
+		if numberOf(oldImage[attr]) != numberOf(newImage[attr]) {
+			return k, true, nil
+		}
+	}
+	return k, false, nil
+}
+
+// numberOf is the text of a number attribute, "" when absent or not a
+// number.
+func numberOf(v types.AttributeValue) string {
+	if n, ok := v.(*types.AttributeValueMemberN); ok {
+		return n.Value
+	}
+	return ""
+}
