@@ -214,7 +214,7 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 		return err
 	}
 	if r.Status == storage.StatusCanceling {
-		return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
+		return st.finishCanceled()
 	}
 	if r.Stalls > a.cfg.MaxStalls {
 		return st.finishError(stalledError(r.Stalls))
@@ -301,7 +301,7 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	case lost || errors.Is(cause, errLost):
 		return nil
 	case errors.Is(cause, ErrCanceled):
-		return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
+		return st.finishCanceled()
 	case ctx.Err() != nil || errors.Is(cause, errStopped) || errors.Is(cause, errStorage) || errors.Is(cause, errLeaseUnrenewed):
 		// Stopped before it could finish: the next run continues.
 		return st.continueLater(a.now())
@@ -478,7 +478,7 @@ func (st *runState) handBack(at time.Time, write func(context.Context, storage.K
 		// Canceled meanwhile, or taken over: re-read and settle.
 		cur, gerr := st.app.cfg.Store.GetRequest(st.opsCtx, st.key)
 		if gerr == nil && cur.Status == storage.StatusCanceling {
-			return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
+			return st.finishCanceled()
 		}
 		return nil
 	case err != nil:
@@ -847,7 +847,7 @@ func (a *App) finishCanceled(ctx context.Context, r storage.Request) error {
 	if err != nil {
 		return err
 	}
-	return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
+	return st.finishCanceled()
 }
 
 // liveReporter is the sync Reporter: coalesced progress without seq, sent
@@ -935,4 +935,10 @@ func chunkMessage(id string, seq int64, index, total int, text string) *Message 
 		Type: TypeResultChunk, RequestID: id, Seq: seq, Index: index, Total: total,
 		Data: appendString(make([]byte, 0, len(text)+2), text),
 	}
+}
+
+// finishCanceled stores the terminal CANCELED error of a request a client
+// canceled.
+func (st *runState) finishCanceled() error {
+	return st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
 }

@@ -349,7 +349,7 @@ func (a *App) reapOne(ctx context.Context, r storage.Request) (bool, error) {
 	}
 	switch {
 	case c.Status == storage.StatusCanceling:
-		err = st.finishError(&ErrorBody{Code: CodeCanceled, Message: "the request was canceled"})
+		err = st.finishCanceled()
 	case c.Stalls > a.cfg.MaxStalls:
 		err = st.finishError(stalledError(c.Stalls))
 	default:
