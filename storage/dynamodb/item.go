@@ -214,6 +214,7 @@ func encodeRequest(r storage.Request) item {
 	// the index.
 	it[AttrStatusShard] = str(statusShard(string(r.Status), r.Key))
 	it[AttrStatusTime] = millis(statusTime(r))
+	setListAttributes(it, r)
 	b.int(attrAttempt, int64(r.Attempt))
 	b.int(attrStalls, int64(r.Stalls))
 	b.int(attrSubsVersion, r.SubsVersion)

@@ -154,6 +154,7 @@ func groups() []group {
 			{"ListDue", testListDue},
 			{"Limit", testListDueLimit},
 		}},
+		{"PrincipalLister", principalListerCases()},
 		{"Sweeper", []testCase{
 			{"Sweep", testSweep},
 		}},
