@@ -42,7 +42,7 @@ const (
 // registered by a plugin.
 func Reserved(action string) bool {
 	switch action {
-	case ActionPing, ActionStatus, ActionResume, ActionCancel, ActionActions:
+	case ActionPing, ActionStatus, ActionResume, ActionCancel, ActionActions, ActionList:
 		return true
 	}
 	return false
@@ -163,6 +163,10 @@ type Message struct {
 	UpdatedAt int64      `json:"updated_at,omitempty"`
 	// Actions is an actions message's list, sorted by name.
 	Actions []ActionInfo `json:"actions,omitempty"`
+	// Requests is a list message's page of requests, newest first.
+	Requests []RequestSummary `json:"requests,omitempty"`
+	// Cursor continues a list message's listing; empty on the last page.
+	Cursor string `json:"cursor,omitempty"`
 }
 
 // ActionInfo describes one action in an actions message.
@@ -278,6 +282,8 @@ func (m *Message) AppendJSON(b []byte) []byte {
 		}
 		raw, _ := json.Marshal(list)
 		b = appendRaw(b, "actions", raw)
+	case TypeList:
+		b = appendList(b, m)
 	}
 	if m.Timestamp != 0 {
 		b = appendInt(b, "timestamp", m.Timestamp)
