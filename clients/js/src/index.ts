@@ -16,6 +16,9 @@ export type {
   ClientMessage,
   ConnectionState,
   ErrorBody,
+  ListedRequest,
+  ListOptions,
+  ListPage,
   Progress,
   RequestOptions,
   RequestStatus,
@@ -26,4 +29,5 @@ export type {
   StreamerClientOptions,
   WebSocketConstructor,
   WebSocketLike,
+  WireListedRequest,
 } from './types.js';
