@@ -121,6 +121,9 @@ type listEntry struct {
 // BatchGetItem calls (projected to the listed attributes), keeps those that
 // pass the status filter, and reads the latest event of each request of the
 // page with one strongly consistent LastEvent Query, at most 8 at a time.
+// An entry whose item is gone, has expired, belongs to another principal
+// or no longer has that place (the index lags a re-created request) is
+// skipped.
 //
 // Without a status filter one round fills a page. With one, rounds of 100
 // entries follow until the page is full or 200 entries have been read; the
@@ -139,6 +142,10 @@ func (s *Store) ListRequests(ctx context.Context, tenant, subject string, q stor
 			return storage.ListPage{}, fmt.Errorf("dynamodb: %s: %w", op, err)
 		}
 		below = principalTime(p)
+		if len(below) > maxSortKey {
+			// Longer than any sort key: no store made it.
+			return storage.ListPage{}, fmt.Errorf("dynamodb: %s: %w: its ID is too long", op, storage.ErrBadCursor)
+		}
 	}
 	limit := q.PageSize()
 	pk := principalKey(tenant, subject)
@@ -155,9 +162,13 @@ rounds:
 		if err != nil {
 			return storage.ListPage{}, fmt.Errorf("dynamodb: %s: %w", op, err)
 		}
+		// BatchGetItem refuses duplicate keys, and a lagging index may
+		// hold two entries of one request (re-created after it expired).
 		var keys []item
+		seen := make(map[string]bool, len(entries))
 		for _, en := range entries {
-			if !en.expired {
+			if !en.expired && !seen[en.pk] {
+				seen[en.pk] = true
 				keys = append(keys, en.key)
 			}
 		}
@@ -176,7 +187,9 @@ rounds:
 			if err != nil {
 				return storage.ListPage{}, fmt.Errorf("dynamodb: %s: %w", op, err)
 			}
-			if r.Key.Tenant != tenant || r.Key.Subject != subject || !q.Matches(r.Status) {
+			// An entry the item no longer matches (the index lags) is
+			// skipped: the item's own entry is listed at its place.
+			if r.Key.Tenant != tenant || r.Key.Subject != subject || principalTime(storage.PosOf(r)) != en.at || !q.Matches(r.Status) {
 				continue
 			}
 			found = append(found, r)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -240,14 +241,21 @@ func keysOfPage(p storage.ListPage) []storage.Key {
 	return out
 }
 
-// principalIndexAPI is a fake whose principal index holds entries of
-// another principal's requests and of requests that no longer exist, as a
-// lagging index may; the store must list neither.
+// principalIndexAPI is a fake whose principal index holds, as a lagging
+// index may, entries of another principal's request, of a request that no
+// longer exists, a second entry of a request (at its old place: it was
+// re-created) and the entry of a request re-created at a new place that
+// the index does not show yet; the store lists none of them but the
+// request's current entry. Its BatchGetItem refuses duplicate keys as
+// DynamoDB does.
 type principalIndexAPI struct {
 	dynamodb.API // nil: calling anything else panics
 	mu           sync.Mutex
 	consistent   bool
 }
+
+// at is the principal_time of a request created at ms with id.
+func at(ms int64, id string) string { return fmt.Sprintf("%020d#%s", uint64(ms)^(1<<63), id) }
 
 func (f *principalIndexAPI) Query(_ context.Context, in *ddb.QueryInput, _ ...func(*ddb.Options)) (*ddb.QueryOutput, error) {
 	f.mu.Lock()
@@ -264,11 +272,16 @@ func (f *principalIndexAPI) Query(_ context.Context, in *ddb.QueryInput, _ ...fu
 		return map[string]types.AttributeValue{"pk": s(pk), "sk": s("REQ"), dynamodb.AttrPrincipalTime: s(at)}
 	}
 	return &ddb.QueryOutput{Items: []map[string]types.AttributeValue{
-		entry("REQ#t|s|mine", "09223372036854775810#mine"),
-		entry("REQ#t|other|theirs", "09223372036854775809#theirs"),
-		entry("REQ#t|s|gone", "09223372036854775808#gone"),
+		entry("REQ#t|s|mine", at(50, "mine")),
+		entry("REQ#t|other|theirs", at(40, "theirs")),
+		entry("REQ#t|s|gone", at(30, "gone")),
+		entry("REQ#t|s|moved", at(20, "moved")),
+		entry("REQ#t|s|mine", at(10, "mine")),
 	}}, nil
 }
+
+// created are the creation times of the fake's request items.
+var created = map[string]int64{"REQ#t|s|mine": 50, "REQ#t|other|theirs": 40, "REQ#t|s|moved": 60}
 
 func (f *principalIndexAPI) BatchGetItem(_ context.Context, in *ddb.BatchGetItemInput, _ ...func(*ddb.Options)) (*ddb.BatchGetItemOutput, error) {
 	var items []map[string]types.AttributeValue
@@ -276,15 +289,22 @@ func (f *principalIndexAPI) BatchGetItem(_ context.Context, in *ddb.BatchGetItem
 		if !aws.ToBool(ka.ConsistentRead) {
 			return nil, errors.New("want a consistent read")
 		}
+		seen := map[string]bool{}
 		for _, k := range ka.Keys {
 			pk := k["pk"].(*types.AttributeValueMemberS).Value
-			if pk == "REQ#t|s|gone" {
+			if seen[pk] {
+				return nil, errors.New("ValidationException: Provided list of item keys contains duplicates")
+			}
+			seen[pk] = true
+			ms, ok := created[pk]
+			if !ok {
 				continue
 			}
 			items = append(items, map[string]types.AttributeValue{
-				"pk":     &types.AttributeValueMemberS{Value: pk},
-				"sk":     &types.AttributeValueMemberS{Value: "REQ"},
-				"status": &types.AttributeValueMemberS{Value: "running"},
+				"pk":         &types.AttributeValueMemberS{Value: pk},
+				"sk":         &types.AttributeValueMemberS{Value: "REQ"},
+				"status":     &types.AttributeValueMemberS{Value: "running"},
+				"created_at": &types.AttributeValueMemberN{Value: strconv.FormatInt(ms, 10)},
 			})
 		}
 		return &ddb.BatchGetItemOutput{Responses: map[string][]map[string]types.AttributeValue{table: items}}, nil
@@ -292,7 +312,7 @@ func (f *principalIndexAPI) BatchGetItem(_ context.Context, in *ddb.BatchGetItem
 	return &ddb.BatchGetItemOutput{}, nil
 }
 
-func TestListSkipsForeignAndVanishedEntries(t *testing.T) {
+func TestListSkipsForeignStaleAndVanishedEntries(t *testing.T) {
 	t.Parallel()
 	api := &principalIndexAPI{}
 	s, err := dynamodb.New(dynamodb.Config{Client: api, Table: "streamer"})
@@ -303,8 +323,10 @@ func TestListSkipsForeignAndVanishedEntries(t *testing.T) {
 	require.Empty(t, page.Cursor)
 	require.False(t, api.consistent, "index queries cannot be consistent reads")
 
-	_, err = s.ListRequests(t.Context(), "t", "s", storage.ListQuery{Cursor: "%%"})
-	require.ErrorIs(t, err, storage.ErrBadCursor)
+	for _, c := range []string{"%%", storage.ListPos{CreatedMS: 1, ID: strings.Repeat("x", 1100)}.Cursor()} {
+		_, err = s.ListRequests(t.Context(), "t", "s", storage.ListQuery{Cursor: c})
+		require.ErrorIs(t, err, storage.ErrBadCursor)
+	}
 }
 
 // capacityMeter asks every call of a client for its consumed capacity
