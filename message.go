@@ -50,7 +50,7 @@ const (
 // registered by a plugin.
 func Reserved(action string) bool {
 	switch action {
-	case ActionPing, ActionStatus, ActionResume, ActionCancel, ActionActions:
+	case ActionPing, ActionStatus, ActionResume, ActionCancel, ActionActions, ActionList:
 		return true
 	}
 	return false
@@ -179,6 +179,10 @@ type Message struct {
 	Continuations int `json:"continuations,omitempty"`
 	// NextAt is when a retrying request runs again (Unix ms).
 	NextAt int64 `json:"next_at,omitempty"`
+	// Requests is a list message's page of requests, newest first.
+	Requests []RequestSummary `json:"requests,omitempty"`
+	// Cursor continues a list message's listing; empty on the last page.
+	Cursor string `json:"cursor,omitempty"`
 }
 
 // Lifecycle reports whether m is a lifecycle event: started, continued or
@@ -313,6 +317,8 @@ func (m *Message) AppendJSON(b []byte) []byte {
 		}
 		raw, _ := json.Marshal(list)
 		b = appendRaw(b, "actions", raw)
+	case TypeList:
+		b = appendList(b, m)
 	}
 	if m.Timestamp != 0 {
 		b = appendInt(b, "timestamp", m.Timestamp)

@@ -153,6 +153,8 @@ func (a *App) HandleMessage(ctx context.Context, conn Conn, data []byte, binary 
 		err = a.handleCancel(ctx, conn, &f)
 	case ActionActions:
 		a.reply(ctx, conn, &Message{Type: TypeActions, RequestID: f.ID, Actions: a.available(conn.Principal), Timestamp: a.now().UnixMilli()})
+	case ActionList:
+		err = a.handleList(ctx, conn, &f)
 	default:
 		err = a.dispatch(ctx, conn, &f)
 	}

@@ -10,6 +10,7 @@
 //	streamer status ID                print a request's status
 //	streamer cancel ID                cancel a request
 //	streamer actions                  list the actions the server serves
+//	streamer list                     list your requests, newest first
 //	streamer package                  build the Lambdas into dist/<function>.zip
 //	streamer load                     measure a server with closed-loop load
 //
@@ -40,10 +41,11 @@ Usage:
   streamer status  ID [--url URL] [--token JWT] [--json]
   streamer cancel  ID [--url URL] [--token JWT] [--json]
   streamer actions [--url URL] [--token JWT] [--json]
+  streamer list    [--status running,queued] [--limit N] [--cursor C] [--all] [--json] [--url URL] [--token JWT]
   streamer package [--dir .] [--out dist]
   streamer load    [--url URL] [--conns 200] [--requests 50] [--action echo] [--payload JSON]
 
-Tokens: call, status, cancel, actions and load use --token, else $STREAMER_TOKEN,
+Tokens: call, status, cancel, actions, list and load use --token, else $STREAMER_TOKEN,
 else mint one (subject "cli") with $STREAMER_JWT_SECRET, else with the secret
 streamer dev keeps in its data dir (--data-dir, default .streamer). token uses
 the same secrets.
@@ -101,6 +103,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, plugins s
 		return runStatus(ctx, args[0], args[1:], stdout, stderr)
 	case "actions":
 		return runActions(ctx, args[1:], stdout, stderr)
+	case "list":
+		return runList(ctx, args[1:], stdout, stderr)
 	case "load":
 		err = runLoadCommand(ctx, args[1:], stdout, stderr)
 	case "package":

@@ -414,7 +414,7 @@ func (c *Client) handle(conn *websocket.Conn, data []byte) {
 	switch {
 	case m.Type == streamer.TypePong:
 		c.popPingLocked(m)
-	case m.Type == streamer.TypeStatus || m.Type == streamer.TypeActions:
+	case m.Type == streamer.TypeStatus || m.Type == streamer.TypeActions || m.Type == streamer.TypeList:
 		if !c.popStatusLocked(m) {
 			c.log.Debug().Str("request_id", m.RequestID).Msg("status reply with no waiter")
 		}

@@ -304,6 +304,35 @@
       return this.awaitReply({ action: "actions", id }, id, options);
     }
     /**
+     * list asks the server for a page of this principal's own requests, newest
+     * first, each with its status, action, latest progress and last seq (the
+     * reserved action `list`, docs/protocol.md section 5): a reloaded page
+     * finds its jobs this way and follows the live ones with `resume()`.
+     * Follow `cursor` for the next page.
+     */
+    list(options = {}) {
+      const payload = {};
+      if (options.status !== void 0) {
+        if (!Array.isArray(options.status) || options.status.some((s) => typeof s !== "string")) {
+          return Promise.reject(invalid("status must be an array of statuses"));
+        }
+        if (options.status.length > 0) payload.status = [...options.status];
+      }
+      if (options.limit !== void 0) {
+        const l = options.limit;
+        if (typeof l !== "number" || !Number.isInteger(l) || l < 1 || l > 100) {
+          return Promise.reject(invalid(`limit must be an integer from 1 to 100, got ${String(l)}`));
+        }
+        payload.limit = l;
+      }
+      if (options.cursor !== void 0 && options.cursor !== "") {
+        if (typeof options.cursor !== "string") return Promise.reject(invalid("cursor must be a string"));
+        payload.cursor = options.cursor;
+      }
+      const id = newID();
+      return this.awaitReply({ action: "list", id, payload }, id, options);
+    }
+    /**
      * cancel asks the server to cancel request id and resolves with its status
      * (`canceling`, or the final one when it already finished). A request()
      * awaiting it then rejects with code `CANCELED`.
@@ -611,6 +640,7 @@
         w.settle = void 0;
         if (m.type === "status") settle(null, toStatusInfo(id, m));
         else if (m.type === "actions") settle(null, toActions(m));
+        else if (m.type === "list") settle(null, toListPage(m));
         else settle(StreamerError.fromBody(m.error, id));
       }
       return true;
@@ -634,7 +664,7 @@
     dispatch(m) {
       const id = m.request_id;
       if (m.type === "pong" || typeof id !== "string" || id === "") return;
-      if (m.type === "status" || m.type === "actions") {
+      if (m.type === "status" || m.type === "actions" || m.type === "list") {
         this.popWaiter(id, m);
         return;
       }
@@ -883,6 +913,24 @@
       out.push(info);
     }
     return out;
+  }
+  function toListPage(m) {
+    const page = { requests: [] };
+    for (const r of Array.isArray(m.requests) ? m.requests : []) {
+      if (!r || typeof r !== "object" || typeof r.request_id !== "string") continue;
+      page.requests.push({
+        requestId: r.request_id,
+        action: str(r.action),
+        status: str(r.status),
+        seq: num(r.seq),
+        percentage: num(r.percentage),
+        message: str(r.message),
+        createdAt: num(r.created_at),
+        updatedAt: num(r.updated_at)
+      });
+    }
+    if (typeof m.cursor === "string" && m.cursor !== "") page.cursor = m.cursor;
+    return page;
   }
   function toStatusInfo(id, m) {
     const s = {

@@ -25,6 +25,11 @@
 //
 // There is no index by status or time: ListUnfinished and ListDue read
 // every request, which is fine for the single-machine runtime.
+// ListRequests (a principal's requests, newest first) needs no index
+// either: Key.String escapes the tenant and subject, so one principal's
+// requests are exactly the keys that start with "<tenant>|<subject>|", and
+// it reads only those (with one cursor seek), sorts them by creation time
+// and ID, and reads the latest event of each request of the page.
 //
 // Expired items (a non-zero ExpiresAt before now) are invisible: lookups
 // return [storage.ErrNotFound] and listings skip them. [Store.Sweep] deletes

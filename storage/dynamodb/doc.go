@@ -4,8 +4,9 @@
 // # Table
 //
 // [Schema] is the one description of the table: string keys pk and sk,
-// on-demand billing, a stream of NEW_AND_OLD_IMAGES and one global
-// secondary index, [IndexStatus]; TTL is enabled on the attribute ttl.
+// on-demand billing, a stream of NEW_AND_OLD_IMAGES and two global
+// secondary indexes, [IndexStatus] and [IndexPrincipal]; TTL is enabled on
+// the attribute ttl.
 // [CreateTable] creates it for development and tests. Items, by partition:
 //
 //	pk                sk                  item
@@ -25,8 +26,9 @@
 // item with an ExpiresAt also has ttl, the expiry in epoch seconds rounded
 // up, so DynamoDB deletes it some time after it expires. Until then reads
 // treat expired items as missing, and conditional writes treat expired
-// requests as missing. The store implements [storage.DueLister], but
-// neither [storage.Lister] nor [storage.Sweeper].
+// requests as missing. The store implements [storage.DueLister] and
+// [storage.PrincipalLister], but neither [storage.Lister] nor
+// [storage.Sweeper].
 //
 // An expired request that TTL has not deleted yet may be replaced by
 // CreateRequest; its events stay until TTL deletes them. They carry the old
@@ -58,9 +60,38 @@
 // failed ones of the last hours: 16 queries with a time range).
 //
 // Request items written before the index existed lack its attributes and
-// are not in it until their next status change; CreateTable does not add
-// the index to an existing table (a CloudFormation deploy of serverless.yml
-// does).
+// are not in it until their next status change; CreateTable adds the index
+// to an existing table that lacks it, as a CloudFormation deploy of
+// serverless.yml does.
+//
+// # Principal index
+//
+// [IndexPrincipal] lists one principal's request items, newest first, for
+// ListRequests (the reserved action "list"). Its partition key
+// [AttrPrincipalKey] is the escaped tenant and subject ("<tenant>|<subject>|",
+// as in [storage.Key.String], so ("a|b", "c") and ("a", "b|c") never share
+// a partition); its sort key [AttrPrincipalTime] is the creation time
+// (20 digits, offset so that times before 1970 order too), "#" and the ID.
+// It projects expires_at only. CreateRequest sets both attributes and no
+// other write touches them or expires_at, so a request writes the index
+// once, when it is created. The attributes that change with each event
+// (seq, percentage, message; updated_at with each claim and finish) and
+// status are not projected: progress events, status changes, lease
+// renewals and subscriptions never write this index.
+//
+// ListRequests is a Query of the principal's partition, never a scan:
+// backwards (ScanIndexForward false) from the cursor, an exclusive bound on
+// the sort key, with a Limit of the page size plus one (to tell whether a
+// next page exists). Index reads are eventually consistent, so the state
+// shown comes from the table: one strongly consistent BatchGetItem of the
+// page's request items (projected to the listed attributes), whose status
+// the status filter is applied to, then one strongly consistent LastEvent
+// Query per listed request for its seq, percentage and message, 8 at a
+// time. With a status filter that skips many requests, further rounds of
+// 100 entries follow, up to 200 entries per call; the page may then be
+// short, with a cursor. The cursor is a [storage.ListPos]: the page's last
+// creation time and ID, nothing of the principal, which always comes from
+// the caller.
 //
 // # Writes
 //
@@ -92,7 +123,7 @@
 // put).
 //
 //	operation                       table WRU         index WRU
-//	CreateRequest                   1                 1
+//	CreateRequest                   1                 2 (1 status, 1 principal)
 //	ClaimRequest (queued, stalled)  1                 2
 //	ClaimRequest (takeover)         2 (one refused)   2
 //	ExtendLease                     1                 2
@@ -100,14 +131,24 @@
 //	AppendEvent (per event)         4                 0
 //	FinishRequest                   4                 2
 //
-// A request with N progress events and no lease renewal therefore costs
-// 4N + 6 table write units and 5 index write units; each 20 s lease
-// renewal adds 1 + 2. Subscribe (3 items in a transaction: 6) writes no
+// Only CreateRequest writes the principal index (its entry is about 250
+// bytes: 1 unit). A request with N progress events and no lease renewal
+// therefore costs 4N + 6 table write units and 6 index write units (5
+// status, 1 principal); each 20 s lease renewal adds 1 + 2. Subscribe (3 items in a transaction: 6) writes no
 // index entry. One ListDue costs 48 eventually consistent index queries of
 // 0.5 read units each when few requests are due (24 RRU; each 4 KB of
 // entries read adds 0.5), plus 1 RRU per request it returns (strongly
 // consistent BatchGetItem of items up to 4 KB). Run once a minute, that is
 // about 35,000 RRU a day.
+//
+// One ListRequests page of L requests without a status filter reads the
+// index once (L + 1 entries of about 250 bytes, eventually consistent: 0.5
+// RRU per 4 KB, so 1 RRU for L = 20 and 3.5 for L = 100), then 1 RRU per
+// request item and 1 per last event, each per 4 KB (a request with a large
+// payload, or whose last event is a complete carrying a large result, costs
+// more): about 2L + 1 RRU, 41 for a page of 20 (TestListCost measures it
+// on DynamoDB Local). A status filter adds 1 RRU per request read and
+// skipped, at most 200 per call.
 //
 // Both items of a subscription carry the expiry given to Subscribe (and
 // ttl), so a subscription whose $disconnect was lost does not stay forever;

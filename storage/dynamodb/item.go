@@ -217,6 +217,7 @@ func encodeRequest(r storage.Request) item {
 	// the index.
 	it[AttrStatusShard] = str(statusShard(string(r.Status), r.Key))
 	it[AttrStatusTime] = millis(statusTime(r))
+	setListAttributes(it, r)
 	b.int(attrAttempt, int64(r.Attempt))
 	b.int(attrStalls, int64(r.Stalls))
 	b.int(attrContinued, int64(r.Continuations))

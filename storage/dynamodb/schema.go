@@ -21,8 +21,8 @@ const (
 	// AttrTTL is the table's TTL attribute: an item's expiry in epoch
 	// seconds, set on every item that has an ExpiresAt.
 	AttrTTL = "ttl"
-	// IndexStatus is the table's one global secondary index: request items
-	// by status and time. Its partition key is [AttrStatusShard], its sort
+	// IndexStatus is the table's global secondary index of request items
+	// by status and time (the other is [IndexPrincipal]). Its partition key is [AttrStatusShard], its sort
 	// key [AttrStatusTime]; it projects the table's keys, action and
 	// expires_at. Only request items have the two attributes, so events,
 	// subscriptions and connections are not in it and cost it nothing.
@@ -50,7 +50,7 @@ const (
 
 // Schema describes the table Streamer needs, named table: string keys
 // [AttrPK] and [AttrSK], on-demand billing, a stream of [StreamViewType]
-// and the global secondary index [IndexStatus]. The TTL attribute
+// and the global secondary indexes [IndexStatus] and [IndexPrincipal]. The TTL attribute
 // ([AttrTTL]) is not part of CreateTableInput; [CreateTable] enables it.
 //
 // Schema is plain data, so a test can compare a deployment template against
@@ -63,6 +63,8 @@ func Schema(table string) *ddb.CreateTableInput {
 			{AttributeName: aws.String(AttrSK), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(AttrStatusShard), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(AttrStatusTime), AttributeType: types.ScalarAttributeTypeN},
+			{AttributeName: aws.String(AttrPrincipalKey), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(AttrPrincipalTime), AttributeType: types.ScalarAttributeTypeS},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(AttrPK), KeyType: types.KeyTypeHash},
@@ -80,7 +82,7 @@ func Schema(table string) *ddb.CreateTableInput {
 				ProjectionType:   types.ProjectionTypeInclude,
 				NonKeyAttributes: []string{attrAction, attrExpiresAt},
 			},
-		}},
+		}, principalIndex()},
 		BillingMode: types.BillingModePayPerRequest,
 		StreamSpecification: &types.StreamSpecification{
 			StreamEnabled:  aws.Bool(true),
@@ -104,10 +106,11 @@ const tableWaitTimeout = 5 * time.Minute
 
 // CreateTable creates table as [Schema] describes it, waits until it is
 // active and enables TTL on [AttrTTL]. It is idempotent: an existing table is
-// left as it is (its schema is not checked) except that the status index
-// ([IndexStatus]) is added when it lacks it (a table made by an earlier
-// version; its old requests enter the index at their next change), and TTL
-// is enabled when it is not yet. It is meant for development and tests (such as `streamer dev
+// left as it is (its schema is not checked) except that the indexes of
+// [Schema] it lacks ([IndexStatus], [IndexPrincipal]) are added, one after
+// the other (a table made by an earlier version; its old requests enter
+// the status index at their next change, and are never in the principal
+// index), and TTL is enabled when it is not yet. It is meant for development and tests (such as `streamer dev
 // --aws-local`); deployments create the table from their template.
 func CreateTable(ctx context.Context, client TableAPI, table string) error {
 	if client == nil {
@@ -128,8 +131,10 @@ func CreateTable(ctx context.Context, client TableAPI, table string) error {
 	if err := waiter.Wait(ctx, &ddb.DescribeTableInput{TableName: aws.String(table)}, tableWaitTimeout); err != nil {
 		return fmt.Errorf("dynamodb: create table %s: waiting until active: %w", table, err)
 	}
-	if err := addStatusIndex(ctx, client, table); err != nil {
-		return err
+	for _, gsi := range Schema(table).GlobalSecondaryIndexes {
+		if err := addIndex(ctx, client, table, gsi); err != nil {
+			return err
+		}
 	}
 
 	ttl, err := client.DescribeTimeToLive(ctx, &ddb.DescribeTimeToLiveInput{TableName: aws.String(table)})
@@ -153,17 +158,20 @@ func CreateTable(ctx context.Context, client TableAPI, table string) error {
 	return nil
 }
 
-// addStatusIndex adds [IndexStatus] to a table that lacks it, and waits
-// until the index is active.
-func addStatusIndex(ctx context.Context, client TableAPI, table string) error {
+// addIndex adds the index gsi of [Schema] to a table that lacks it, and
+// waits until the index is active.
+func addIndex(ctx context.Context, client TableAPI, table string, gsi types.GlobalSecondaryIndex) error {
+	name := aws.ToString(gsi.IndexName)
 	has := func() (bool, bool, error) {
 		out, err := client.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(table)})
 		if err != nil {
 			return false, false, fmt.Errorf("dynamodb: create table %s: describing it: %w", table, err)
 		}
 		for _, g := range out.Table.GlobalSecondaryIndexes {
-			if aws.ToString(g.IndexName) == IndexStatus {
-				return true, g.IndexStatus == types.IndexStatusActive, nil
+			if aws.ToString(g.IndexName) == name {
+				// Active once the table is too, so that the next index
+				// may be added.
+				return true, g.IndexStatus == types.IndexStatusActive && out.Table.TableStatus == types.TableStatusActive, nil
 			}
 		}
 		return false, false, nil
@@ -173,17 +181,25 @@ func addStatusIndex(ctx context.Context, client TableAPI, table string) error {
 		return err
 	}
 	if !exists {
-		want := Schema(table)
+		// The definitions of the new index's keys only: DynamoDB refuses
+		// definitions that no key of the table uses.
+		var defs []types.AttributeDefinition
+		for _, d := range Schema(table).AttributeDefinitions {
+			for _, k := range gsi.KeySchema {
+				if aws.ToString(k.AttributeName) == aws.ToString(d.AttributeName) {
+					defs = append(defs, d)
+				}
+			}
+		}
 		_, err := client.UpdateTable(ctx, &ddb.UpdateTableInput{
 			TableName:            aws.String(table),
-			AttributeDefinitions: want.AttributeDefinitions,
+			AttributeDefinitions: defs,
 			GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
-				IndexName: want.GlobalSecondaryIndexes[0].IndexName, KeySchema: want.GlobalSecondaryIndexes[0].KeySchema,
-				Projection: want.GlobalSecondaryIndexes[0].Projection,
+				IndexName: gsi.IndexName, KeySchema: gsi.KeySchema, Projection: gsi.Projection,
 			}}},
 		})
 		if err != nil {
-			return fmt.Errorf("dynamodb: create table %s: adding the index %s: %w", table, IndexStatus, err)
+			return fmt.Errorf("dynamodb: create table %s: adding the index %s: %w", table, name, err)
 		}
 	}
 	deadline := time.Now().Add(tableWaitTimeout)
@@ -192,11 +208,11 @@ func addStatusIndex(ctx context.Context, client TableAPI, table string) error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("dynamodb: create table %s: the index %s is not active after %v", table, IndexStatus, tableWaitTimeout)
+			return fmt.Errorf("dynamodb: create table %s: the index %s is not active after %v", table, name, tableWaitTimeout)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("dynamodb: create table %s: waiting for the index %s: %w", table, IndexStatus, ctx.Err())
+			return fmt.Errorf("dynamodb: create table %s: waiting for the index %s: %w", table, name, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

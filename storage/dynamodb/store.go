@@ -1116,12 +1116,17 @@ func (s *Store) queryDue(ctx context.Context, part string, bound int64, limit in
 
 // batchGet reads the items of keys with strongly consistent BatchGetItem
 // calls, retrying unprocessed keys, and returns them by pk (request items
-// are the only items with a given pk and sk REQ).
-func (s *Store) batchGet(ctx context.Context, keys []item) (map[string]item, error) {
+// are the only items with a given pk and sk REQ). opts may set a
+// projection.
+func (s *Store) batchGet(ctx context.Context, keys []item, opts ...func(*types.KeysAndAttributes)) (map[string]item, error) {
 	out := make(map[string]item, len(keys))
 	for start := 0; start < len(keys); start += batchGetSize {
 		batch := keys[start:min(start+batchGetSize, len(keys))]
-		pending := map[string]types.KeysAndAttributes{*s.table: {Keys: batch, ConsistentRead: aws.Bool(true)}}
+		ka := types.KeysAndAttributes{Keys: batch, ConsistentRead: aws.Bool(true)}
+		for _, o := range opts {
+			o(&ka)
+		}
+		pending := map[string]types.KeysAndAttributes{*s.table: ka}
 		delay := conflictMinDelay
 		for attempt := 1; ; attempt++ {
 			res, err := s.api.BatchGetItem(ctx, &ddb.BatchGetItemInput{RequestItems: pending})

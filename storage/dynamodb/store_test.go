@@ -189,12 +189,19 @@ func TestCreateTable(t *testing.T) {
 	want := dynamodb.Schema(shared.table)
 	require.ElementsMatch(t, want.KeySchema, tbl.KeySchema)
 	require.ElementsMatch(t, want.AttributeDefinitions, tbl.AttributeDefinitions)
-	require.Len(t, tbl.GlobalSecondaryIndexes, 1)
-	gsi := tbl.GlobalSecondaryIndexes[0]
-	require.Equal(t, dynamodb.IndexStatus, aws.ToString(gsi.IndexName))
-	require.Equal(t, want.GlobalSecondaryIndexes[0].KeySchema, gsi.KeySchema)
-	require.Equal(t, want.GlobalSecondaryIndexes[0].Projection.ProjectionType, gsi.Projection.ProjectionType)
-	require.ElementsMatch(t, want.GlobalSecondaryIndexes[0].Projection.NonKeyAttributes, gsi.Projection.NonKeyAttributes)
+	require.Len(t, tbl.GlobalSecondaryIndexes, len(want.GlobalSecondaryIndexes))
+	for _, w := range want.GlobalSecondaryIndexes {
+		var gsi *types.GlobalSecondaryIndexDescription
+		for i := range tbl.GlobalSecondaryIndexes {
+			if aws.ToString(tbl.GlobalSecondaryIndexes[i].IndexName) == aws.ToString(w.IndexName) {
+				gsi = &tbl.GlobalSecondaryIndexes[i]
+			}
+		}
+		require.NotNil(t, gsi, "index %s", aws.ToString(w.IndexName))
+		require.Equal(t, w.KeySchema, gsi.KeySchema)
+		require.Equal(t, w.Projection.ProjectionType, gsi.Projection.ProjectionType)
+		require.ElementsMatch(t, w.Projection.NonKeyAttributes, gsi.Projection.NonKeyAttributes)
+	}
 	require.NotNil(t, tbl.StreamSpecification)
 	require.True(t, aws.ToBool(tbl.StreamSpecification.StreamEnabled))
 	require.Equal(t, types.StreamViewTypeNewAndOldImages, tbl.StreamSpecification.StreamViewType)
@@ -228,14 +235,36 @@ func TestCreateTableAddsTheStatusIndex(t *testing.T) {
 	require.NoError(t, dynamodb.CreateTable(ctx, b.client, name))
 	out, err := b.client.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(name)})
 	require.NoError(t, err)
-	require.Len(t, out.Table.GlobalSecondaryIndexes, 1)
-	require.Equal(t, dynamodb.IndexStatus, aws.ToString(out.Table.GlobalSecondaryIndexes[0].IndexName))
-	require.Equal(t, types.IndexStatusActive, out.Table.GlobalSecondaryIndexes[0].IndexStatus)
+	require.Len(t, out.Table.GlobalSecondaryIndexes, 2, "the status and principal indexes")
+	names := map[string]types.IndexStatus{}
+	for _, g := range out.Table.GlobalSecondaryIndexes {
+		names[aws.ToString(g.IndexName)] = g.IndexStatus
+	}
+	require.Equal(t, map[string]types.IndexStatus{
+		dynamodb.IndexStatus: types.IndexStatusActive, dynamodb.IndexPrincipal: types.IndexStatusActive,
+	}, names)
 
 	store, err := dynamodb.New(dynamodb.Config{Client: b.client, Table: name})
 	require.NoError(t, err)
 	_, err = store.ListDue(ctx, time.Now(), 0)
 	require.NoError(t, err, "the index answers")
+	_, err = store.ListRequests(ctx, "t", "s", storage.ListQuery{})
+	require.NoError(t, err, "the principal index answers")
+
+	// A table with the status index only gets the principal index.
+	name2 := name + "-b"
+	old = dynamodb.Schema(name2)
+	old.GlobalSecondaryIndexes = old.GlobalSecondaryIndexes[:1]
+	old.AttributeDefinitions = old.AttributeDefinitions[:4]
+	_, err = b.client.CreateTable(ctx, old)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = b.client.DeleteTable(context.Background(), &ddb.DeleteTableInput{TableName: aws.String(name2)})
+	})
+	require.NoError(t, dynamodb.CreateTable(ctx, b.client, name2))
+	out, err = b.client.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(name2)})
+	require.NoError(t, err)
+	require.Len(t, out.Table.GlobalSecondaryIndexes, 2)
 }
 
 func TestCreateTableInvalid(t *testing.T) {
@@ -251,7 +280,7 @@ func TestSchema(t *testing.T) {
 	require.Equal(t, "tbl", aws.ToString(s.TableName))
 	require.Equal(t, types.BillingModePayPerRequest, s.BillingMode)
 	require.Equal(t, dynamodb.StreamViewType, s.StreamSpecification.StreamViewType)
-	require.Len(t, s.GlobalSecondaryIndexes, 1, "the status index")
+	require.Len(t, s.GlobalSecondaryIndexes, 2, "the status and principal indexes")
 	gsi := s.GlobalSecondaryIndexes[0]
 	require.Equal(t, dynamodb.IndexStatus, aws.ToString(gsi.IndexName))
 	require.Equal(t, []types.KeySchemaElement{

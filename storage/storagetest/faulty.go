@@ -29,8 +29,8 @@ type Fault struct {
 // Faulty wraps a store and makes chosen calls fail, for fault-injection
 // tests of processors and runtimes. Before and After hooks observe every
 // call. It forwards the optional interfaces (storage.Lister, DueLister,
-// Sweeper) when the wrapped store has them, and fails them otherwise. It is
-// safe for concurrent use.
+// PrincipalLister, Sweeper) when the wrapped store has them, and fails them
+// otherwise. It is safe for concurrent use.
 type Faulty struct {
 	storage.Store
 

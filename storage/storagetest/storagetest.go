@@ -161,6 +161,7 @@ func groups() []group {
 			{"ListDue", testListDue},
 			{"Limit", testListDueLimit},
 		}},
+		{"PrincipalLister", principalListerCases()},
 		{"Sweeper", []testCase{
 			{"Sweep", testSweep},
 		}},

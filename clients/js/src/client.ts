@@ -7,6 +7,8 @@ import type {
   ClientMessage,
   ConnectionState,
   Lifecycle,
+  ListOptions,
+  ListPage,
   Progress,
   RequestOptions,
   ResumeOptions,
@@ -64,7 +66,7 @@ interface Call {
   unavailable: number;
 }
 
-/** A status, cancel or actions call waiting for its reply, in order per request id. */
+/** A status, cancel, actions or list call waiting for its reply, in order per request id. */
 interface Waiter {
   frame: ClientMessage;
   text: string;
@@ -289,6 +291,36 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
   actions(options: CallOptions = {}): Promise<ActionInfo[]> {
     const id = newID();
     return this.awaitReply<ActionInfo[]>({ action: 'actions', id }, id, options);
+  }
+
+  /**
+   * list asks the server for a page of this principal's own requests, newest
+   * first, each with its status, action, latest progress and last seq (the
+   * reserved action `list`, docs/protocol.md section 5): a reloaded page
+   * finds its jobs this way and follows the live ones with `resume()`.
+   * Follow `cursor` for the next page.
+   */
+  list(options: ListOptions = {}): Promise<ListPage> {
+    const payload: { status?: string[]; limit?: number; cursor?: string } = {};
+    if (options.status !== undefined) {
+      if (!Array.isArray(options.status) || options.status.some((s) => typeof s !== 'string')) {
+        return Promise.reject(invalid('status must be an array of statuses'));
+      }
+      if (options.status.length > 0) payload.status = [...options.status];
+    }
+    if (options.limit !== undefined) {
+      const l = options.limit;
+      if (typeof l !== 'number' || !Number.isInteger(l) || l < 1 || l > 100) {
+        return Promise.reject(invalid(`limit must be an integer from 1 to 100, got ${String(l)}`));
+      }
+      payload.limit = l;
+    }
+    if (options.cursor !== undefined && options.cursor !== '') {
+      if (typeof options.cursor !== 'string') return Promise.reject(invalid('cursor must be a string'));
+      payload.cursor = options.cursor;
+    }
+    const id = newID();
+    return this.awaitReply<ListPage>({ action: 'list', id, payload }, id, options);
   }
 
   /**
@@ -627,6 +659,7 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
       w.settle = undefined;
       if (m.type === 'status') settle(null, toStatusInfo(id, m));
       else if (m.type === 'actions') settle(null, toActions(m));
+      else if (m.type === 'list') settle(null, toListPage(m));
       else settle(StreamerError.fromBody(m.error, id));
     }
     return true;
@@ -653,7 +686,7 @@ export class StreamerClient extends Emitter<StreamerClientEvents> {
   private dispatch(m: ServerMessage): void {
     const id = m.request_id;
     if (m.type === 'pong' || typeof id !== 'string' || id === '') return;
-    if (m.type === 'status' || m.type === 'actions') {
+    if (m.type === 'status' || m.type === 'actions' || m.type === 'list') {
       this.popWaiter(id, m);
       return;
     }
@@ -928,6 +961,25 @@ function toActions(m: ServerMessage): ActionInfo[] {
     out.push(info);
   }
   return out;
+}
+
+function toListPage(m: ServerMessage): ListPage {
+  const page: ListPage = { requests: [] };
+  for (const r of Array.isArray(m.requests) ? m.requests : []) {
+    if (!r || typeof r !== 'object' || typeof r.request_id !== 'string') continue;
+    page.requests.push({
+      requestId: r.request_id,
+      action: str(r.action),
+      status: str(r.status),
+      seq: num(r.seq),
+      percentage: num(r.percentage),
+      message: str(r.message),
+      createdAt: num(r.created_at),
+      updatedAt: num(r.updated_at),
+    });
+  }
+  if (typeof m.cursor === 'string' && m.cursor !== '') page.cursor = m.cursor;
+  return page;
 }
 
 function toStatusInfo(id: string, m: ServerMessage): StatusInfo {

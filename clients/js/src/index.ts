@@ -17,6 +17,9 @@ export type {
   ConnectionState,
   ErrorBody,
   Lifecycle,
+  ListedRequest,
+  ListOptions,
+  ListPage,
   Progress,
   RequestOptions,
   RequestStatus,
@@ -27,4 +30,5 @@ export type {
   StreamerClientOptions,
   WebSocketConstructor,
   WebSocketLike,
+  WireListedRequest,
 } from './types.js';

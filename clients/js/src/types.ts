@@ -24,6 +24,7 @@ export interface ServerMessage {
     | 'started'
     | 'continued'
     | 'retrying'
+    | 'list'
     | string;
   request_id?: string;
   seq?: number;
@@ -50,6 +51,10 @@ export interface ServerMessage {
   continuations?: number;
   /** When a `retrying` request runs again (Unix ms). */
   next_at?: number;
+  /** The page of a `list` message, newest first (docs/protocol.md section 5). */
+  requests?: WireListedRequest[];
+  /** Continues a `list` message's listing; absent on the last page. */
+  cursor?: string;
 }
 
 /**
@@ -72,6 +77,18 @@ export interface Lifecycle {
   /** The request's progress so far. */
   percentage: number;
   message: string;
+}
+
+/** WireListedRequest is one request of a `list` message, as it is on the wire. */
+export interface WireListedRequest {
+  request_id: string;
+  action: string;
+  status: string;
+  seq: number;
+  percentage: number;
+  message: string;
+  created_at: number;
+  updated_at: number;
 }
 
 /** ActionInfo is one action the server serves, as `actions()` lists it. */
@@ -223,6 +240,40 @@ export interface ResumeOptions extends Omit<RequestOptions, 'id' | 'metadata'> {
 export interface CallOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
+}
+
+/** ListOptions configure one {@link StreamerClient.list}. */
+export interface ListOptions extends CallOptions {
+  /** Only requests in one of these statuses; absent or empty: all. */
+  status?: RequestStatus[];
+  /** Requests per page, 1 to 100; absent: the server's default (20). */
+  limit?: number;
+  /** The `cursor` of the previous page; absent: start with the newest request. */
+  cursor?: string;
+}
+
+/** ListedRequest is one request of a {@link ListPage}. */
+export interface ListedRequest {
+  requestId: string;
+  action: string;
+  status: RequestStatus | string;
+  /** The last stored seq (0 before the first event): pass it to `resume()` as `afterSeq` to follow from there. */
+  seq: number;
+  /** The latest progress. */
+  percentage: number;
+  /** The latest progress message, cut to 512 bytes. */
+  message: string;
+  /** Unix milliseconds. */
+  createdAt: number;
+  /** Unix milliseconds. */
+  updatedAt: number;
+}
+
+/** ListPage is the reply to {@link StreamerClient.list}: a page of the principal's own requests, newest first. */
+export interface ListPage {
+  requests: ListedRequest[];
+  /** Pass it as `cursor` for the next page; absent on the last page. A page may be short, even empty, and still have one. */
+  cursor?: string;
 }
 
 /** The events of a {@link StreamerClient} and what their listeners get. */

@@ -523,6 +523,65 @@ test('a result_chunk with a bad index fails the request with INVALID_RESULT', as
   assert.equal(err.code, 'INVALID_RESULT');
 });
 
+test('list sends its options and resolves with the page of the list message carrying its id', async (t) => {
+  let fail = false;
+  const { server, client } = await setup(t, (conn, m) => {
+    if (m.action !== 'list') return;
+    if (fail) {
+      conn.send({ type: 'error', request_id: m.id, error: { code: 'VALIDATION_ERROR', message: 'bad cursor', details: [{ field: 'cursor' }] } });
+      return;
+    }
+    // A reply for another id is not this call's.
+    conn.send({ type: 'list', request_id: 'someone-else', requests: [{ request_id: 'x' }] });
+    const last = m.payload && m.payload.cursor === 'c1';
+    conn.send({
+      type: 'list',
+      request_id: m.id,
+      requests: last
+        ? [{ request_id: 'r1', action: 'report', status: 'succeeded', seq: 5, percentage: 100, message: 'done', created_at: 1, updated_at: 9 }]
+        : [
+            { request_id: 'r3', action: 'report', status: 'running', seq: 2, percentage: 42.5, message: 'rows', created_at: 3, updated_at: 4 },
+            { request_id: 'r2', action: 'delay', status: 'queued', seq: 0, percentage: 0, message: '', created_at: 2, updated_at: 2 },
+          ],
+      ...(last ? {} : { cursor: 'c1' }),
+      timestamp: 1,
+    });
+  });
+  const page = await client.list({ status: ['running', 'queued'], limit: 2 });
+  assert.deepEqual(page, {
+    requests: [
+      { requestId: 'r3', action: 'report', status: 'running', seq: 2, percentage: 42.5, message: 'rows', createdAt: 3, updatedAt: 4 },
+      { requestId: 'r2', action: 'delay', status: 'queued', seq: 0, percentage: 0, message: '', createdAt: 2, updatedAt: 2 },
+    ],
+    cursor: 'c1',
+  });
+  const [frame] = server.frames('list');
+  assert.deepEqual(frame.payload, { status: ['running', 'queued'], limit: 2 });
+  assert.match(frame.id, /^js-/);
+
+  const next = await client.list({ status: ['running', 'queued'], limit: 2, cursor: page.cursor });
+  assert.equal(next.cursor, undefined, 'the last page has no cursor');
+  assert.deepEqual(next.requests.map((r) => r.requestId), ['r1']);
+  assert.deepEqual(server.frames('list')[1].payload, { status: ['running', 'queued'], limit: 2, cursor: 'c1' });
+
+  // No options: an empty payload.
+  await client.list();
+  assert.deepEqual(server.frames('list')[2].payload, {});
+
+  fail = true;
+  const err = await rejection(client.list({ cursor: 'nope' }));
+  assert.equal(err.code, 'VALIDATION_ERROR');
+  assert.ok(isStreamerError(err));
+
+  // Bad options are refused before anything is sent.
+  const sent = server.frames('list').length;
+  for (const bad of [{ limit: 0 }, { limit: 101 }, { limit: 2.5 }, { status: 'running' }]) {
+    const e = await rejection(client.list(bad));
+    assert.equal(e.code, 'INVALID_MESSAGE', JSON.stringify(bad));
+  }
+  assert.equal(server.frames('list').length, sent);
+});
+
 test('actions resolves with the list of the actions message carrying its id', async (t) => {
   let fail = false;
   const { server, client } = await setup(t, (conn, m) => {
