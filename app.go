@@ -37,8 +37,8 @@ type Config struct {
 	// HandleConnect only.
 	Authenticator Authenticator
 	// Plugins provide the actions. Two plugins may not register the same
-	// action, and none may register a reserved one (ping, status, resume,
-	// cancel).
+	// action, and none may register a reserved one (see [Reserved]: ping,
+	// status, resume, cancel, actions, list).
 	Plugins []Plugin
 	// Middleware wraps every action, outermost first, outside each plugin's
 	// and action's own middleware, whatever order plugins are listed in.

@@ -79,7 +79,7 @@ func TestCLIList(t *testing.T) {
 		require.Equal(t, "running", fields[live][1])
 		require.Equal(t, "delay", fields[live][2])
 		for _, id := range done {
-			require.Equal(t, []string{"succeeded", "delay", "3", "100"}, fields[id][1:5], id)
+			require.Equal(t, []string{"succeeded", "delay", "4", "100"}, fields[id][1:5], id) // started, two steps, complete
 			_, err := time.Parse(time.RFC3339Nano, fields[id][5])
 			require.NoError(t, err)
 		}

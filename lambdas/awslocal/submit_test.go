@@ -113,6 +113,12 @@ func TestSubmitFromBackend(t *testing.T) {
 	c, err := client.Dial(ctx, info.WebSocketURL, client.Options{Token: lambdatest.Token(t, "vic")})
 	require.NoError(t, err)
 	defer c.Close() //nolint:errcheck // test cleanup
+	// The client finds the submitted request with list.
+	page, err := c.List(ctx, client.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, page.Requests, 1)
+	require.Equal(t, res.ID, page.Requests[0].RequestID)
+	require.Equal(t, "stamp", page.Requests[0].Action)
 	st, err := c.Status(ctx, res.ID)
 	require.NoError(t, err)
 	if time.Now().Before(notBefore) {

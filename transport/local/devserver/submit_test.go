@@ -58,6 +58,13 @@ func TestSubmitFromProgram(t *testing.T) {
 	c, err := client.Dial(ctx, info.WebSocketURL, client.Options{Token: info.Token})
 	require.NoError(t, err)
 	defer c.Close() //nolint:errcheck // test cleanup
+	// The client finds the submitted request with list, as a reloaded
+	// page would.
+	page, err := c.List(ctx, client.ListOptions{})
+	require.NoError(t, err)
+	require.NotEmpty(t, page.Requests)
+	require.Equal(t, res.ID, page.Requests[0].RequestID, "newest first")
+	require.Equal(t, "countdown", page.Requests[0].Action)
 	st, err := c.Status(ctx, res.ID)
 	require.NoError(t, err)
 	require.Equal(t, "countdown", st.Action)
