@@ -90,6 +90,15 @@ type Config struct {
 	// ReapInterval is how often [App.Run] reaps stalled requests. Default
 	// 1m; negative disables it.
 	ReapInterval time.Duration
+	// KeyConcurrency is how many requests of one concurrency key the
+	// embedded worker ([App.Run]) runs at once: the key is the request's
+	// tenant, or its subject when the principal has no tenant. Ready
+	// requests of different keys take turns, so one tenant's flood waits
+	// behind its own limit instead of holding every slot. Default: a
+	// quarter of Run's concurrency (16 of 64); negative: no limit. On AWS
+	// each request runs in a Lambda invocation of its own (see
+	// docs/dispatch.md).
+	KeyConcurrency int
 	// MaxCheckpoint is the largest checkpoint a handler may save
 	// ([Checkpoint]), in bytes of JSON. Default 64 KiB. On DynamoDB the
 	// checkpoint is stored in the request's item, whose every write is

@@ -20,14 +20,35 @@ const retryAfterError = time.Second
 // sweepEvery is how often Run deletes expired items from stores that need it.
 const sweepEvery = 10 * time.Minute
 
-// worker is the embedded runtime's in-process queue.
+// worker is the embedded runtime's in-process queue. It is fair across
+// concurrency keys (tenants): ready requests wait in one lane per key, the
+// lanes take turns (round-robin), and a lane runs at most perKey requests
+// at once, so one tenant's flood of long jobs cannot hold every slot.
 type worker struct {
 	mu      sync.Mutex
-	ready   []storage.Key
-	inReady map[storage.Key]int // how many times each key is in ready
+	lanes   map[string]*lane
+	turns   []string // the lanes with ready requests, in turn order
+	perKey  int      // running requests per lane; ≤ 0: no limit
+	inReady map[storage.Key]int // how many times each key waits in a lane
 	wake    chan struct{}
 	timers  map[string]*time.Timer
 	stopped bool
+}
+
+// lane is one concurrency key's ready requests and running count.
+type lane struct {
+	ready   []storage.Key
+	running int
+	queued  bool // in turns
+}
+
+// concurrencyKey is the key the embedded worker shares its slots by: the
+// request's tenant, or its subject when the principal has no tenant.
+func concurrencyKey(k storage.Key) string {
+	if k.Tenant != "" {
+		return "t:" + k.Tenant
+	}
+	return "s:" + k.Subject
 }
 
 func (w *worker) push(k storage.Key) {
@@ -36,26 +57,68 @@ func (w *worker) push(k storage.Key) {
 	if w.stopped {
 		return
 	}
-	w.ready = append(w.ready, k)
+	id := concurrencyKey(k)
+	l := w.lanes[id]
+	if l == nil {
+		l = &lane{}
+		w.lanes[id] = l
+	}
+	l.ready = append(l.ready, k)
+	if !l.queued {
+		l.queued = true
+		w.turns = append(w.turns, id)
+	}
 	w.inReady[k]++
+	w.signal()
+}
+
+// signal wakes the loop; w.mu is held.
+func (w *worker) signal() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (w *worker) pop() (storage.Key, bool) {
+// pop takes the next ready request of the first lane in turn that is
+// below its running limit, counts it running in its lane, and moves the
+// lane to the back of the turns. It returns the lane's id for done.
+func (w *worker) pop() (storage.Key, string, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.ready) == 0 {
-		return storage.Key{}, false
+	for i, id := range w.turns {
+		l := w.lanes[id]
+		if w.perKey > 0 && l.running >= w.perKey {
+			continue
+		}
+		k := l.ready[0]
+		l.ready = l.ready[1:]
+		l.running++
+		w.turns = append(w.turns[:i:i], w.turns[i+1:]...)
+		if len(l.ready) > 0 {
+			w.turns = append(w.turns, id)
+		} else {
+			l.queued = false
+			l.ready = nil // let a long burst's array go
+		}
+		if w.inReady[k]--; w.inReady[k] <= 0 {
+			delete(w.inReady, k)
+		}
+		return k, id, true
 	}
-	k := w.ready[0]
-	w.ready = w.ready[1:]
-	if w.inReady[k]--; w.inReady[k] <= 0 {
-		delete(w.inReady, k)
+	return storage.Key{}, "", false
+}
+
+// done ends a request popped from lane id, freeing its place in the lane.
+func (w *worker) done(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l := w.lanes[id]
+	l.running--
+	if l.running == 0 && !l.queued {
+		delete(w.lanes, id) // memory stays bounded by the active keys
 	}
-	return k, true
+	w.signal()
 }
 
 // has reports whether k waits in the ready queue or on a timer.
@@ -126,7 +189,12 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 	if concurrency <= 0 {
 		concurrency = DefaultConcurrency
 	}
-	w := &worker{wake: make(chan struct{}, 1), timers: map[string]*time.Timer{}, inReady: map[storage.Key]int{}}
+	perKey := a.cfg.KeyConcurrency
+	if perKey == 0 {
+		perKey = max(1, concurrency/4)
+	}
+	w := &worker{wake: make(chan struct{}, 1), timers: map[string]*time.Timer{}, inReady: map[storage.Key]int{},
+		lanes: map[string]*lane{}, perKey: perKey}
 	a.mu.Lock()
 	if a.worker != nil {
 		a.mu.Unlock()
@@ -169,8 +237,15 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 			}
 		default:
 		}
-		k, ok := w.pop()
+		// A slot first, then the next request in turn that may use it.
+		select {
+		case <-ctx.Done():
+			return nil
+		case sem <- struct{}{}:
+		}
+		k, laneID, ok := w.pop()
 		if !ok {
+			<-sem
 			select {
 			case <-ctx.Done():
 				return nil
@@ -184,15 +259,11 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 			}
 			continue
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case sem <- struct{}{}:
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			defer w.done(laneID)
 			err := a.Process(ctx, k)
 			var nd *NotDueError
 			switch {
