@@ -27,8 +27,8 @@ const sweepEvery = 10 * time.Minute
 type worker struct {
 	mu      sync.Mutex
 	lanes   map[string]*lane
-	turns   []string // the lanes with ready requests, in turn order
-	perKey  int      // running requests per lane; ≤ 0: no limit
+	turns   []string            // the lanes with ready requests, in turn order
+	perKey  int                 // running requests per lane; ≤ 0: no limit
 	inReady map[storage.Key]int // how many times each key waits in a lane
 	wake    chan struct{}
 	timers  map[string]*time.Timer
