@@ -90,6 +90,19 @@ type Config struct {
 	// ReapInterval is how often [App.Run] reaps stalled requests. Default
 	// 1m; negative disables it.
 	ReapInterval time.Duration
+	// MaxPending is how many queued plus running requests one principal
+	// may have; one more is refused with QUOTA_EXCEEDED before anything is
+	// stored. Default 1000; negative: no limit. The embedded runtime
+	// ([App.Run]) enforces it; on AWS it is not enforced yet.
+	MaxPending int
+	// MaxResultBytes is the largest result (JSON) of one request: a larger
+	// one ends the request with QUOTA_EXCEEDED and is not stored. Default
+	// 16 MiB; negative: no limit.
+	MaxResultBytes int
+	// MaxEvents is how many events one request may store: a handler that
+	// reports more is stopped and the request ends with QUOTA_EXCEEDED.
+	// Default 200,000; negative: no limit.
+	MaxEvents int
 	// KeyConcurrency is how many requests of one concurrency key the
 	// embedded worker ([App.Run]) runs at once: the key is the request's
 	// tenant, or its subject when the principal has no tenant. Ready
@@ -131,6 +144,8 @@ type App struct {
 	// local holds the Process calls in flight in this App, by key.
 	local  map[string][]*localRun
 	worker *worker // set while Run runs
+	// pending counts each principal's live requests while Run runs.
+	pending pendingCounts
 }
 
 // route is one registered action with its built chain.
@@ -169,6 +184,15 @@ func New(cfg Config) (*App, error) {
 	}
 	if cfg.MaxContinuations == 0 {
 		cfg.MaxContinuations = DefaultMaxContinuations
+	}
+	if cfg.MaxPending == 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	if cfg.MaxResultBytes == 0 {
+		cfg.MaxResultBytes = DefaultMaxResultBytes
+	}
+	if cfg.MaxEvents == 0 {
+		cfg.MaxEvents = DefaultMaxEvents
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err

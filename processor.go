@@ -305,6 +305,8 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	case ctx.Err() != nil || errors.Is(cause, errStopped) || errors.Is(cause, errStorage) || errors.Is(cause, errLeaseUnrenewed):
 		// Stopped before it could finish: the next run continues.
 		return st.continueLater(a.now())
+	case errors.Is(cause, errEventQuota):
+		return st.finishError(a.eventQuotaError())
 	case errors.Is(cause, errMaxDuration):
 		return st.finishError(maxDurationError(maxDur))
 	case errors.Is(cause, errTimeoutCause):
@@ -540,6 +542,9 @@ func (st *runState) emitProgress(u Update) error { return st.emitProgressWith(u,
 // non-nil) saved in the same write, and sends it.
 func (st *runState) emitProgressWith(u Update, checkpoint json.RawMessage) error {
 	a := st.app
+	if err := st.eventQuota(); err != nil {
+		return err
+	}
 	st.mu.Lock()
 	if st.lost {
 		st.mu.Unlock()
@@ -565,6 +570,22 @@ func (st *runState) emitProgressWith(u Update, checkpoint json.RawMessage) error
 	}
 	st.fanout(data, false)
 	return nil
+}
+
+// eventQuota stops the run when the next event would pass
+// Config.MaxEvents, leaving room for the terminal event.
+func (st *runState) eventQuota() error {
+	limit := st.app.cfg.MaxEvents
+	st.mu.Lock()
+	full := limit > 0 && st.seq >= int64(limit)-1
+	st.mu.Unlock()
+	if !full {
+		return nil
+	}
+	if st.cancel != nil {
+		st.cancel(errEventQuota)
+	}
+	return errEventQuota
 }
 
 // saveCheckpoint stores a checkpoint with no event. A conflict means the
@@ -612,6 +633,9 @@ func (st *runState) retrying(attempt int, next time.Time, body *ErrorBody) error
 // request's current percentage and message, so the last event still tells
 // its progress) and sends it.
 func (st *runState) lifecycleEvent(m *Message) error {
+	if err := st.eventQuota(); err != nil {
+		return err
+	}
 	now := st.app.now()
 	st.mu.Lock()
 	m.Seq, m.Percentage, m.Message = st.seq+1, st.pct, st.msg
@@ -733,6 +757,9 @@ func (st *runState) finishResult(res any) error {
 		a.log.Error().Err(err).Str("request_id", st.key.ID).Msg("result is not JSON")
 		return st.finishError(&ErrorBody{Code: CodeInternal, Message: "internal error"})
 	}
+	if qerr := a.checkResultSize(data); qerr != nil {
+		return st.finishError(Body(qerr, CodeQuotaExceeded))
+	}
 	now := a.now()
 	st.mu.Lock()
 	seq := st.seq + 1
@@ -825,6 +852,7 @@ func (st *runState) finish(f storage.Finish) error {
 	st.mu.Lock()
 	st.seq = f.Event.Seq
 	st.mu.Unlock()
+	a.finishPending(st.key)
 	st.fanout(f.Event.Data, true)
 	return nil
 }

@@ -358,6 +358,10 @@ func (a *App) runSync(ctx context.Context, conn Conn, rt *route, req *Request) {
 		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: Body(NewError(CodeInternal, "internal error"), CodeInternal)})
 		return
 	}
+	if qerr := a.checkResultSize(data); qerr != nil {
+		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: Body(qerr, CodeQuotaExceeded)})
+		return
+	}
 	m := &Message{Type: TypeResponse, RequestID: req.ID, Success: true, Data: data}
 	bp := bufPool.Get().(*[]byte)
 	*bp = m.AppendJSON((*bp)[:0])
@@ -462,7 +466,18 @@ func (a *App) store(ctx context.Context, ad *admission, req *Request) error {
 		Status: storage.StatusQueued, NotBefore: ad.notBefore,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(a.cfg.Retention),
 	}
+	undo, qerr := a.admitPending(key)
+	if qerr != nil {
+		// Over the quota, unless this is a re-send of a stored request.
+		if _, gerr := a.cfg.Store.GetRequest(ctx, key); gerr == nil {
+			return a.attach(ctx, ad, key, fp)
+		}
+		return qerr
+	}
 	err = a.cfg.Store.CreateRequest(ctx, sr)
+	if err != nil {
+		undo()
+	}
 	switch {
 	case err == nil:
 		ad.ack = &Message{Type: TypeAcknowledgment, RequestID: req.ID, Status: string(storage.StatusQueued)}

@@ -204,6 +204,7 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 	a.mu.Unlock()
 	defer func() {
 		w.stop()
+		a.stopPending()
 		a.mu.Lock()
 		a.worker = nil
 		a.mu.Unlock()
@@ -290,6 +291,7 @@ func (a *App) recoverWork(ctx context.Context, w *worker) error {
 	if err != nil {
 		return err
 	}
+	a.startPending(reqs)
 	now := a.now()
 	for _, r := range reqs {
 		switch r.Status {
