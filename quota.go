@@ -47,7 +47,9 @@ type pendingCounts struct {
 	n  map[string]int
 }
 
-func principalID(k storage.Key) string { return storage.Key{Tenant: k.Tenant, Subject: k.Subject}.String() }
+func principalID(k storage.Key) string {
+	return storage.Key{Tenant: k.Tenant, Subject: k.Subject}.String()
+}
 
 // startPending turns counting on, from the unfinished requests reqs.
 func (a *App) startPending(reqs []storage.Request) {
