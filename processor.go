@@ -186,6 +186,10 @@ type runState struct {
 	// without reading the subscribers for every event.
 	subsVer int64
 	dropped map[string]bool
+	// endpoints caches the transport endpoints of subscribers, read for a
+	// request that has none of its own (one submitted by a backend, with
+	// no connection).
+	endpoints map[string]string
 }
 
 func (a *App) newRunState(ctx context.Context, r storage.Request) (*runState, error) {
@@ -724,12 +728,37 @@ func (st *runState) subscribers(fresh bool) []string {
 	return out
 }
 
+// connEndpoint returns the transport endpoint stored with connection id,
+// read once per run; "" when it has none or cannot be read.
+func (st *runState) connEndpoint(id string) string {
+	st.mu.Lock()
+	ep, ok := st.endpoints[id]
+	st.mu.Unlock()
+	if ok {
+		return ep
+	}
+	if c, err := st.app.cfg.Store.GetConnection(st.opsCtx, id); err == nil {
+		ep = c.Endpoint
+	}
+	st.mu.Lock()
+	if st.endpoints == nil {
+		st.endpoints = map[string]string{}
+	}
+	st.endpoints[id] = ep
+	st.mu.Unlock()
+	return ep
+}
+
 // fanout sends an event to every subscriber. Connections that are gone are
 // dropped with their subscriptions; the event stays stored for a resume.
 func (st *runState) fanout(data []byte, terminal bool) {
 	a := st.app
 	for _, id := range st.subscribers(terminal) {
-		err := a.cfg.Sender.Send(st.opsCtx, st.req.Endpoint, id, data)
+		endpoint := st.req.Endpoint
+		if endpoint == "" {
+			endpoint = st.connEndpoint(id)
+		}
+		err := a.cfg.Sender.Send(st.opsCtx, endpoint, id, data)
 		switch {
 		case err == nil:
 		case errors.Is(err, transport.ErrGone):

@@ -82,7 +82,9 @@ func TestSubmitFromBackend(t *testing.T) {
 		},
 	})
 	vars := map[string]string{
-		lambdaapp.EnvTable: table, lambdaapp.EnvEndpoint: info.URL, lambdaapp.EnvLogLevel: "warn",
+		// No STREAMER_ENDPOINT: the events go to the resuming client at
+		// its connection's endpoint.
+		lambdaapp.EnvTable: table, lambdaapp.EnvLogLevel: "warn",
 	}
 	plugins := func(context.Context, streamer.Env) ([]streamer.Plugin, error) {
 		return []streamer.Plugin{stamps.plugin()}, nil

@@ -199,9 +199,6 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s is required: the processor invokes itself by name (Lambda sets it)", EnvFunctionName))
 		}
 	}
-	if fn == Submitter && getenv(EnvEndpoint) == "" {
-		errs = append(errs, fmt.Errorf("%s is required: the Management API's URL, where the processor posts the events of submitted requests", EnvEndpoint))
-	}
 	if fn == Connect && cfg.JWTSecret == nil && cfg.JWTPublicKey == nil {
 		errs = append(errs, fmt.Errorf("%s or %s is required to verify tokens", EnvJWTSecret, EnvJWTPublicKey))
 	}

@@ -19,14 +19,12 @@ const Submitter Function = "submitter"
 // frame passes: the actions, their validation and scopes, and the
 // middleware (the Lambdas' Logging and Auth, then the plugins').
 //
-// It needs STREAMER_TABLE, the table the Lambdas use, and STREAMER_ENDPOINT,
-// the WebSocket API's Management API URL
-// (https://<api-id>.execute-api.<region>.amazonaws.com/<stage>: the
-// ServiceEndpointWebsocket that deploy prints, with https instead of wss).
-// A request sent over a connection carries the endpoint of its connection;
-// a submitted one has none, so it is stored with this one, where the
-// processor posts its events for the clients that resume it. The other
-// settings are read as the router reads them; no JWT key is needed. The
+// It needs STREAMER_TABLE, the table the Lambdas use. A request sent over
+// a connection carries the Management API endpoint of its connection; a
+// submitted one has none (unless STREAMER_ENDPOINT names one), so the
+// processor posts its events to each client that resumes it at the
+// endpoint stored with that client's connection. The other settings are
+// read as the router reads them; no JWT key is needed. The
 // caller's IAM role needs dynamodb:PutItem, GetItem and Query on the table.
 //
 // Submit stores the request in the table, whose stream hands it to the

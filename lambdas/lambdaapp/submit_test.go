@@ -27,4 +27,11 @@ func TestSubmitterConfig(t *testing.T) {
 	vars[lambdaapp.EnvEndpoint] = "ftp://nope"
 	_, err = lambdaapp.ConfigFromEnv(lambdaapp.Submitter, func(k string) string { return vars[k] })
 	require.ErrorContains(t, err, lambdaapp.EnvEndpoint)
+
+	// Without an endpoint: the processor posts to each subscriber at its
+	// connection's own.
+	delete(vars, lambdaapp.EnvEndpoint)
+	cfg, err = lambdaapp.ConfigFromEnv(lambdaapp.Submitter, func(k string) string { return vars[k] })
+	require.NoError(t, err)
+	require.Empty(t, cfg.Endpoint)
 }
