@@ -318,6 +318,7 @@ func (h *gatewayHandler) Connect(ctx context.Context, c *local.Conn) error {
 		return err
 	}
 	c.Value = &p
+	c.ExpiresAt = h.app.TokenDeadline(&p)
 	return nil
 }
 
