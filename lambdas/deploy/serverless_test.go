@@ -56,6 +56,7 @@ func wantEnv() map[string]any {
 		"STREAMER_BUCKET":             map[string]any{"Ref": bucketID},
 		"STREAMER_JWT_SECRET":         "",
 		"STREAMER_JWT_PUBLIC_KEY":     "",
+		"STREAMER_JWT_JWKS_URL":       "",
 		"STREAMER_JWT_ALGORITHMS":     "",
 		"STREAMER_JWT_ISSUER":         "",
 		"STREAMER_JWT_AUDIENCE":       "",

@@ -49,6 +49,7 @@ const (
 	EnvTable             = "STREAMER_TABLE"
 	EnvJWTSecret         = "STREAMER_JWT_SECRET"
 	EnvJWTPublicKey      = "STREAMER_JWT_PUBLIC_KEY"
+	EnvJWTJWKSURL        = "STREAMER_JWT_JWKS_URL"
 	EnvJWTAlgorithms     = "STREAMER_JWT_ALGORITHMS"
 	EnvJWTIssuer         = "STREAMER_JWT_ISSUER"
 	EnvJWTAudience       = "STREAMER_JWT_AUDIENCE"
@@ -76,7 +77,7 @@ const EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 
 // EnvVars lists every STREAMER_* variable the Lambdas read.
 var EnvVars = []string{
-	EnvTable, EnvJWTSecret, EnvJWTPublicKey, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
+	EnvTable, EnvJWTSecret, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
 	EnvStallTimeout, EnvMaxStalls, EnvLease, EnvBucket, EnvMaxContinuations, EnvMaxCheckpoint,
 }
@@ -92,6 +93,13 @@ type Config struct {
 	// verify tokens; connect needs at least one, the others none.
 	JWTSecret    []byte
 	JWTPublicKey crypto.PublicKey
+	// JWTJWKSURL (STREAMER_JWT_JWKS_URL, https) is an identity provider's
+	// JSON Web Key Set, whose keys verify RS256, ES256 and (when
+	// STREAMER_JWT_ALGORITHMS lists it) EdDSA tokens; it is fetched at the
+	// first token of each instance, kept 10 minutes, and fetched again
+	// (at most every 30 seconds) when a token names an unknown kid. It
+	// counts as the connect Lambda's key.
+	JWTJWKSURL string
 	// JWTAlgorithms is the allow-list of token algorithms
 	// (STREAMER_JWT_ALGORITHMS, comma separated); empty means HS256 with a
 	// secret plus RS256 and ES256 with a public key.
@@ -202,8 +210,9 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 	if fn == Submitter && getenv(EnvEndpoint) == "" {
 		errs = append(errs, fmt.Errorf("%s is required: the Management API's URL, where the processor posts the events of submitted requests", EnvEndpoint))
 	}
-	if fn == Connect && cfg.JWTSecret == nil && cfg.JWTPublicKey == nil {
-		errs = append(errs, fmt.Errorf("%s or %s is required to verify tokens", EnvJWTSecret, EnvJWTPublicKey))
+	cfg.JWTJWKSURL = getenv(EnvJWTJWKSURL)
+	if fn == Connect && cfg.JWTSecret == nil && cfg.JWTPublicKey == nil && cfg.JWTJWKSURL == "" {
+		errs = append(errs, fmt.Errorf("%s, %s or %s is required to verify tokens", EnvJWTSecret, EnvJWTPublicKey, EnvJWTJWKSURL))
 	}
 	if a := getenv(EnvJWTAlgorithms); a != "" {
 		for _, alg := range strings.Split(a, ",") {
@@ -213,7 +222,12 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 		}
 	}
 	cfg.JWTIssuer, cfg.JWTAudience = getenv(EnvJWTIssuer), getenv(EnvJWTAudience)
-	if len(errs) == keyErrs && (cfg.JWTSecret != nil || cfg.JWTPublicKey != nil) {
+	if cfg.JWTJWKSURL != "" {
+		if _, err := middleware.NewJWT(middleware.JWTConfig{JWKSURL: cfg.JWTJWKSURL}); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvJWTJWKSURL, cfg.JWTJWKSURL, err))
+		}
+	}
+	if len(errs) == keyErrs && (cfg.JWTSecret != nil || cfg.JWTPublicKey != nil || cfg.JWTJWKSURL != "") {
 		// The keys are valid on their own: what NewJWT still refuses is
 		// the algorithm list (an unknown alg, "none", or one without its
 		// kind of key).
@@ -313,7 +327,7 @@ func validBucket(name string) bool {
 
 // jwtConfig is the token verifier's configuration.
 func (c Config) jwtConfig() middleware.JWTConfig {
-	jc := middleware.JWTConfig{Secret: c.JWTSecret, Algorithms: c.JWTAlgorithms, Issuer: c.JWTIssuer, Audience: c.JWTAudience}
+	jc := middleware.JWTConfig{Secret: c.JWTSecret, JWKSURL: c.JWTJWKSURL, Algorithms: c.JWTAlgorithms, Issuer: c.JWTIssuer, Audience: c.JWTAudience}
 	if c.JWTPublicKey != nil {
 		jc.Keys = map[string]crypto.PublicKey{"default": c.JWTPublicKey}
 	}

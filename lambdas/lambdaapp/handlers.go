@@ -122,10 +122,10 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		StallTimeout: cfg.StallTimeout, MaxStalls: cfg.MaxStalls, Lease: cfg.Lease,
 		MaxContinuations: cfg.MaxContinuations, MaxCheckpoint: cfg.MaxCheckpoint,
 	}
-	if cfg.JWTSecret != nil || cfg.JWTPublicKey != nil {
+	if cfg.JWTSecret != nil || cfg.JWTPublicKey != nil || cfg.JWTJWKSURL != "" {
 		auth, err := middleware.NewJWT(cfg.jwtConfig())
 		if err != nil {
-			return nil, fmt.Errorf("lambdaapp: %s/%s/%s: %w", EnvJWTSecret, EnvJWTPublicKey, EnvJWTAlgorithms, err)
+			return nil, fmt.Errorf("lambdaapp: %s/%s/%s/%s: %w", EnvJWTSecret, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTAlgorithms, err)
 		}
 		appCfg.Authenticator = auth
 	}
