@@ -57,6 +57,8 @@ func wantEnv() map[string]any {
 		"STREAMER_JWT_SECRET":         "",
 		"STREAMER_JWT_PUBLIC_KEY":     "",
 		"STREAMER_JWT_JWKS_URL":       "",
+		"STREAMER_JWT_SECRET_SSM":     "",
+		"STREAMER_JWT_SECRET_ARN":     "",
 		"STREAMER_JWT_ALGORITHMS":     "",
 		"STREAMER_JWT_ISSUER":         "",
 		"STREAMER_JWT_AUDIENCE":       "",

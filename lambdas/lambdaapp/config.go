@@ -77,7 +77,7 @@ const EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 
 // EnvVars lists every STREAMER_* variable the Lambdas read.
 var EnvVars = []string{
-	EnvTable, EnvJWTSecret, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
+	EnvTable, EnvJWTSecret, EnvJWTSecretSSM, EnvJWTSecretARN, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
 	EnvStallTimeout, EnvMaxStalls, EnvLease, EnvBucket, EnvMaxContinuations, EnvMaxCheckpoint,
 }
@@ -100,6 +100,13 @@ type Config struct {
 	// (at most every 30 seconds) when a token names an unknown kid. It
 	// counts as the connect Lambda's key.
 	JWTJWKSURL string
+	// JWTSecretSSM (STREAMER_JWT_SECRET_SSM) and JWTSecretARN
+	// (STREAMER_JWT_SECRET_ARN) name where the HS256 secret is read from
+	// instead of STREAMER_JWT_SECRET: an SSM parameter, or a Secrets Manager
+	// secret. At most one of the three may be set. [New] reads it for the
+	// connect function ([ResolveJWTSecret]).
+	JWTSecretSSM string
+	JWTSecretARN string
 	// JWTAlgorithms is the allow-list of token algorithms
 	// (STREAMER_JWT_ALGORITHMS, comma separated); empty means HS256 with a
 	// secret plus RS256 and ES256 with a public key.
@@ -211,8 +218,13 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("%s is required: the Management API's URL, where the processor posts the events of submitted requests", EnvEndpoint))
 	}
 	cfg.JWTJWKSURL = getenv(EnvJWTJWKSURL)
-	if fn == Connect && cfg.JWTSecret == nil && cfg.JWTPublicKey == nil && cfg.JWTJWKSURL == "" {
-		errs = append(errs, fmt.Errorf("%s, %s or %s is required to verify tokens", EnvJWTSecret, EnvJWTPublicKey, EnvJWTJWKSURL))
+	cfg.JWTSecretSSM, cfg.JWTSecretARN = getenv(EnvJWTSecretSSM), getenv(EnvJWTSecretARN)
+	if n := countSet(cfg.JWTSecret != nil, cfg.JWTSecretSSM != "", cfg.JWTSecretARN != ""); n > 1 {
+		errs = append(errs, fmt.Errorf("%s, %s and %s name the same secret: set one", EnvJWTSecret, EnvJWTSecretSSM, EnvJWTSecretARN))
+	}
+	if fn == Connect && cfg.JWTSecret == nil && cfg.JWTPublicKey == nil && cfg.JWTJWKSURL == "" && cfg.secretSource() == "" {
+		errs = append(errs, fmt.Errorf("%s, %s or %s is required to verify tokens (or the secret's name in %s or %s)",
+			EnvJWTSecret, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTSecretSSM, EnvJWTSecretARN))
 	}
 	if a := getenv(EnvJWTAlgorithms); a != "" {
 		for _, alg := range strings.Split(a, ",") {
@@ -227,11 +239,15 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvJWTJWKSURL, cfg.JWTJWKSURL, err))
 		}
 	}
-	if len(errs) == keyErrs && (cfg.JWTSecret != nil || cfg.JWTPublicKey != nil || cfg.JWTJWKSURL != "") {
+	if len(errs) == keyErrs && (cfg.JWTSecret != nil || cfg.JWTPublicKey != nil || cfg.JWTJWKSURL != "" || cfg.secretSource() != "") {
 		// The keys are valid on their own: what NewJWT still refuses is
 		// the algorithm list (an unknown alg, "none", or one without its
-		// kind of key).
-		if _, err := middleware.NewJWT(cfg.jwtConfig()); err != nil {
+		// kind of key). A secret read at start is stood in for.
+		jc := cfg.jwtConfig()
+		if cfg.secretSource() != "" {
+			jc.Secret = make([]byte, middleware.MinSecretLen)
+		}
+		if _, err := middleware.NewJWT(jc); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvJWTAlgorithms, getenv(EnvJWTAlgorithms), err))
 		}
 	}
@@ -307,6 +323,16 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 		return cfg, fmt.Errorf("lambdaapp: bad configuration of %s: %w", fn, errors.Join(errs...))
 	}
 	return cfg, nil
+}
+
+func countSet(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // validBucket reports whether name follows S3's rules for bucket names
