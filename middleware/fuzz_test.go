@@ -63,3 +63,26 @@ func FuzzAuthenticate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseJWKS feeds arbitrary documents to the key set parser: it never
+// panics, and whatever it returns is a supported, strong enough key.
+func FuzzParseJWKS(f *testing.F) {
+	for _, seed := range []string{
+		``, `{}`, `{"keys":[]}`, `{"keys":null}`, `{"keys":[{}]}`, `[]`,
+		`{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"d","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`,
+		`{"keys":[{"kty":"EC","crv":"P-256","kid":"e","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`,
+		`{"keys":[{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"}]}`,
+		`{"keys":[{"kty":"RSA","kid":"r","e":"AAAAAAE"}]}`,
+		`{"keys":[{"kty":"EC","crv":"P-999"}]}`,
+		`{"keys":[{"kty":"OKP","crv":"X25519","x":"AA"}]}`,
+		`{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		kinds, err := middleware.ParseJWKSKinds(data)
+		if err == nil && len(kinds) == 0 {
+			t.Fatal("an empty key set was accepted")
+		}
+	})
+}
