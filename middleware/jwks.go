@@ -32,7 +32,7 @@ const (
 	DefaultJWKSMinRefetch = 30 * time.Second
 	// jwksMaxBody bounds the key set document.
 	jwksMaxBody = 1 << 20
-	// jwksTimeout bounds one fetch when JWTConfig.HTTPClient is nil.
+	// jwksTimeout bounds one fetch of the key set.
 	jwksTimeout = 10 * time.Second
 	// minRSABits is the smallest RSA modulus accepted from a key set.
 	minRSABits = 2048
@@ -128,7 +128,12 @@ func (s *jwks) key(ctx context.Context, kid string) (jwk, error) {
 		s.inflight = done
 		s.mu.Unlock()
 
-		keys, err := s.fetch(ctx)
+		// The fetch serves every waiting caller: it must not end with the
+		// caller that started it (a client that hangs up at once would
+		// otherwise refuse the others' new kid until the next fetch).
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksTimeout)
+		keys, err := s.fetch(fctx)
+		cancel()
 
 		s.mu.Lock()
 		if err == nil {

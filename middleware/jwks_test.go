@@ -294,3 +294,21 @@ func TestJWKSBadSets(t *testing.T) {
 		}
 	}
 }
+
+// A fetch serves every caller waiting for it, so it does not end with the
+// context of the caller that started it: a client that hangs up at once
+// cannot make the others' new kid unknown until the next allowed fetch.
+func TestJWKSFetchOutlivesItsCaller(t *testing.T) {
+	t.Parallel()
+	k := genJWKSKeys(t)
+	srv := newJWKSServer(t, jwkOf(t, "e1", "ES256", k.ec))
+	j := newJWT(t, middleware.JWTConfig{JWKSURL: srv.URL})
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	tok := sign(t, jwt.SigningMethodES256, k.ec, baseClaims(), "e1")
+	_, _ = j.Authenticate(gone, tok)
+	require.Equal(t, int64(1), srv.fetches.Load())
+	_, err := j.Authenticate(context.Background(), tok)
+	require.NoError(t, err, "the key fetched for the canceled caller is held")
+	require.Equal(t, int64(1), srv.fetches.Load())
+}
