@@ -125,6 +125,13 @@ type Config struct {
 	// Endpoint is the transport endpoint stored with requests when the
 	// connection has none (the API Gateway Management API URL).
 	Endpoint string
+	// TokenLeeway is the clock skew tolerated on a connection's token
+	// expiry (Principal.ExpiresAt): past expiry plus the leeway, every
+	// frame of the connection, reserved actions included, is answered
+	// UNAUTHORIZED and the connection is closed when the Sender can close
+	// it (see [App.TokenDeadline]). Zero means [DefaultTokenLeeway] (30s);
+	// negative means none. A principal without ExpiresAt never expires.
+	TokenLeeway time.Duration
 	// NewID makes request ids when the client sends none. Default: ULIDs,
 	// which sort by creation time.
 	NewID func() string

@@ -141,6 +141,11 @@ func (a *App) HandleMessage(ctx context.Context, conn Conn, data []byte, binary 
 		}
 		conn.Principal = &p
 	}
+	if a.tokenExpired(conn.Principal) {
+		// Every frame, reserved actions included (docs/protocol.md).
+		a.refuseExpired(ctx, conn, f.ID)
+		return nil
+	}
 	var err error
 	switch f.Action {
 	case ActionPing:

@@ -43,9 +43,10 @@ var (
 	// ErrAlgorithmNotAllowed: the token's alg is missing, unknown, "none", or
 	// outside [JWTConfig.Algorithms].
 	ErrAlgorithmNotAllowed = unauthorized("token algorithm not allowed")
-	// ErrUnknownKey: the token's kid names no key of [JWTConfig.Keys], it
-	// has no kid while several keys are configured, or the key does not fit
-	// the token's alg.
+	// ErrUnknownKey: the token's kid names no key of [JWTConfig.Keys] nor
+	// of the key set at [JWTConfig.JWKSURL] (or the set could not be
+	// fetched), it has no kid while several keys are configured, or the key
+	// does not fit the token's alg.
 	ErrUnknownKey = unauthorized("no key for token")
 	// ErrSignatureInvalid: the signature does not verify.
 	ErrSignatureInvalid = unauthorized("bad token signature")
@@ -70,8 +71,8 @@ func unauthorized(reason string) error {
 	return fmt.Errorf("%w: %s", streamer.ErrUnauthorized, reason)
 }
 
-// JWTConfig configures [NewJWT]. At least one of Secret and Keys is
-// required.
+// JWTConfig configures [NewJWT]. At least one of Secret, Keys and JWKSURL
+// is required.
 type JWTConfig struct {
 	// Secret is the HS256 key, for development and single-service setups.
 	// It must be at least [MinSecretLen] bytes.
@@ -81,10 +82,30 @@ type JWTConfig struct {
 	// with a kid uses that key. A token without kid uses the only key when
 	// exactly one is configured, and is refused otherwise.
 	Keys map[string]crypto.PublicKey
+	// JWKSURL, when set, is where more public keys are fetched from: a JSON
+	// Web Key Set (RFC 7517) of RSA, EC (P-256/384/521) and Ed25519 keys,
+	// as identity providers publish at .well-known/jwks.json. It must be
+	// https (http only on a loopback host). The set is fetched at the first
+	// token, kept for JWKSTTL, and fetched again, at most once per
+	// JWKSMinRefetch, when a token names a kid it lacks: so keys rotate
+	// without a restart. A kid of Keys wins over the set's. A fetch that
+	// fails keeps the keys held; the token is refused only when its key is
+	// not among them.
+	JWKSURL string
+	// JWKSTTL is how long a fetched key set is used before it is fetched
+	// again. Zero means [DefaultJWKSTTL].
+	JWKSTTL time.Duration
+	// JWKSMinRefetch is the least time between two fetches of the key set.
+	// Zero means [DefaultJWKSMinRefetch].
+	JWKSMinRefetch time.Duration
+	// HTTPClient fetches the key set; nil means a client with a 10 second
+	// timeout.
+	HTTPClient *http.Client
 	// Algorithms is the allow-list of alg values (HS256/384/512,
 	// RS256/384/512, PS256/384/512, ES256/384/512, EdDSA). Empty means HS256
-	// when Secret is set, plus RS256 and ES256 when Keys is set. "none" is
-	// never allowed: listing it is a configuration error.
+	// when Secret is set, plus RS256 and ES256 when Keys or JWKSURL is set
+	// (EdDSA only when listed). "none" is never allowed: listing it is a
+	// configuration error.
 	Algorithms []string
 	// Issuer, when set, must equal the token's iss.
 	Issuer string
@@ -102,6 +123,7 @@ type JWTConfig struct {
 type JWT struct {
 	secret  []byte
 	keys    map[string]crypto.PublicKey
+	jwks    *jwks // nil without JWKSURL
 	allowed map[string]bool
 	parser  *jwt.Parser
 }
@@ -132,9 +154,18 @@ var knownAlgs = map[string]algFamily{
 // an unknown alg, or an alg whose key kind (Secret or Keys) is not
 // configured.
 func NewJWT(cfg JWTConfig) (*JWT, error) {
-	if len(cfg.Secret) == 0 && len(cfg.Keys) == 0 {
-		return nil, errors.New("middleware: new JWT: set JWTConfig.Secret (HS256) or JWTConfig.Keys (RS256/ES256)")
+	if len(cfg.Secret) == 0 && len(cfg.Keys) == 0 && cfg.JWKSURL == "" {
+		return nil, errors.New("middleware: new JWT: set JWTConfig.Secret (HS256), JWTConfig.Keys or JWTConfig.JWKSURL (RS256/ES256/EdDSA)")
 	}
+	if cfg.JWKSURL != "" {
+		if err := validJWKSURL(cfg.JWKSURL); err != nil {
+			return nil, fmt.Errorf("middleware: new JWT: JWTConfig.JWKSURL %q: %w", cfg.JWKSURL, err)
+		}
+	}
+	if cfg.JWKSTTL < 0 || cfg.JWKSMinRefetch < 0 {
+		return nil, errors.New("middleware: new JWT: JWTConfig.JWKSTTL and JWKSMinRefetch must not be negative")
+	}
+	hasKeys := len(cfg.Keys) > 0 || cfg.JWKSURL != ""
 	if len(cfg.Secret) > 0 && len(cfg.Secret) < MinSecretLen {
 		return nil, fmt.Errorf("middleware: new JWT: JWTConfig.Secret is %d bytes; it must be at least %d", len(cfg.Secret), MinSecretLen)
 	}
@@ -150,7 +181,7 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 		if len(cfg.Secret) > 0 {
 			algs = append(algs, "HS256")
 		}
-		if len(cfg.Keys) > 0 {
+		if hasKeys {
 			algs = append(algs, "RS256", "ES256")
 		}
 	}
@@ -165,8 +196,8 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 			return nil, fmt.Errorf("middleware: new JWT: unknown algorithm %q", alg)
 		case fam == familyHMAC && len(cfg.Secret) == 0:
 			return nil, fmt.Errorf("middleware: new JWT: algorithm %s needs JWTConfig.Secret", alg)
-		case fam != familyHMAC && len(cfg.Keys) == 0:
-			return nil, fmt.Errorf("middleware: new JWT: algorithm %s needs JWTConfig.Keys", alg)
+		case fam != familyHMAC && !hasKeys:
+			return nil, fmt.Errorf("middleware: new JWT: algorithm %s needs JWTConfig.Keys or JWTConfig.JWKSURL", alg)
 		}
 		allowed[alg] = true
 	}
@@ -187,12 +218,30 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 	if cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
-	return &JWT{
+	j := &JWT{
 		secret:  slices.Clone(cfg.Secret),
 		keys:    maps.Clone(cfg.Keys),
 		allowed: allowed,
 		parser:  jwt.NewParser(opts...),
-	}, nil
+	}
+	if cfg.JWKSURL != "" {
+		j.jwks = &jwks{
+			url: cfg.JWKSURL, client: cfg.HTTPClient, ttl: cfg.JWKSTTL, minRefetch: cfg.JWKSMinRefetch, now: cfg.Now,
+		}
+		if j.jwks.client == nil {
+			j.jwks.client = &http.Client{Timeout: jwksTimeout}
+		}
+		if j.jwks.ttl == 0 {
+			j.jwks.ttl = DefaultJWKSTTL
+		}
+		if j.jwks.minRefetch == 0 {
+			j.jwks.minRefetch = DefaultJWKSMinRefetch
+		}
+		if j.jwks.now == nil {
+			j.jwks.now = time.Now
+		}
+	}
+	return j, nil
 }
 
 // Authenticate verifies token and returns its principal: sub becomes
@@ -200,8 +249,9 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 // separated) and permissions (array of strings) Scopes, exp ExpiresAt (exp
 // is required), and every claim Claims. Every failure wraps
 // [streamer.ErrUnauthorized] and one of the Err reasons of this package,
-// and its text says why, for the logs. It does no I/O; ctx is unused.
-func (j *JWT) Authenticate(_ context.Context, token string) (streamer.Principal, error) {
+// and its text says why, for the logs. It does no I/O, except to fetch the
+// key set of [JWTConfig.JWKSURL] (bounded by ctx).
+func (j *JWT) Authenticate(ctx context.Context, token string) (streamer.Principal, error) {
 	token = strings.TrimSpace(token)
 	if token == "" {
 		return streamer.Principal{}, ErrTokenMissing
@@ -210,7 +260,8 @@ func (j *JWT) Authenticate(_ context.Context, token string) (streamer.Principal,
 		return streamer.Principal{}, fmt.Errorf("%w: %d bytes, more than %d", ErrTokenMalformed, len(token), maxTokenLen)
 	}
 	claims := jwt.MapClaims{}
-	if _, err := j.parser.ParseWithClaims(token, claims, j.keyFor); err != nil {
+	keyFor := func(t *jwt.Token) (any, error) { return j.keyFor(ctx, t) }
+	if _, err := j.parser.ParseWithClaims(token, claims, keyFor); err != nil {
 		return streamer.Principal{}, classify(err, claims)
 	}
 	return principalOf(claims)
@@ -224,7 +275,7 @@ var (
 // keyFor is the jwt.Keyfunc: it enforces the allow-list, then picks the key
 // by the alg's family, so a token can never make a public key serve as an
 // HMAC secret.
-func (j *JWT) keyFor(t *jwt.Token) (any, error) {
+func (j *JWT) keyFor(ctx context.Context, t *jwt.Token) (any, error) {
 	alg := t.Method.Alg()
 	if !j.allowed[alg] {
 		return nil, fmt.Errorf("%w: %q", errAlgNotAllowed, alg)
@@ -241,16 +292,39 @@ func (j *JWT) keyFor(t *jwt.Token) (any, error) {
 	case string:
 		kid = v
 		k, ok := j.keys[kid]
-		if !ok {
+		switch {
+		case ok:
+			key = k
+		case j.jwks != nil:
+			jk, err := j.jwks.key(ctx, kid)
+			if err != nil {
+				return nil, err
+			}
+			if jk.alg != "" && jk.alg != alg {
+				return nil, fmt.Errorf("%w: key %q is for %s, not %s", errNoKey, kid, jk.alg, alg)
+			}
+			key = jk.key
+		default:
 			return nil, fmt.Errorf("%w: unknown kid %q", errNoKey, kid)
 		}
-		key = k
 	case nil:
-		if len(j.keys) != 1 {
+		switch {
+		case len(j.keys) == 1 && j.jwks == nil:
+			for k, v := range j.keys {
+				kid, key = k, v
+			}
+		case len(j.keys) == 0 && j.jwks != nil:
+			// the set's only key, as with Keys
+			jk, err := j.jwks.key(ctx, "")
+			if err != nil {
+				return nil, fmt.Errorf("%w: the token has no kid: %w", errNoKey, err)
+			}
+			if jk.alg != "" && jk.alg != alg {
+				return nil, fmt.Errorf("%w: the key is for %s, not %s", errNoKey, jk.alg, alg)
+			}
+			key = jk.key
+		default:
 			return nil, fmt.Errorf("%w: the token has no kid and %d keys are configured", errNoKey, len(j.keys))
-		}
-		for k, v := range j.keys {
-			kid, key = k, v
 		}
 	default:
 		return nil, fmt.Errorf("%w: kid is not a string", errNoKey)

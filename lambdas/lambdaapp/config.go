@@ -49,6 +49,7 @@ const (
 	EnvTable             = "STREAMER_TABLE"
 	EnvJWTSecret         = "STREAMER_JWT_SECRET"
 	EnvJWTPublicKey      = "STREAMER_JWT_PUBLIC_KEY"
+	EnvJWTJWKSURL        = "STREAMER_JWT_JWKS_URL"
 	EnvJWTAlgorithms     = "STREAMER_JWT_ALGORITHMS"
 	EnvJWTIssuer         = "STREAMER_JWT_ISSUER"
 	EnvJWTAudience       = "STREAMER_JWT_AUDIENCE"
@@ -76,7 +77,7 @@ const EnvFunctionName = "AWS_LAMBDA_FUNCTION_NAME"
 
 // EnvVars lists every STREAMER_* variable the Lambdas read.
 var EnvVars = []string{
-	EnvTable, EnvJWTSecret, EnvJWTPublicKey, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
+	EnvTable, EnvJWTSecret, EnvJWTSecretSSM, EnvJWTSecretARN, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
 	EnvStallTimeout, EnvMaxStalls, EnvLease, EnvBucket, EnvMaxContinuations, EnvMaxCheckpoint,
 }
@@ -92,6 +93,20 @@ type Config struct {
 	// verify tokens; connect needs at least one, the others none.
 	JWTSecret    []byte
 	JWTPublicKey crypto.PublicKey
+	// JWTJWKSURL (STREAMER_JWT_JWKS_URL, https) is an identity provider's
+	// JSON Web Key Set, whose keys verify RS256, ES256 and (when
+	// STREAMER_JWT_ALGORITHMS lists it) EdDSA tokens; it is fetched at the
+	// first token of each instance, kept 10 minutes, and fetched again
+	// (at most every 30 seconds) when a token names an unknown kid. It
+	// counts as the connect Lambda's key.
+	JWTJWKSURL string
+	// JWTSecretSSM (STREAMER_JWT_SECRET_SSM) and JWTSecretARN
+	// (STREAMER_JWT_SECRET_ARN) name where the HS256 secret is read from
+	// instead of STREAMER_JWT_SECRET: an SSM parameter, or a Secrets Manager
+	// secret. At most one of the three may be set. [New] reads it for the
+	// connect function ([ResolveJWTSecret]).
+	JWTSecretSSM string
+	JWTSecretARN string
 	// JWTAlgorithms is the allow-list of token algorithms
 	// (STREAMER_JWT_ALGORITHMS, comma separated); empty means HS256 with a
 	// secret plus RS256 and ES256 with a public key.
@@ -199,8 +214,14 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s is required: the processor invokes itself by name (Lambda sets it)", EnvFunctionName))
 		}
 	}
-	if fn == Connect && cfg.JWTSecret == nil && cfg.JWTPublicKey == nil {
-		errs = append(errs, fmt.Errorf("%s or %s is required to verify tokens", EnvJWTSecret, EnvJWTPublicKey))
+	cfg.JWTJWKSURL = getenv(EnvJWTJWKSURL)
+	cfg.JWTSecretSSM, cfg.JWTSecretARN = getenv(EnvJWTSecretSSM), getenv(EnvJWTSecretARN)
+	if n := countSet(cfg.JWTSecret != nil, cfg.JWTSecretSSM != "", cfg.JWTSecretARN != ""); n > 1 {
+		errs = append(errs, fmt.Errorf("%s, %s and %s name the same secret: set one", EnvJWTSecret, EnvJWTSecretSSM, EnvJWTSecretARN))
+	}
+	if fn == Connect && cfg.JWTSecret == nil && cfg.JWTPublicKey == nil && cfg.JWTJWKSURL == "" && cfg.secretSource() == "" {
+		errs = append(errs, fmt.Errorf("%s, %s or %s is required to verify tokens (or the secret's name in %s or %s)",
+			EnvJWTSecret, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTSecretSSM, EnvJWTSecretARN))
 	}
 	if a := getenv(EnvJWTAlgorithms); a != "" {
 		for _, alg := range strings.Split(a, ",") {
@@ -210,11 +231,20 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 		}
 	}
 	cfg.JWTIssuer, cfg.JWTAudience = getenv(EnvJWTIssuer), getenv(EnvJWTAudience)
-	if len(errs) == keyErrs && (cfg.JWTSecret != nil || cfg.JWTPublicKey != nil) {
+	if cfg.JWTJWKSURL != "" {
+		if _, err := middleware.NewJWT(middleware.JWTConfig{JWKSURL: cfg.JWTJWKSURL}); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvJWTJWKSURL, cfg.JWTJWKSURL, err))
+		}
+	}
+	if len(errs) == keyErrs && (cfg.JWTSecret != nil || cfg.JWTPublicKey != nil || cfg.JWTJWKSURL != "" || cfg.secretSource() != "") {
 		// The keys are valid on their own: what NewJWT still refuses is
 		// the algorithm list (an unknown alg, "none", or one without its
-		// kind of key).
-		if _, err := middleware.NewJWT(cfg.jwtConfig()); err != nil {
+		// kind of key). A secret read at start is stood in for.
+		jc := cfg.jwtConfig()
+		if cfg.secretSource() != "" {
+			jc.Secret = make([]byte, middleware.MinSecretLen)
+		}
+		if _, err := middleware.NewJWT(jc); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvJWTAlgorithms, getenv(EnvJWTAlgorithms), err))
 		}
 	}
@@ -292,6 +322,16 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 	return cfg, nil
 }
 
+func countSet(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
 // validBucket reports whether name follows S3's rules for bucket names
 // (those a name can break on its own: no IP addresses, no "..").
 func validBucket(name string) bool {
@@ -310,7 +350,7 @@ func validBucket(name string) bool {
 
 // jwtConfig is the token verifier's configuration.
 func (c Config) jwtConfig() middleware.JWTConfig {
-	jc := middleware.JWTConfig{Secret: c.JWTSecret, Algorithms: c.JWTAlgorithms, Issuer: c.JWTIssuer, Audience: c.JWTAudience}
+	jc := middleware.JWTConfig{Secret: c.JWTSecret, JWKSURL: c.JWTJWKSURL, Algorithms: c.JWTAlgorithms, Issuer: c.JWTIssuer, Audience: c.JWTAudience}
 	if c.JWTPublicKey != nil {
 		jc.Keys = map[string]crypto.PublicKey{"default": c.JWTPublicKey}
 	}

@@ -78,7 +78,30 @@ func TestConfigFromEnvKeysOnlyForConnect(t *testing.T) {
 		require.NoError(t, err, fn)
 	}
 	_, err := lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{"STREAMER_TABLE": "t"}))
-	require.ErrorContains(t, err, "STREAMER_JWT_SECRET or STREAMER_JWT_PUBLIC_KEY is required")
+	require.ErrorContains(t, err, "STREAMER_JWT_SECRET, STREAMER_JWT_PUBLIC_KEY or STREAMER_JWT_JWKS_URL is required")
+}
+
+// STREAMER_JWT_JWKS_URL is a key of its own: an https URL (http only on
+// loopback), whose algorithms default to RS256 and ES256.
+func TestConfigFromEnvJWKSURL(t *testing.T) {
+	t.Parallel()
+	const u = "https://idp.example.com/.well-known/jwks.json"
+	cfg, err := lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_JWKS_URL": u}))
+	require.NoError(t, err)
+	require.Equal(t, u, cfg.JWTJWKSURL)
+	_, err = lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{
+		"STREAMER_TABLE": "t", "STREAMER_JWT_JWKS_URL": u, "STREAMER_JWT_ALGORITHMS": "EdDSA",
+	}))
+	require.NoError(t, err)
+	for _, bad := range []string{"http://idp.example.com/jwks.json", "idp.example.com", "ftp://idp/jwks"} {
+		_, err = lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_JWKS_URL": bad}))
+		require.ErrorContains(t, err, "STREAMER_JWT_JWKS_URL", bad)
+	}
+	// HS256 needs a secret: a key set alone cannot verify it.
+	_, err = lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{
+		"STREAMER_TABLE": "t", "STREAMER_JWT_JWKS_URL": u, "STREAMER_JWT_ALGORITHMS": "HS256",
+	}))
+	require.ErrorContains(t, err, "STREAMER_JWT_ALGORITHMS")
 }
 
 // Every problem is reported at once.

@@ -67,7 +67,9 @@ type Options struct {
 // token verifier when a key is
 // configured, and the App with the given plugins behind the Logging and
 // Auth middleware. Logs are JSON lines on standard error, where Lambda sends
-// them to CloudWatch. New makes no network call.
+// them to CloudWatch. New makes no network call, but for the connect
+// function whose HS256 secret is in SSM or Secrets Manager: that is read
+// once, here ([ResolveJWTSecret]).
 //
 // When the DynamoDB client has a custom endpoint (DynamoDB Local), or
 // cfg.LocalDynamoDB is set, its response checksum validation is off:
@@ -122,10 +124,16 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		StallTimeout: cfg.StallTimeout, MaxStalls: cfg.MaxStalls, Lease: cfg.Lease,
 		MaxContinuations: cfg.MaxContinuations, MaxCheckpoint: cfg.MaxCheckpoint,
 	}
-	if cfg.JWTSecret != nil || cfg.JWTPublicKey != nil {
+	if cfg.Function == Connect {
+		// Once per cold start: the secret is kept in the verifier.
+		if err := ResolveJWTSecret(ctx, &cfg, awsCfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.JWTSecret != nil || cfg.JWTPublicKey != nil || cfg.JWTJWKSURL != "" {
 		auth, err := middleware.NewJWT(cfg.jwtConfig())
 		if err != nil {
-			return nil, fmt.Errorf("lambdaapp: %s/%s/%s: %w", EnvJWTSecret, EnvJWTPublicKey, EnvJWTAlgorithms, err)
+			return nil, fmt.Errorf("lambdaapp: %s/%s/%s/%s: %w", EnvJWTSecret, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTAlgorithms, err)
 		}
 		appCfg.Authenticator = auth
 	}

@@ -120,6 +120,25 @@ type Conn struct {
 	// Value is free for the Handler, which may set it in Connect (for
 	// example to the principal) and read it later.
 	Value any
+	// ExpiresAt, when Connect sets it, is when the connection's credentials
+	// run out (its token's expiry plus leeway): the gateway then closes it
+	// with status 1008 (policy violation) and reason "token expired", so
+	// that nothing more is sent to it. Zero means never.
+	ExpiresAt time.Time
+}
+
+// ReasonTokenExpired is the close reason of a connection closed at its
+// [Conn.ExpiresAt], with status 1008.
+const ReasonTokenExpired = "token expired"
+
+// expiryTimer fires at c's ExpiresAt; its channel is nil (never ready) when
+// c has none.
+func expiryTimer(c *Conn) (<-chan time.Time, func()) {
+	if c.ExpiresAt.IsZero() {
+		return nil, func() {}
+	}
+	t := time.NewTimer(time.Until(c.ExpiresAt))
+	return t.C, func() { t.Stop() }
 }
 
 // Gateway is an embedded WebSocket gateway. Create it with [New], serve
@@ -405,6 +424,8 @@ func (g *Gateway) supervise(lc *liveConn, readDone <-chan struct{}) {
 	defer idle.Stop()
 	life := time.NewTimer(g.cfg.MaxLifetime - time.Since(lc.c.ConnectedAt))
 	defer life.Stop()
+	expired, stopExpiry := expiryTimer(lc.c)
+	defer stopExpiry()
 	for {
 		select {
 		case <-readDone:
@@ -418,6 +439,8 @@ func (g *Gateway) supervise(lc *liveConn, readDone <-chan struct{}) {
 			return
 		case <-life.C:
 			g.requestClose(lc, websocket.StatusGoingAway, "maximum connection lifetime reached")
+		case <-expired:
+			g.requestClose(lc, websocket.StatusPolicyViolation, ReasonTokenExpired)
 		case <-idle.C:
 			if left := g.cfg.IdleTimeout - lc.sinceActive(); left > 0 {
 				idle.Reset(left)

@@ -93,6 +93,12 @@ type Config struct {
 	// defaults 10 minutes and 2 hours.
 	IdleTimeout time.Duration
 	MaxLifetime time.Duration
+	// TokenLeeway is the clock skew tolerated on a token's exp, at connect
+	// and after: a connection is closed (1008, "token expired") at its
+	// token's exp plus TokenLeeway, and every frame it sends past then is
+	// answered UNAUTHORIZED. Zero means 30 seconds; negative, none (see
+	// [streamer.Config.TokenLeeway]).
+	TokenLeeway time.Duration
 	// Ready, when set, is called once the server listens, before it serves
 	// anything. Its Info carries the App, with which the program submits
 	// requests from its own code (see [streamer.App.Submit]); Handlers may
@@ -153,7 +159,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			return err
 		}
 	}
-	auth, err := middleware.NewJWT(middleware.JWTConfig{Secret: cfg.Secret})
+	auth, err := middleware.NewJWT(middleware.JWTConfig{Secret: cfg.Secret, Leeway: cfg.TokenLeeway})
 	if err != nil {
 		return fmt.Errorf("devserver: Secret: %w", err)
 	}
@@ -205,9 +211,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	mw := append([]streamer.Middleware{middleware.Logging(cfg.Logger), middleware.Auth(middleware.AuthOptions{})}, cfg.Middleware...)
+	mw := append([]streamer.Middleware{middleware.Logging(cfg.Logger), middleware.Auth(middleware.AuthOptions{Leeway: cfg.TokenLeeway})}, cfg.Middleware...)
 	app, err := streamer.New(streamer.Config{
-		Store: store, Sender: gw, Authenticator: auth,
+		Store: store, Sender: gw, Authenticator: auth, TokenLeeway: cfg.TokenLeeway,
 		Plugins: plugins, Middleware: mw, Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -318,6 +324,7 @@ func (h *gatewayHandler) Connect(ctx context.Context, c *local.Conn) error {
 		return err
 	}
 	c.Value = &p
+	c.ExpiresAt = h.app.TokenDeadline(&p)
 	return nil
 }
 
