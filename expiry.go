@@ -56,3 +56,16 @@ func (a *App) refuseExpired(ctx context.Context, conn Conn, requestID string) {
 		a.log.Debug().Err(err).Str("connection_id", conn.ID).Msg("expired connection not closed")
 	}
 }
+
+// subscriptionExpiry is when a subscription made by a connection of
+// principal p ends: with the connection (Config.ConnectionTTL), or with its
+// token (TokenDeadline) when that is sooner, so a processor stops sending
+// to a connection whose token expired without a read of its own: the
+// store leaves the expired subscription out.
+func (a *App) subscriptionExpiry(p *Principal) time.Time {
+	until := a.now().Add(a.cfg.ConnectionTTL)
+	if d := a.TokenDeadline(p); !d.IsZero() && d.Before(until) {
+		return d
+	}
+	return until
+}

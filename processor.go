@@ -190,6 +190,11 @@ type runState struct {
 	// request that has none of its own (one submitted by a backend, with
 	// no connection).
 	endpoints map[string]string
+	// senderUntil is when the token of the connection that sent the
+	// request expires (zero: never); past it, events are no longer sent
+	// to that connection (its subscribers' own subscriptions end with
+	// their tokens).
+	senderUntil time.Time
 }
 
 func (a *App) newRunState(ctx context.Context, r storage.Request) (*runState, error) {
@@ -245,6 +250,7 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	if err := json.Unmarshal(r.Principal, &p); err != nil {
 		return st.finishError(&ErrorBody{Code: CodeInternal, Message: "internal error"})
 	}
+	st.senderUntil = a.TokenDeadline(&p)
 	req := &Request{
 		ID: r.Key.ID, Action: r.Action, Payload: r.Payload, Metadata: r.Metadata,
 		Principal: p, ConnectionID: r.ConnectionID, Stage: StageProcess, Attempt: attemptNumber(r),
@@ -717,7 +723,8 @@ func (st *runState) subscribers(fresh bool) []string {
 		}
 	}
 	out := make([]string, 0, len(st.subs)+1)
-	if st.req.ConnectionID != "" && !st.dropped[st.req.ConnectionID] {
+	senderLive := st.senderUntil.IsZero() || now.Before(st.senderUntil)
+	if st.req.ConnectionID != "" && !st.dropped[st.req.ConnectionID] && senderLive {
 		out = append(out, st.req.ConnectionID)
 	}
 	for _, s := range st.subs {

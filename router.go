@@ -512,7 +512,7 @@ func (a *App) attach(ctx context.Context, ad *admission, key storage.Key, fp str
 	// read is then sent live, so none is lost between the two. A request
 	// submitted from a backend ([App.Submit]) has no connection to attach.
 	if ad.conn.ID != "" && existing.ConnectionID != ad.conn.ID {
-		if err := a.cfg.Store.Subscribe(ctx, key, ad.conn.ID, a.now().Add(a.cfg.ConnectionTTL)); err != nil {
+		if err := a.cfg.Store.Subscribe(ctx, key, ad.conn.ID, a.subscriptionExpiry(ad.conn.Principal)); err != nil {
 			return storeFailed(fmt.Errorf("streamer: subscribe %s: %w", key.ID, err))
 		}
 	}
@@ -643,7 +643,7 @@ func (a *App) handleResume(ctx context.Context, conn Conn, f *Frame) error {
 	// Subscribe first, then replay: an event stored meanwhile is sent live,
 	// replayed, or both; never neither. Clients drop duplicate seqs.
 	if !r.Status.Final() && r.ConnectionID != conn.ID {
-		if err := a.cfg.Store.Subscribe(ctx, key, conn.ID, a.now().Add(a.cfg.ConnectionTTL)); err != nil {
+		if err := a.cfg.Store.Subscribe(ctx, key, conn.ID, a.subscriptionExpiry(conn.Principal)); err != nil {
 			a.replyError(ctx, conn, key.ID, unavailable())
 			return fmt.Errorf("streamer: subscribe %s: %w", key.ID, err)
 		}
