@@ -21,8 +21,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/streamer-go/streamer"
-	"github.com/streamer-go/streamer/ratelimit"
 	"github.com/streamer-go/streamer/middleware"
+	"github.com/streamer-go/streamer/ratelimit"
 )
 
 // Function names one of the Lambdas; each needs its own settings.

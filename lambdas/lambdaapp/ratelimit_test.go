@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamer-go/streamer"
-	"github.com/streamer-go/streamer/lambdas/lambdaapp"
 	"github.com/streamer-go/streamer/lambdas/internal/lambdatest"
+	"github.com/streamer-go/streamer/lambdas/lambdaapp"
 )
 
 // TestRateLimitAcrossInstances: STREAMER_RATE_LIMIT limits a principal
