@@ -40,9 +40,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -75,10 +77,6 @@ const (
 	DefaultMaxAttempts = 25
 )
 
-// ErrContention is returned when Take lost the race for a bucket
-// [Config.MaxAttempts] times in a row.
-var ErrContention = errors.New("ratelimit/dynamodb: too much contention on a bucket")
-
 // API is the part of *dynamodb.Client that a [Limiter] uses.
 type API interface {
 	GetItem(ctx context.Context, in *ddb.GetItemInput, optFns ...func(*ddb.Options)) (*ddb.GetItemOutput, error)
@@ -98,8 +96,10 @@ type Config struct {
 	// MaxCached bounds the buckets whose last state is cached. Zero means
 	// [DefaultMaxCached].
 	MaxCached int
-	// MaxAttempts bounds the conditional writes of one Take. Zero means
-	// [DefaultMaxAttempts].
+	// MaxAttempts bounds the conditional writes of one Take. A take that
+	// loses the race for its bucket that many times in a row is refused
+	// (see [Limiter.Contended]): others are taking the tokens as fast as
+	// they refill. Zero means [DefaultMaxAttempts].
 	MaxAttempts int
 }
 
@@ -112,8 +112,9 @@ type Limiter struct {
 	maxCached   int
 	maxAttempts int
 
-	mu    sync.Mutex
-	cache map[string]cached
+	mu        sync.Mutex
+	cache     map[string]cached
+	contended atomic.Int64
 }
 
 // cached is the last state seen of a bucket item, v its version.
@@ -185,9 +186,17 @@ func (l *Limiter) Take(ctx context.Context, key string, rule ratelimit.Rule, n i
 		}
 		cur = old
 	}
+	// Lost every race: other instances take the tokens as fast as they
+	// refill. Refusing is safe (it never admits too many), and the bucket
+	// is all but empty.
 	l.forget(key)
-	return ratelimit.Decision{}, fmt.Errorf("%w: %d attempts", ErrContention, l.maxAttempts)
+	l.contended.Add(1)
+	return ratelimit.Decision{RetryAfter: time.Duration(math.Ceil(float64(n) * float64(r.Per) / r.Rate))}, nil
 }
+
+// Contended returns how many takes were refused because they lost the
+// race for their bucket [Config.MaxAttempts] times in a row.
+func (l *Limiter) Contended() int64 { return l.contended.Load() }
 
 // pause sleeps a random time below min(2^attempt, 50) ms, or until ctx
 // is done.

@@ -209,3 +209,36 @@ func TestConfig(t *testing.T) {
 	_, err = dynamodb.New(dynamodb.Config{Client: &ddb.Client{}})
 	require.ErrorContains(t, err, "Table")
 }
+
+// TestContentionRefuses: a take that loses every race for its bucket is
+// refused, never admitted, and counted.
+func TestContentionRefuses(t *testing.T) {
+	t.Parallel()
+	requireTable(t)
+	clock := ratelimittest.NewClock()
+	ctx := context.Background()
+	a, err := dynamodb.New(dynamodb.Config{Client: newClient(nil), Table: shared.table, Now: clock.Now, MaxAttempts: 1})
+	require.NoError(t, err)
+	b := newLimiter(t, clock.Now, nil)
+	key := ratelimittest.Key(t, "contention")
+	r := ratelimit.Rule{Rate: 1, Burst: 3}
+	d, err := a.Take(ctx, key, r, 1)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	d, err = b.Take(ctx, key, r, 1)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	// a's cached state is stale: its one attempt loses.
+	d, err = a.Take(ctx, key, r, 1)
+	require.NoError(t, err)
+	require.False(t, d.Allowed, "lost its only race")
+	require.Equal(t, time.Second, d.RetryAfter)
+	require.EqualValues(t, 1, a.Contended())
+	// Without the stale state, it reads the item and takes the last token.
+	d, err = a.Take(ctx, key, r, 1)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	d, err = b.Take(ctx, key, r, 1)
+	require.NoError(t, err)
+	require.False(t, d.Allowed, "3 taken of 3")
+}
