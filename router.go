@@ -259,18 +259,18 @@ func unknownAction(action string, avail []ActionInfo) *Error {
 }
 
 // check runs the checks of a request that read it: its scopes, its
-// payload's size, and its handler's [Validator]. They run at the end of the
+// payload's size, and its handler's [Validator], in that order. They run at the end of the
 // sync and admission chains, after every middleware, so that a rate limit
 // refuses a flood of invalid frames as it refuses valid ones.
 func (a *App) check(ctx context.Context, rt *route, req *Request) error {
 	opts := &rt.action.Options
-	if opts.MaxPayload > 0 && len(req.Payload) > opts.MaxPayload {
-		return Errorf(CodePayloadTooLarge, "the payload is %d bytes; %s accepts at most %d", len(req.Payload), req.Action, opts.MaxPayload)
-	}
 	for _, s := range opts.Scopes {
 		if !req.Principal.HasScope(s) {
 			return Errorf(CodeForbidden, "action %s requires scope %q", req.Action, s)
 		}
+	}
+	if opts.MaxPayload > 0 && len(req.Payload) > opts.MaxPayload {
+		return Errorf(CodePayloadTooLarge, "the payload is %d bytes; %s accepts at most %d", len(req.Payload), req.Action, opts.MaxPayload)
 	}
 	if v, ok := rt.action.Handler.(Validator); ok {
 		if err := v.Validate(ctx, req); err != nil {
