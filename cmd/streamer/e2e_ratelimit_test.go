@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,11 @@ import (
 func TestDevRateLimit(t *testing.T) {
 	t.Parallel()
 	s := startDev(t, "--rate-limit", "1/h,burst=2")
+	// The banner is printed line by line: wait for the line.
+	deadline := time.Now().Add(readTimeout)
+	for !strings.Contains(s.stdout.From(0), "rate limit:") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	require.Contains(t, s.stdout.From(0), "rate limit: 1/h,burst=2 per principal")
 	c := dialClient(t, s, token(t, uid("rl"), ""))
 	ctx := testCtx(t, readTimeout)
