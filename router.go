@@ -105,6 +105,13 @@ func (a *App) replyError(ctx context.Context, conn Conn, requestID string, e *Er
 	a.reply(ctx, conn, &Message{Type: TypeError, RequestID: requestID, Error: Body(e, CodeInternal), Timestamp: a.now().UnixMilli()})
 }
 
+// logRefused logs, at debug level, a request refused by a middleware or a
+// check of the chain, as replyError logs the router's own refusals.
+func (a *App) logRefused(conn Conn, requestID string, b *ErrorBody) {
+	a.log.Debug().Str("connection_id", conn.ID).Str("request_id", requestID).Str("code", b.Code).
+		Str("error", b.Message).Msg("frame refused")
+}
+
 // HandleMessage is the router: it decodes one client frame and answers it
 // on conn, through the Sender. Malformed frames, unknown actions, failed
 // checks and handler errors are all answered with protocol errors; the
@@ -194,7 +201,8 @@ func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
 		id = a.cfg.NewID()
 	}
 	// The checks that read the payload run at the end of the chain, after
-	// the middleware (rate limits, auth): see checked and docs/protocol.md.
+	// the middleware (rate limits, auth): see [App.check] and
+	// docs/protocol.md (admission order).
 	req := &Request{
 		ID: id, Action: f.Action, Payload: f.Payload, Metadata: f.Metadata,
 		Principal: *conn.Principal, ConnectionID: conn.ID,
@@ -259,9 +267,9 @@ func unknownAction(action string, avail []ActionInfo) *Error {
 }
 
 // check runs the checks of a request that read it: its scopes, its
-// payload's size, and its handler's [Validator], in that order. They run at the end of the
-// sync and admission chains, after every middleware, so that a rate limit
-// refuses a flood of invalid frames as it refuses valid ones.
+// payload's size, and its handler's [Validator], in that order. They run at
+// the end of the sync and admission chains, after every middleware, so that
+// a rate limit refuses a flood of invalid frames as it refuses valid ones.
 func (a *App) check(ctx context.Context, rt *route, req *Request) error {
 	opts := &rt.action.Options
 	for _, s := range opts.Scopes {
@@ -384,7 +392,9 @@ func (a *App) runSync(ctx context.Context, conn Conn, rt *route, req *Request) {
 	if err != nil && !sr.started {
 		// Refused before the handler ran: an error message, as every
 		// refusal before a handler (protocol section 4).
-		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: a.handlerError(hctx, req, err, CodeInternal), Timestamp: a.now().UnixMilli()})
+		body := a.handlerError(hctx, req, err, CodeInternal)
+		a.logRefused(conn, req.ID, body)
+		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: body, Timestamp: a.now().UnixMilli()})
 		return
 	}
 	if err != nil {
@@ -474,6 +484,7 @@ func (a *App) admit(ctx context.Context, conn Conn, rt *route, req *Request) err
 	_, err := a.serve(context.WithValue(ctx, admitKey{}, ad), Chain(admitTerminal, rt.mw...), req, Discard)
 	if err != nil {
 		body := a.handlerError(ctx, req, err, CodeInternal)
+		a.logRefused(conn, req.ID, body)
 		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: body, Timestamp: a.now().UnixMilli()})
 		var se *Error
 		if !errors.As(err, &se) || isStoreError(err) {
