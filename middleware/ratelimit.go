@@ -2,7 +2,6 @@ package middleware
 
 import (
 	"context"
-	"errors"
 	"strconv"
 
 	"github.com/streamer-go/streamer"
@@ -113,9 +112,6 @@ func RateLimit(opts RateLimitOptions) streamer.Middleware {
 			}
 			d, err := opts.Limiter.Take(ctx, prefix+key, rule, opts.Cost)
 			switch {
-			case err != nil && errors.Is(err, ratelimit.ErrInvalidTake):
-				// A key too long for the backend: refuse, never pass.
-				return nil, streamer.NewError(streamer.CodeInternal, "internal error").WithCause(err)
 			case err != nil && opts.FailOpen:
 				return next.Serve(ctx, req, rep)
 			case err != nil:

@@ -38,6 +38,8 @@ package dynamodb
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -67,8 +69,8 @@ const (
 	attrVersion = "v"
 )
 
-// MaxKeyLen is the longest key Take accepts, in bytes (a partition key may
-// hold 2048).
+// MaxKeyLen is the longest key stored as is, in bytes (a partition key may
+// hold 2048): a longer key is stored as "sha256:" and its SHA-256 in hex.
 const MaxKeyLen = 1024
 
 // Defaults of [Config].
@@ -153,7 +155,8 @@ func (l *Limiter) Take(ctx context.Context, key string, rule ratelimit.Rule, n i
 		return ratelimit.Decision{}, err
 	}
 	if len(key) > MaxKeyLen {
-		return ratelimit.Decision{}, fmt.Errorf("%w: key of %d bytes (at most %d)", ratelimit.ErrInvalidTake, len(key), MaxKeyLen)
+		sum := sha256.Sum256([]byte(key))
+		key = "sha256:" + hex.EncodeToString(sum[:])
 	}
 	cur, ok := l.cached(key)
 	if !ok {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -200,6 +201,26 @@ func TestItemLayout(t *testing.T) {
 	_, queued, err := sdynamo.QueuedRequest(out.Item)
 	require.NoError(t, err)
 	require.False(t, queued)
+}
+
+// TestLongKeys: a key too long for a partition key is hashed, and still
+// names its own bucket.
+func TestLongKeys(t *testing.T) {
+	t.Parallel()
+	clock := ratelimittest.NewClock()
+	l := newLimiter(t, clock.Now, nil)
+	ctx := context.Background()
+	long := ratelimittest.Key(t, strings.Repeat("x", 3000))
+	r := ratelimit.Rule{Rate: 1, Burst: 1}
+	d, err := l.Take(ctx, long, r, 1)
+	require.NoError(t, err)
+	require.True(t, d.Allowed)
+	d, err = l.Take(ctx, long, r, 1)
+	require.NoError(t, err)
+	require.False(t, d.Allowed)
+	d, err = l.Take(ctx, long+"y", r, 1)
+	require.NoError(t, err)
+	require.True(t, d.Allowed, "another long key, another bucket")
 }
 
 func TestConfig(t *testing.T) {
