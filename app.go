@@ -265,7 +265,9 @@ func (a *App) register(p Plugin, act Action, owner map[string]string) error {
 	mw = append(mw, a.cfg.Middleware...)
 	mw = append(mw, p.Middleware...)
 	mw = append(mw, act.Middleware...)
-	a.routes[act.Name] = &route{action: act, plugin: p.Name, mw: mw, chain: Chain(act.Handler, mw...)}
+	rt := &route{action: act, plugin: p.Name, mw: mw}
+	rt.chain = Chain(a.gate(rt), mw...)
+	a.routes[act.Name] = rt
 	return nil
 }
 

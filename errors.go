@@ -54,6 +54,17 @@ func Unavailable(d time.Duration) *Error {
 	}
 }
 
+// RateLimited returns a retryable RATE_LIMITED error whose details say to
+// retry after d (rounded up to a millisecond), as the rate-limit
+// middleware sends it.
+func RateLimited(d time.Duration) *Error {
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	return &Error{
+		Code: CodeRateLimited, Message: "too many requests; retry later",
+		Details: RetryAfter{RetryAfterMS: int64(max(ms, 0))}, Retryable: true,
+	}
+}
+
 // Error is an error with a protocol code, sent to the client as the error
 // body {code, message, details, retryable}. Handlers return it to choose the
 // code the client sees.

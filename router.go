@@ -105,6 +105,13 @@ func (a *App) replyError(ctx context.Context, conn Conn, requestID string, e *Er
 	a.reply(ctx, conn, &Message{Type: TypeError, RequestID: requestID, Error: Body(e, CodeInternal), Timestamp: a.now().UnixMilli()})
 }
 
+// logRefused logs, at debug level, a request refused by a middleware or a
+// check of the chain, as replyError logs the router's own refusals.
+func (a *App) logRefused(conn Conn, requestID string, b *ErrorBody) {
+	a.log.Debug().Str("connection_id", conn.ID).Str("request_id", requestID).Str("code", b.Code).
+		Str("error", b.Message).Msg("frame refused")
+}
+
 // HandleMessage is the router: it decodes one client frame and answers it
 // on conn, through the Sender. Malformed frames, unknown actions, failed
 // checks and handler errors are all answered with protocol errors; the
@@ -184,8 +191,10 @@ func (a *App) lookupPrincipal(ctx context.Context, connID string) (Principal, er
 	return p, nil
 }
 
-// dispatch runs the checks every request passes, then runs it (sync) or
-// admits it (async).
+// dispatch looks the action up, then runs the request (sync) or admits it
+// (async). The chain's middleware runs first, then the checks every request
+// passes (see [App.check]), then the handler or the store: cheap refusals
+// such as rate limits come before the payload is decoded.
 func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
 	rt, ok := a.routes[f.Action]
 	if !ok {
@@ -196,26 +205,12 @@ func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
 	if id == "" {
 		id = a.cfg.NewID()
 	}
-	opts := &rt.action.Options
-	if opts.MaxPayload > 0 && len(f.Payload) > opts.MaxPayload {
-		a.replyError(ctx, conn, id, Errorf(CodePayloadTooLarge, "the payload is %d bytes; %s accepts at most %d", len(f.Payload), f.Action, opts.MaxPayload))
-		return nil
-	}
-	for _, s := range opts.Scopes {
-		if !conn.Principal.HasScope(s) {
-			a.replyError(ctx, conn, id, Errorf(CodeForbidden, "action %s requires scope %q", f.Action, s))
-			return nil
-		}
-	}
+	// The checks that read the payload run at the end of the chain, after
+	// the middleware (rate limits, auth): see [App.check] and
+	// docs/protocol.md (admission order).
 	req := &Request{
 		ID: id, Action: f.Action, Payload: f.Payload, Metadata: f.Metadata,
 		Principal: *conn.Principal, ConnectionID: conn.ID,
-	}
-	if v, ok := rt.action.Handler.(Validator); ok {
-		if err := v.Validate(ctx, req); err != nil {
-			a.replyError(ctx, conn, id, asValidation(err))
-			return nil
-		}
 	}
 	if a.mode(rt, req) == ModeSync {
 		a.runSync(ctx, conn, rt, req)
@@ -274,6 +269,51 @@ func unknownAction(action string, avail []ActionInfo) *Error {
 		msg = fmt.Sprintf("no handler is registered for action %q; available: %s", action, strings.Join(names, ", "))
 	}
 	return NewError(CodeInvalidAction, msg).WithDetails(map[string][]string{"available": names})
+}
+
+// check runs the checks of a request that read it: its scopes, its
+// payload's size, and its handler's [Validator], in that order. They run at
+// the end of the sync and admission chains, after every middleware, so that
+// a rate limit refuses a flood of invalid frames as it refuses valid ones.
+func (a *App) check(ctx context.Context, rt *route, req *Request) error {
+	opts := &rt.action.Options
+	for _, s := range opts.Scopes {
+		if !req.Principal.HasScope(s) {
+			return Errorf(CodeForbidden, "action %s requires scope %q", req.Action, s)
+		}
+	}
+	if opts.MaxPayload > 0 && len(req.Payload) > opts.MaxPayload {
+		return Errorf(CodePayloadTooLarge, "the payload is %d bytes; %s accepts at most %d", len(req.Payload), req.Action, opts.MaxPayload)
+	}
+	if v, ok := rt.action.Handler.(Validator); ok {
+		if err := v.Validate(ctx, req); err != nil {
+			return asValidation(err)
+		}
+	}
+	return nil
+}
+
+// syncRun is in the context of a sync chain: started tells a refusal by a
+// middleware or a check (answered with an error message) from a failure
+// of the handler (a response).
+type syncRun struct{ started bool }
+
+type syncKey struct{}
+
+// gate ends rt's chain: at StageSync it runs the checks, then the handler;
+// at StageProcess (a request admitted already) only the handler.
+func (a *App) gate(rt *route) Handler {
+	return HandlerFunc(func(ctx context.Context, req *Request, rep Reporter) (any, error) {
+		if req.Stage == StageSync {
+			if err := a.check(ctx, rt, req); err != nil {
+				return nil, err
+			}
+			if sr, ok := ctx.Value(syncKey{}).(*syncRun); ok {
+				sr.started = true
+			}
+		}
+		return rt.action.Handler.Serve(ctx, req, rep)
+	})
 }
 
 func asValidation(err error) *Error {
@@ -351,8 +391,17 @@ func (a *App) runSync(ctx context.Context, conn Conn, rt *route, req *Request) {
 	hctx, cancel := context.WithTimeout(ctx, a.timeout(rt, ModeSync))
 	defer cancel()
 	rep := a.newLiveReporter(ctx, conn, req.ID)
-	res, err := a.serve(hctx, rt.chain, req, rep)
+	sr := &syncRun{}
+	res, err := a.serve(context.WithValue(hctx, syncKey{}, sr), rt.chain, req, rep)
 	rep.close()
+	if err != nil && !sr.started {
+		// Refused before the handler ran: an error message, as every
+		// refusal before a handler (protocol section 4).
+		body := a.handlerError(hctx, req, err, CodeInternal)
+		a.logRefused(conn, req.ID, body)
+		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: body, Timestamp: a.now().UnixMilli()})
+		return
+	}
 	if err != nil {
 		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: a.handlerError(hctx, req, err, CodeInternal)})
 		return
@@ -415,14 +464,23 @@ type admission struct {
 	queued bool
 	// notBefore delays a new request ([App.Submit]); zero: at once.
 	notBefore time.Time
+	// route is the action admitted.
+	route *route
+	// checked: the request passed [App.check] already ([App.Submit]).
+	checked bool
 }
 
 // admitTerminal ends the admission chain: the request passed every
-// middleware and is stored now.
+// middleware; it is checked ([App.check]) and stored now.
 var admitTerminal Handler = HandlerFunc(func(ctx context.Context, req *Request, _ Reporter) (any, error) {
 	ad, ok := ctx.Value(admitKey{}).(*admission)
 	if !ok {
 		return nil, errors.New("streamer: admission chain run outside the router")
+	}
+	if !ad.checked && ad.route != nil {
+		if err := ad.app.check(ctx, ad.route, req); err != nil {
+			return nil, err
+		}
 	}
 	return nil, ad.app.store(ctx, ad, req)
 })
@@ -431,10 +489,11 @@ var admitTerminal Handler = HandlerFunc(func(ctx context.Context, req *Request, 
 // request.
 func (a *App) admit(ctx context.Context, conn Conn, rt *route, req *Request) error {
 	req.Stage = StageAdmit
-	ad := &admission{app: a, conn: conn}
+	ad := &admission{app: a, conn: conn, route: rt}
 	_, err := a.serve(context.WithValue(ctx, admitKey{}, ad), Chain(admitTerminal, rt.mw...), req, Discard)
 	if err != nil {
 		body := a.handlerError(ctx, req, err, CodeInternal)
+		a.logRefused(conn, req.ID, body)
 		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: body, Timestamp: a.now().UnixMilli()})
 		var se *Error
 		if !errors.As(err, &se) || isStoreError(err) {

@@ -173,14 +173,19 @@ func (f HandlerFunc) Serve(ctx context.Context, req *Request, rep Reporter) (any
 // Validator is an optional capability of a [Handler]: Validate checks a
 // request's payload before anything is stored or run. It returns an error
 // with code VALIDATION_ERROR and field details on failure. The router calls
-// it on the handler as registered, before the middleware chain.
+// it on the handler as registered, at the end of the sync and admission
+// chains: after every middleware (so rate limits and auth refuse first,
+// see docs/protocol.md, admission order), before the handler runs or the
+// request is stored.
 type Validator interface {
 	Validate(ctx context.Context, req *Request) error
 }
 
 // Estimator is an optional capability of a [Handler]: Estimate predicts how
 // long a request will take. For actions in [ModeAuto] it overrides
-// [ActionOptions.Estimate].
+// [ActionOptions.Estimate]. It runs before the middleware and the
+// [Validator] (the mode it picks decides the chain), so it must tolerate a
+// payload that will fail validation.
 type Estimator interface {
 	Estimate(req *Request) time.Duration
 }

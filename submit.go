@@ -128,7 +128,7 @@ func (a *App) Submit(ctx context.Context, p Principal, action string, payload an
 	}
 
 	req.Stage = StageAdmit
-	ad := &admission{app: a, notBefore: notBefore}
+	ad := &admission{app: a, notBefore: notBefore, route: rt, checked: true}
 	if _, err := a.serve(context.WithValue(ctx, admitKey{}, ad), Chain(admitTerminal, rt.mw...), req, Discard); err != nil {
 		return SubmitResult{ID: id}, a.submitError(ctx, req, err)
 	}

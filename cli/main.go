@@ -35,6 +35,7 @@ const usage = `streamer: long-running requests over WebSocket, on AWS Lambda or 
 Usage:
   streamer new     DIR --module example.com/myapp [--replace PATH]
   streamer dev     [--addr 127.0.0.1:8080] [--data-dir DIR] [--log-level info]
+                   [--rate-limit 10/s,burst=20]
   streamer token   --sub SUBJECT [--tenant T] [--scope "a b"] [--ttl 1h]
   streamer call    ACTION [JSON] [--url URL] [--token JWT] [--id ID] [--timeout D]
   streamer call    --resume ID [--url URL] [--token JWT]

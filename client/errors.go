@@ -117,3 +117,13 @@ func newError(requestID string, b *streamer.ErrorBody) *Error {
 		Retryable: b.Retryable,
 	}
 }
+
+// IsRateLimited reports whether err's chain holds an [*Error] with code
+// RATE_LIMITED: the server refused the call because its sender is over a
+// rate limit, and nothing was stored or run. It is Retryable, and
+// [Error.RetryAfter] says when the bucket will admit the call. The client
+// does not retry it by itself: the caller decides whether to wait and send
+// it again (with the same id, see [WithID]) or to give up.
+func IsRateLimited(err error) bool {
+	return CodeOf(err) == streamer.CodeRateLimited
+}

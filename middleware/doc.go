@@ -19,10 +19,11 @@
 //   - [Logging] writes one line of attributes per request.
 //   - [Timeout] bounds the rest of the chain and reports TIMEOUT.
 //   - [Auth] refuses messages whose token expired after connecting.
+//   - [RateLimit] refuses requests over a token bucket with RATE_LIMITED.
 //   - [Validate] checks the payload of plain handlers against a struct.
 //
-// Rate limiting, tracing and metrics are drop-ins of the same shape: a
-// function of their config returning a [streamer.Middleware].
+// Tracing and metrics are drop-ins of the same shape: a function of their
+// config returning a [streamer.Middleware].
 //
 // # Ordering
 //
@@ -35,6 +36,7 @@
 //		middleware.Logging(log),                  // sees every outcome, timing included
 //		middleware.Recover(log),                  // so Logging sees INTERNAL_ERROR, not a panic
 //		middleware.Auth(middleware.AuthOptions{}), // refuse before doing work
+//		middleware.RateLimit(middleware.RateLimitOptions{Limiter: limiter, Rule: rule}),
 //		middleware.Timeout(10 * time.Second),
 //		middleware.Validate[ReportRequest](),
 //	}
@@ -46,6 +48,11 @@
 // once; [streamer.StageAdmit] admits an async request, the chain ending in
 // storing it, so a refusal there means nothing is stored;
 // [streamer.StageProcess] runs a stored request. Every middleware here works
-// at each stage; [Auth] and [Validate] document what they skip at
-// StageProcess, where the request was already admitted.
+// at each stage; [Auth], [RateLimit] and [Validate] document what they skip
+// at StageProcess, where the request was already admitted.
+//
+// The router runs the whole chain before its own checks that read the
+// payload (scopes, payload size, the handler's validator), so middleware
+// such as [RateLimit] refuses a flood of invalid frames as it refuses
+// valid ones (docs/protocol.md, admission order).
 package middleware

@@ -87,6 +87,10 @@ type Config struct {
 	Ready func(devserver.Info)
 	// Faults injects failures, for tests; none by default.
 	Faults Faults
+	// RateLimit is the handlers' STREAMER_RATE_LIMIT, such as
+	// "10/s,burst=20": a limit on every action per principal, its buckets
+	// in the table. Empty means none.
+	RateLimit string
 }
 
 // Run serves the AWS path on this machine until ctx is canceled: the local
@@ -155,6 +159,8 @@ func Run(ctx context.Context, cfg Config) error {
 			return processorFunction
 		case lambdaapp.EnvTable:
 			return cfg.Table
+		case lambdaapp.EnvRateLimit:
+			return cfg.RateLimit
 		case lambdaapp.EnvJWTSecret:
 			return string(cfg.Secret)
 		case lambdaapp.EnvEndpoint:

@@ -72,6 +72,7 @@ func wantEnv() map[string]any {
 		"STREAMER_MAX_CONTINUATIONS":  "100",
 		"STREAMER_MAX_CHECKPOINT":     "65536",
 		"STREAMER_LEASE":              "1m",
+		"STREAMER_RATE_LIMIT":         "",
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/middleware"
+	"github.com/streamer-go/streamer/ratelimit"
 )
 
 // Function names one of the Lambdas; each needs its own settings.
@@ -65,6 +66,9 @@ const (
 	EnvMaxContinuations  = "STREAMER_MAX_CONTINUATIONS"
 	EnvMaxCheckpoint     = "STREAMER_MAX_CHECKPOINT"
 	EnvBucket            = "STREAMER_BUCKET"
+	// EnvRateLimit is a rate limit on every action, per principal, such
+	// as "10/s,burst=20" (ratelimit.ParseRule); unset means none.
+	EnvRateLimit = "STREAMER_RATE_LIMIT"
 )
 
 // maxCheckpoint is the largest STREAMER_MAX_CHECKPOINT: it leaves room in
@@ -80,6 +84,7 @@ var EnvVars = []string{
 	EnvTable, EnvJWTSecret, EnvJWTSecretSSM, EnvJWTSecretARN, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
 	EnvStallTimeout, EnvMaxStalls, EnvLease, EnvBucket, EnvMaxContinuations, EnvMaxCheckpoint,
+	EnvRateLimit,
 }
 
 // Config is a Lambda's configuration, read by [ConfigFromEnv].
@@ -167,6 +172,11 @@ type Config struct {
 	// checks the name; the plugins that need a bucket refuse to start
 	// without one (lambdas/plugins).
 	Bucket string
+	// RateLimit, when its Rate is positive, limits every action per
+	// principal (STREAMER_RATE_LIMIT, such as "10/s,burst=20"; unset: no
+	// limit). The buckets are items of the table (ratelimit/dynamodb),
+	// shared by every instance.
+	RateLimit ratelimit.Rule
 	// FunctionName is the processor's own function name, which it invokes
 	// asynchronously to run each request in an invocation of its own
 	// (AWS_LAMBDA_FUNCTION_NAME, which Lambda sets; required by the
@@ -312,6 +322,13 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 			continue
 		}
 		*c.into = n
+	}
+	if v := getenv(EnvRateLimit); v != "" {
+		r, err := ratelimit.ParseRule(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want RATE/UNIT[,burst=N], such as 10/s,burst=20: %w", EnvRateLimit, v, err))
+		}
+		cfg.RateLimit = r
 	}
 	if cfg.Bucket = getenv(EnvBucket); cfg.Bucket != "" && !validBucket(cfg.Bucket) {
 		errs = append(errs, fmt.Errorf("%s=%q: want an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit", EnvBucket, cfg.Bucket))

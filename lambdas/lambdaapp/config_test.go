@@ -16,6 +16,7 @@ import (
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
+	"github.com/streamer-go/streamer/ratelimit"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -35,6 +36,7 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	require.Empty(t, cfg.Endpoint)
 	require.Nil(t, cfg.JWTSecret)
 	require.False(t, cfg.LocalDynamoDB)
+	require.Zero(t, cfg.RateLimit, "rate limits are opt-in")
 }
 
 func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
@@ -58,6 +60,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		"STREAMER_MAX_CHECKPOINT":     "1000",
 		"STREAMER_LEASE":              "30s",
 		"STREAMER_BUCKET":             "my-files.example-1",
+		"STREAMER_RATE_LIMIT":         "10/s,burst=20",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, lambdaapp.Config{
@@ -67,6 +70,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		Retention: 2 * time.Hour, SyncThreshold: time.Second, SubscriberRefresh: 500 * time.Millisecond, CancelPoll: 3 * time.Second,
 		StallTimeout: 90 * time.Second, MaxStalls: 5, Lease: 30 * time.Second, Bucket: "my-files.example-1",
 		MaxContinuations: 7, MaxCheckpoint: 1000,
+		RateLimit: ratelimit.Rule{Rate: 10, Per: time.Second, Burst: 20},
 	}, cfg)
 }
 
@@ -146,6 +150,8 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_SYNC_THRESHOLD": "5"}, "STREAMER_SYNC_THRESHOLD"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_SUBSCRIBER_REFRESH": "-1s"}, "STREAMER_SUBSCRIBER_REFRESH"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RETENTION": "0s"}, "STREAMER_RETENTION"},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RATE_LIMIT": "fast"}, "STREAMER_RATE_LIMIT"},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RATE_LIMIT": "10/s,burst=0"}, "STREAMER_RATE_LIMIT"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_ENDPOINT": "abc.execute-api.amazonaws.com"}, "STREAMER_ENDPOINT"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_ENDPOINT": "ftp://host/prod"}, "STREAMER_ENDPOINT"},
 		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_JWT_ALGORITHMS": "none"}, "STREAMER_JWT_ALGORITHMS"},

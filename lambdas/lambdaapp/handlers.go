@@ -20,6 +20,7 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/internal/awsretry"
 	"github.com/streamer-go/streamer/middleware"
+	rldynamodb "github.com/streamer-go/streamer/ratelimit/dynamodb"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/dynamodb"
 	"github.com/streamer-go/streamer/transport/apigateway"
@@ -66,10 +67,11 @@ type Options struct {
 // Management API sender (with cfg.Endpoint as its default endpoint), the
 // token verifier when a key is
 // configured, and the App with the given plugins behind the Logging and
-// Auth middleware. Logs are JSON lines on standard error, where Lambda sends
-// them to CloudWatch. New makes no network call, but for the connect
-// function whose HS256 secret is in SSM or Secrets Manager: that is read
-// once, here ([ResolveJWTSecret]).
+// Auth middleware (and RateLimit, on the table, when cfg.RateLimit is
+// set). Logs are JSON lines on standard error, where Lambda sends them to
+// CloudWatch. New makes no network call, but for the connect function
+// whose HS256 secret is in SSM or Secrets Manager: that is read once, here
+// ([ResolveJWTSecret]).
 //
 // When the DynamoDB client has a custom endpoint (DynamoDB Local), or
 // cfg.LocalDynamoDB is set, its response checksum validation is off:
@@ -116,9 +118,17 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if opts.Lease > 0 {
 		cfg.Lease = opts.Lease
 	}
+	mw := []streamer.Middleware{middleware.Logging(log), middleware.Auth(middleware.AuthOptions{})}
+	if cfg.RateLimit.Rate > 0 {
+		limiter, err := rldynamodb.New(rldynamodb.Config{Client: db, Table: cfg.Table})
+		if err != nil {
+			return nil, fmt.Errorf("lambdaapp: %s: %w", EnvRateLimit, err)
+		}
+		mw = append(mw, middleware.RateLimit(middleware.RateLimitOptions{Limiter: limiter, Rule: cfg.RateLimit}))
+	}
 	appCfg := streamer.Config{
 		Store: st, Sender: sender, Plugins: plugins, Logger: log,
-		Middleware:    []streamer.Middleware{middleware.Logging(log), middleware.Auth(middleware.AuthOptions{})},
+		Middleware:    mw,
 		SyncThreshold: cfg.SyncThreshold, Retention: cfg.Retention,
 		SubscriberRefresh: cfg.SubscriberRefresh, CancelPoll: cfg.CancelPoll, Endpoint: cfg.Endpoint,
 		StallTimeout: cfg.StallTimeout, MaxStalls: cfg.MaxStalls, Lease: cfg.Lease,

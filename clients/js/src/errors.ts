@@ -41,7 +41,13 @@ export interface StreamerErrorInit {
  * docs/protocol.md section 4, which are passed through.
  */
 export const ServerErrorCode = {
-  /** Too many requests; `retryAfterMs` says when to retry. */
+  /**
+   * Too many requests: the sender is over a rate limit, and nothing was
+   * stored or run. It is `retryable`, and `retryAfterMs` says when the limit
+   * will admit the call. The client does not send a refused request again by
+   * itself: the caller may, after `retryAfterMs` (with the same `id`), or give
+   * up. Test with `isStreamerError(err, ServerErrorCode.RATE_LIMITED)`.
+   */
   RATE_LIMITED: 'RATE_LIMITED',
   /**
    * The server could not serve the call for now (its storage failed or was
