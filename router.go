@@ -116,6 +116,7 @@ func (a *App) replyError(ctx context.Context, conn Conn, requestID string, e *Er
 // requests are stored, acknowledged and handed to the worker (see
 // [App.Run]), or left for an external processor.
 func (a *App) HandleMessage(ctx context.Context, conn Conn, data []byte, binary bool) error {
+	defer a.recoverMessage(ctx, conn, data)
 	if binary {
 		a.replyError(ctx, conn, "", invalid("binary frames are not supported; send JSON text frames"))
 		return nil

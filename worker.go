@@ -193,7 +193,7 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			err := a.Process(ctx, k)
+			err := a.processRecovered(ctx, k)
 			var nd *NotDueError
 			switch {
 			case errors.As(err, &nd):
