@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"runtime/debug"
 
 	"go.etcd.io/bbolt"
 	bberrors "go.etcd.io/bbolt/errors"
@@ -63,7 +62,7 @@ func openDB(path string, o *bbolt.Options) (db *bbolt.DB, err error) {
 func (s *Store) guard(fn func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w\n%s", corruptError(s.db.Path(), p), debug.Stack())
+			err = corruptError(s.db.Path(), p)
 		}
 	}()
 	return fn()

@@ -2,6 +2,8 @@ package streamer
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime/debug"
 
@@ -38,4 +40,12 @@ func (a *App) recoverMessage(ctx context.Context, conn Conn, data []byte) {
 	a.log.Error().Str("connection_id", conn.ID).Str("action", f.Action).Str("request_id", f.ID).
 		Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("message panicked")
 	a.replyError(ctx, conn, f.ID, NewError(CodeInternal, "internal error"))
+}
+
+// badAfterSeq reports whether err, from decoding a refPayload, is about
+// after_seq alone (a fraction, a string, or a number past int64): the reply
+// then names that field, not request_id.
+func badAfterSeq(err error) bool {
+	var te *json.UnmarshalTypeError
+	return errors.As(err, &te) && te.Field == "after_seq"
 }
