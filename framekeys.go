@@ -67,7 +67,7 @@ func checkFrameKeys(data []byte) (msg string, idClean bool) {
 			}
 			seen |= bit
 			if bit == keyMetadata && start < len(s.data) && s.data[start] == '{' {
-				if dup := duplicateKey(s.data[start:s.i]); dup != "" {
+				if dup, ok := duplicateKey(s.data[start:s.i]); ok {
 					return "metadata has the key " + strconv.Quote(dup) + " more than once", idClean
 				}
 			}
@@ -102,15 +102,15 @@ func checkFrameKeys(data []byte) (msg string, idClean bool) {
 }
 
 // duplicateKey returns a key that appears more than once in obj, a valid
-// JSON object, or "" when there is none.
-func duplicateKey(obj []byte) string {
+// JSON object, and true, or false when there is none.
+func duplicateKey(obj []byte) (string, bool) {
 	s := keyScanner{data: obj, i: 1}
 	var keys [][]byte
 	var set map[string]struct{}
 	for {
 		s.ws()
 		if s.i >= len(s.data) || s.data[s.i] == '}' {
-			return ""
+			return "", false
 		}
 		if s.data[s.i] == ',' {
 			s.i++
@@ -123,14 +123,14 @@ func duplicateKey(obj []byte) string {
 		s.skipValue()
 		if set != nil {
 			if _, dup := set[string(key)]; dup {
-				return string(key)
+				return string(key), true
 			}
 			set[string(key)] = struct{}{}
 			continue
 		}
 		for _, k := range keys {
 			if bytes.Equal(k, key) {
-				return string(key)
+				return string(key), true
 			}
 		}
 		keys = append(keys, key)
@@ -181,24 +181,31 @@ func (s *keyScanner) key() []byte {
 }
 
 // skipString moves past the string at s.i (which starts with '"') and
-// reports whether it held an escape.
+// reports whether it held an escape. It looks for each '"' with
+// bytes.IndexByte, and a quote preceded by an odd run of backslashes is
+// escaped.
 func (s *keyScanner) skipString() (escaped bool) {
+	open := s.i
 	s.i++
 	for s.i < len(s.data) {
-		switch s.data[s.i] {
-		case '\\':
+		j := bytes.IndexByte(s.data[s.i:], '"')
+		if j < 0 {
+			break
+		}
+		end := s.i + j
+		if !escaped && bytes.IndexByte(s.data[s.i:end], '\\') >= 0 {
 			escaped = true
-			s.i += 2
-			continue
-		case '"':
-			s.i++
+		}
+		n := 0
+		for k := end - 1; k > open && s.data[k] == '\\'; k-- {
+			n++
+		}
+		s.i = end + 1
+		if n%2 == 0 {
 			return escaped
 		}
-		s.i++
 	}
-	if s.i > len(s.data) {
-		s.i = len(s.data)
-	}
+	s.i = len(s.data)
 	return escaped
 }
 

@@ -35,6 +35,8 @@ func TestDecodeFrameKeys(t *testing.T) {
 		{"metadata duplicate", `{"action":"echo","id":"r-4","metadata":{"k":"v","k":"w"}}`, `metadata has the key "k" more than once`, "r-4"},
 		{"metadata many keys duplicate", `{"action":"echo","metadata":{"a":"1","b":"1","c":"1","d":"1","e":"1","f":"1","g":"1","h":"1","i":"1","j":"1","a":"2"}}`, `"a" more than once`, ""},
 		{"many unknown keys duplicate", `{"action":"echo","a":1,"b":1,"c":1,"d":1,"e":1,"f":1,"g":1,"h":1,"i":1,"j":1,"j":2}`, `"j" more than once`, ""},
+		{"metadata empty key twice", `{"action":"echo","metadata":{"":"a","":"b"}}`, `metadata has the key "" more than once`, ""},
+		{"empty key twice", `{"action":"echo","":1,"":2}`, `the frame has the key "" more than once`, ""},
 		{"metadata case variants are distinct", `{"action":"echo","metadata":{"k":"v","K":"w"}}`, "", ""},
 		{"payload duplicates are the handler's", `{"action":"echo","payload":{"a":1,"a":2,"A":3,"action":"x"}}`, "", ""},
 		{"unknown case variants are distinct", `{"action":"echo","x":1,"X":2}`, "", ""},
