@@ -194,14 +194,14 @@ func TestDevCorruptStore(t *testing.T) {
 	}
 	// A real file, written by a server that ran a request.
 	dir := t.TempDir()
+	owner, stored := uid("corrupt"), uid("c")
 	srv, err := launchDev("127.0.0.1:0", dir)
 	require.NoError(t, err)
 	func() {
 		defer srv.stop()
-		r := dialRaw(t, srv, token(t, uid("corrupt"), ""))
-		id := uid("c")
-		r.ack("delay", id, map[string]int{"ms": 0, "steps": 1})
-		r.untilTerminal(id)
+		r := dialRaw(t, srv, token(t, owner, ""))
+		r.ack("delay", stored, map[string]int{"ms": 0, "steps": 1})
+		r.untilTerminal(stored)
 	}()
 	path := filepath.Join(dir, "streamer.db")
 	good, err := os.ReadFile(path)
@@ -213,7 +213,14 @@ func TestDevCorruptStore(t *testing.T) {
 			return append(append(append([]byte{}, good[:8192]...), make([]byte, 4096)...), good[12288:]...)
 		},
 		"meta overwritten": func() []byte { return append(make([]byte, 8192), good[8192:]...) },
-		"not a database":   func() []byte { return []byte(strings.Repeat("hello\n", 2000)) },
+		"data pages overwritten": func() []byte {
+			b := append([]byte{}, good...)
+			for i := 3 * 4096; i < len(b); i++ {
+				b[i] = 0x5a
+			}
+			return b
+		},
+		"not a database": func() []byte { return []byte(strings.Repeat("hello\n", 2000)) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			d := t.TempDir()
@@ -225,11 +232,23 @@ func TestDevCorruptStore(t *testing.T) {
 				// Damage only a read finds: the server must still not
 				// crash, and its frames are answered.
 				defer s.stop()
-				r := dialRaw(t, s, token(t, uid("corrupt"), ""))
+				r := dialRaw(t, s, token(t, owner, ""))
 				require.Empty(t, r.ping())
+				st := r.status(stored)
+				t.Logf("status: %s %+v", st.Type, st.Error)
+				r.request("list", "l-1", nil)
+				l := r.readFor("l-1")
+				t.Logf("list: %s %+v", l.Type, l.Error)
+				require.Empty(t, r.ping())
+				select {
+				case <-s.exited:
+					t.Fatalf("streamer dev exited: %v", s.waitErr)
+				default:
+				}
 				return
 			}
 			msg := err.Error()
+			t.Logf("refused: %s", msg)
 			require.NotContains(t, msg, "panic", msg)
 			require.Contains(t, msg, p, "names the file")
 			require.Contains(t, msg, "move it aside", "says what to do")
