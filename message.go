@@ -109,6 +109,13 @@ func DecodeFrame(data []byte) (Frame, *Error) {
 		}
 		badField, _, _ = strings.Cut(te.Field, ".")
 	}
+	// encoding/json accepted the text: its keys must be unique and exact.
+	if msg, idClean := checkFrameKeys(data); msg != "" {
+		if idClean && badField != "id" && raw.ID != nil && ValidName(*raw.ID) {
+			f.ID = *raw.ID
+		}
+		return f, invalid(msg)
+	}
 	if badField == "id" || (raw.ID != nil && !ValidName(*raw.ID)) {
 		return f, invalid("id must be 1-128 characters of [A-Za-z0-9_.:-]")
 	}

@@ -62,6 +62,11 @@ func FuzzDecodeFrame(f *testing.F) {
 		`{"action":"echo","id":"r-1","payload":{"a":[1,2,{"b":null}]},"metadata":{"k":"v"}}`,
 		`{"action":"status","payload":{"request_id":"x","after_seq":3}}`,
 		`{"action":5}`, `[]`, `null`, `{"action":"a","metadata":{"k":1}}`, "{\"action\":\"\xff\"}",
+		// Key rules (docs/protocol.md section 5, "Frame keys").
+		`{"action":"echo","action":"fail"}`, `{"ACTION":"echo"}`, `{"action":"echo","Id":"r-1"}`,
+		`{"action":"echo","metadata":{"k":"v","k":"w"}}`, `{"action":"echo","payload":{"a":1,"a":2}}`,
+		`{"\u0061ction":"echo","action":"x"}`, `{"action":"echo","payload":[[[[[[[[[[]]]]]]]]]]}`,
+		`{"action":"echo","payload":1e999999}`, `{"action":"echo","payload":"\ud800"}`, `{"action":"ec`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -123,6 +123,7 @@ func (a *App) logRefused(conn Conn, requestID string, b *ErrorBody) {
 // requests are stored, acknowledged and handed to the worker (see
 // [App.Run]), or left for an external processor.
 func (a *App) HandleMessage(ctx context.Context, conn Conn, data []byte, binary bool) error {
+	defer a.recoverMessage(ctx, conn, data)
 	if binary {
 		a.replyError(ctx, conn, "", invalid("binary frames are not supported; send JSON text frames"))
 		return nil
@@ -612,7 +613,16 @@ type refPayload struct {
 
 func (a *App) decodeRef(ctx context.Context, conn Conn, f *Frame) (storage.Key, int64, bool) {
 	var ref refPayload
-	if len(f.Payload) == 0 || f.Payload[0] != '{' || json.Unmarshal(f.Payload, &ref) != nil {
+	var err error
+	if len(f.Payload) > 0 && f.Payload[0] == '{' {
+		err = json.Unmarshal(f.Payload, &ref)
+	}
+	if badAfterSeq(err) && ValidName(ref.RequestID) {
+		a.replyError(ctx, conn, ref.RequestID, (&Error{Code: CodeValidation, Message: "after_seq must be a whole number from 0 to 9223372036854775807"}).
+			WithDetails([]FieldError{{Field: "after_seq", Rule: "integer", Message: "after_seq must be a whole number from 0 to 9223372036854775807"}}))
+		return storage.Key{}, 0, false
+	}
+	if len(f.Payload) == 0 || f.Payload[0] != '{' || err != nil {
 		a.replyError(ctx, conn, f.ID, (&Error{Code: CodeValidation, Message: f.Action + " needs a payload {\"request_id\": \"...\"}"}).
 			WithDetails([]FieldError{{Field: "request_id", Rule: "required", Message: "request_id is required"}}))
 		return storage.Key{}, 0, false

@@ -265,7 +265,7 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 			defer wg.Done()
 			defer func() { <-sem }()
 			defer w.done(laneID)
-			err := a.Process(ctx, k)
+			err := a.processRecovered(ctx, k)
 			var nd *NotDueError
 			switch {
 			case errors.As(err, &nd):

@@ -76,6 +76,12 @@ if ((test_rc == 0)); then
 		"$GO" test -race -count=1 -timeout 10m ${GO_TEST_FLAGS:-} ./cmd/streamer/ || test_rc=$?
 fi
 
+# Each fuzz target for a few seconds (scripts/fuzz.sh lists them).
+if ((test_rc == 0)); then
+	step "fuzz targets, ${FUZZ_TIME:-3s} each (scripts/fuzz.sh)"
+	"$ROOT/scripts/fuzz.sh" || test_rc=$?
+fi
+
 # 4. The TypeScript client: unit tests, the stale-bundle check, and the
 # Chromium end-to-end tests against a real `streamer dev`.
 step "clients/js: npm ci (if stale) && npm test"

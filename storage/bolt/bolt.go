@@ -60,39 +60,73 @@ type Store struct {
 // Open opens the database at path, creating the file (mode 0600, not its
 // directory) when it does not exist. It fails with an error wrapping
 // [ErrLocked] when another process holds the file for longer than
-// opts.Timeout.
+// opts.Timeout, and with one wrapping [ErrCorrupt], which names the file
+// and says what to do, when the file is damaged or another program's (bbolt
+// panics on some damaged files: Open recovers them). Damage that only a read
+// of the damaged page finds makes that read fail with ErrCorrupt later.
 func Open(path string, opts Options) (*Store, error) {
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
+	db, err := openDB(path, &bbolt.Options{Timeout: timeout})
 	if errors.Is(err, bberrors.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: open %s: lock not acquired within %s: %w", path, timeout, ErrLocked)
 	}
+	if errors.Is(err, ErrCorrupt) {
+		return nil, err // it names the file and says what to do
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketConns, bucketRequests, bucketEvents, bucketSubsByReq, bucketSubsByConn} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(keyVersion); {
-		case v == nil:
-			return meta.Put(keyVersion, []byte(formatVersion))
-		case string(v) != formatVersion:
-			return fmt.Errorf("unsupported format version %q (want %q)", v, formatVersion)
-		}
-		return nil
-	})
+	st := &Store{db: db}
+	err = st.guard(func() error { return db.Update(initBuckets) })
 	if err != nil {
 		_ = db.Close()
+		var ff *foreignFile
+		switch {
+		case errors.As(err, &ff):
+			return nil, corruptError(path, ff)
+		case errors.Is(err, ErrCorrupt):
+			return nil, err
+		}
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return st, nil
+}
+
+// initBuckets creates the Store's buckets in a new file and checks the
+// format version of an existing one. A file with other buckets and no
+// version is some other program's: it is refused, not written to.
+func initBuckets(tx *bbolt.Tx) error {
+	if tx.Bucket(bucketMeta) == nil {
+		if err := tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+			return &foreignFile{bucket: string(name)}
+		}); err != nil {
+			return err
+		}
+	}
+	for _, name := range [][]byte{bucketMeta, bucketConns, bucketRequests, bucketEvents, bucketSubsByReq, bucketSubsByConn} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	switch v := meta.Get(keyVersion); {
+	case v == nil:
+		return meta.Put(keyVersion, []byte(formatVersion))
+	case string(v) != formatVersion:
+		return fmt.Errorf("unsupported format version %q (want %q)", v, formatVersion)
+	}
+	return nil
+}
+
+// foreignFile is a bbolt file of some other program: it has a bucket that
+// is not the Store's and no format version.
+type foreignFile struct{ bucket string }
+
+func (f *foreignFile) Error() string {
+	return fmt.Sprintf("a bbolt file of some other program: it has a bucket %q and no Streamer format version", f.bucket)
 }
 
 // Close closes the database file, waiting for running transactions. Calls
@@ -112,7 +146,7 @@ func (s *Store) view(ctx context.Context, op string, fn func(tx *bbolt.Tx) error
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
-	if err := s.db.View(fn); err != nil {
+	if err := s.guard(func() error { return s.db.View(fn) }); err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
 	return nil
@@ -124,12 +158,14 @@ func (s *Store) update(ctx context.Context, op string, fn func(tx *bbolt.Tx) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		// The writer lock may have been a long wait.
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return fn(tx)
+	err := s.guard(func() error {
+		return s.db.Update(func(tx *bbolt.Tx) error {
+			// The writer lock may have been a long wait.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
