@@ -48,10 +48,11 @@ func ExampleNewSubmitter() {
 // The submitter reads the Lambdas' configuration, and needs the Management
 // API's URL besides: a submitted request has no connection to take it from.
 func ExampleNewSubmitter_configuration() {
-	vars := map[string]string{"STREAMER_TABLE": "streamer-prod"}
+	vars := map[string]string{"STREAMER_RETENTION": "forever"}
 	getenv := func(k string) string { return vars[k] }
 	_, err := lambdaapp.NewSubmitter(context.Background(), getenv, plugins)
 	fmt.Println(err)
 	// Output:
-	// lambdaapp: bad configuration of submitter: STREAMER_ENDPOINT is required: the Management API's URL, where the processor posts the events of submitted requests
+	// lambdaapp: bad configuration of submitter: STREAMER_TABLE is required: the DynamoDB table's name
+	// STREAMER_RETENTION="forever": want a duration such as 24h0m0s
 }
