@@ -75,7 +75,7 @@ func testSettings(t *testing.T, dir string) {
 	}
 	stderr, code := start(t, filepath.Join(dir, "connect", "bootstrap"), []string{"STREAMER_TABLE=t"})
 	require.Equal(t, 1, code, stderr)
-	require.Contains(t, stderr, "STREAMER_JWT_SECRET or STREAMER_JWT_PUBLIC_KEY is required")
+	require.Contains(t, stderr, "STREAMER_JWT_SECRET, STREAMER_JWT_PUBLIC_KEY or STREAMER_JWT_JWKS_URL is required")
 	stderr, code = start(t, filepath.Join(dir, "router", "bootstrap"), []string{"STREAMER_TABLE=t", "STREAMER_RETENTION=forever"})
 	require.Equal(t, 1, code, stderr)
 	require.Contains(t, stderr, "STREAMER_RETENTION")
