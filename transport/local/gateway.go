@@ -28,6 +28,26 @@ const (
 	DefaultMaxMessageSize = 128 << 10 // 131072 bytes
 	DefaultMaxInFlight    = 16
 	DefaultWriteTimeout   = 10 * time.Second
+	// DefaultMaxOutboundBytes is the default of Config.MaxOutboundBytes:
+	// 1 MiB of messages waiting for, or in, a write to one connection.
+	DefaultMaxOutboundBytes = 1 << 20
+	// DefaultMaxInboundBytes is the default of Config.MaxInboundBytes: 1 MiB
+	// of received messages whose Handler.Message call has not returned.
+	DefaultMaxInboundBytes = 1 << 20
+	// DefaultMaxServerOutboundBytes is the default of
+	// Config.MaxServerOutboundBytes: 256 MiB over all connections.
+	DefaultMaxServerOutboundBytes = 256 << 20
+)
+
+// Close codes of the byte budgets (see [Config.MaxOutboundBytes]).
+const (
+	// StatusPolicyViolation (1008) closes a connection over its own byte
+	// budget: a client that does not read its messages, or sends faster
+	// than they are handled.
+	StatusPolicyViolation = websocket.StatusPolicyViolation
+	// StatusTryAgainLater (1013) closes a connection whose message would
+	// take the server over Config.MaxServerOutboundBytes.
+	StatusTryAgainLater = websocket.StatusTryAgainLater
 )
 
 // ErrTooLarge is wrapped by [Gateway.Send] when a message is larger than
@@ -58,6 +78,26 @@ type Config struct {
 	// closes the connection (a partial frame cannot be recovered). Default
 	// 10 seconds.
 	WriteTimeout time.Duration
+	// MaxOutboundBytes is the byte budget of one connection's outbound
+	// queue: the messages that Send calls are waiting to write, or writing.
+	// A Send that would exceed it is refused (transport.ErrGone) and closes
+	// the connection with status 1008 (policy violation) and a reason
+	// naming the budget: the client does not read what it is sent. Default
+	// 1 MiB ([DefaultMaxOutboundBytes]); negative means no budget.
+	MaxOutboundBytes int64
+	// MaxInboundBytes is the byte budget of one connection's inbound
+	// messages in flight: received and not yet handled (their
+	// Handler.Message call has not returned). A message that would exceed
+	// it closes the connection with status 1008 and a reason naming the
+	// budget. Default 1 MiB ([DefaultMaxInboundBytes]); negative means no
+	// budget (MaxInFlight × MaxMessageSize still bounds it).
+	MaxInboundBytes int64
+	// MaxServerOutboundBytes caps the outbound bytes held in memory by all
+	// connections together. A Send that would exceed it is refused
+	// (transport.ErrGone) and closes its connection with status 1013 (try
+	// again later). Default 256 MiB ([DefaultMaxServerOutboundBytes]);
+	// negative means no cap.
+	MaxServerOutboundBytes int64
 	// Logger receives the gateway's logs. The zero value is quiet.
 	Logger zerolog.Logger
 	// NewID makes connection ids. It must return a non-empty string without
@@ -138,6 +178,8 @@ type Gateway struct {
 	pending map[string]struct{} // ids reserved by handshakes in progress
 	closed  bool
 	wg      sync.WaitGroup // ServeHTTP calls (with their connections) and Message calls
+
+	outBytes atomic.Int64 // outbound bytes held by all connections (see Config.MaxServerOutboundBytes)
 }
 
 var (
@@ -189,6 +231,15 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.NewID == nil {
 		cfg.NewID = newID
+	}
+	if cfg.MaxOutboundBytes == 0 {
+		cfg.MaxOutboundBytes = DefaultMaxOutboundBytes
+	}
+	if cfg.MaxInboundBytes == 0 {
+		cfg.MaxInboundBytes = DefaultMaxInboundBytes
+	}
+	if cfg.MaxServerOutboundBytes == 0 {
+		cfg.MaxServerOutboundBytes = DefaultMaxServerOutboundBytes
 	}
 	cfg.OriginPatterns = append([]string(nil), cfg.OriginPatterns...)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -373,6 +424,9 @@ func (g *Gateway) readLoop(lc *liveConn) {
 			return
 		}
 		lc.touch()
+		if !g.reserveIn(lc, int64(len(data))) {
+			return
+		}
 		m := Inbound{Data: data, Binary: typ == websocket.MessageBinary}
 		select {
 		case work <- m: // an idle worker takes it
@@ -382,9 +436,9 @@ func (g *Gateway) readLoop(lc *liveConn) {
 		if workers < g.cfg.MaxInFlight {
 			workers++
 			g.wg.Go(func() {
-				g.message(lc, m)
+				g.handle(lc, m)
 				for next := range work {
-					g.message(lc, next)
+					g.handle(lc, next)
 				}
 			})
 			continue
@@ -393,6 +447,7 @@ func (g *Gateway) readLoop(lc *liveConn) {
 		select {
 		case work <- m:
 		case <-lc.closing:
+			lc.inBytes.Add(-int64(len(m.Data)))
 			return
 		}
 	}
@@ -408,13 +463,15 @@ func (g *Gateway) supervise(lc *liveConn, readDone <-chan struct{}) {
 	for {
 		select {
 		case <-readDone:
-			_ = lc.ws.CloseNow()
+			select {
+			case <-lc.closing: // the reader stopped for a requested close (a byte budget): send its status
+				g.closeWith(lc)
+			default:
+				_ = lc.ws.CloseNow()
+			}
 			return
 		case <-lc.closing:
-			code, reason := lc.closeStatus()
-			if err := lc.ws.Close(code, reason); err != nil {
-				g.log.Debug().Err(err).Str("connection_id", lc.c.ID).Msg("local: close")
-			}
+			g.closeWith(lc)
 			return
 		case <-life.C:
 			g.requestClose(lc, websocket.StatusGoingAway, "maximum connection lifetime reached")
@@ -425,6 +482,14 @@ func (g *Gateway) supervise(lc *liveConn, readDone <-chan struct{}) {
 			}
 			g.requestClose(lc, websocket.StatusGoingAway, "idle timeout")
 		}
+	}
+}
+
+// closeWith performs the close handshake with lc's requested status.
+func (g *Gateway) closeWith(lc *liveConn) {
+	code, reason := lc.closeStatus()
+	if err := lc.ws.Close(code, reason); err != nil {
+		g.log.Debug().Err(err).Str("connection_id", lc.c.ID).Msg("local: close")
 	}
 }
 
@@ -471,6 +536,11 @@ func (g *Gateway) Send(ctx context.Context, endpoint, connID string, data []byte
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("local: send to %s: %w", connID, err)
 	}
+	n := int64(len(data))
+	if err := g.reserveOut(lc, n); err != nil {
+		return fmt.Errorf("local: send to %s: %w", connID, err)
+	}
+	defer g.releaseOut(lc, n)
 	select {
 	case lc.writeMu <- struct{}{}:
 	case <-lc.closing:
@@ -573,6 +643,9 @@ type liveConn struct {
 	writing    atomic.Bool
 
 	lastActive atomic.Int64 // nanoseconds after c.ConnectedAt of the last inbound message
+
+	outBytes atomic.Int64 // bytes of Send calls waiting for, or in, a write
+	inBytes  atomic.Int64 // bytes of inbound messages not yet handled
 
 	closeOnce   sync.Once
 	closing     chan struct{} // closed when a close is requested
