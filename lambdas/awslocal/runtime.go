@@ -250,7 +250,7 @@ func Run(ctx context.Context, cfg Config) error {
 	for pattern, handler := range cfg.Handlers {
 		mux.Handle(pattern, handler)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := local.NewHTTPServer(mux, 0)
 
 	streams := dynamodbstreams.NewFromConfig(awsCfg, func(o *dynamodbstreams.Options) { o.BaseEndpoint = endpoint })
 	poller, err := NewPoller(PollerConfig{

@@ -93,6 +93,11 @@ type Config struct {
 	// defaults 10 minutes and 2 hours.
 	IdleTimeout time.Duration
 	MaxLifetime time.Duration
+	// HTTPIdleTimeout closes an HTTP keep-alive connection that carries no
+	// request (and never upgrades) for this long; default 2 minutes
+	// ([local.DefaultHTTPIdleTimeout]). Request headers must arrive within
+	// 10 seconds ([local.DefaultReadHeaderTimeout]).
+	HTTPIdleTimeout time.Duration
 	// Ready, when set, is called once the server listens, before it serves
 	// anything. Its Info carries the App, with which the program submits
 	// requests from its own code (see [streamer.App.Submit]); Handlers may
@@ -220,7 +225,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	for pattern, handler := range cfg.Handlers {
 		mux.Handle(pattern, handler)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := local.NewHTTPServer(mux, cfg.HTTPIdleTimeout)
 
 	if cfg.Ready != nil {
 		token, err := middleware.SignHS256(cfg.Secret, middleware.Claims{Subject: "dev", TTL: 24 * time.Hour})
