@@ -144,7 +144,7 @@ func printBanner(w io.Writer, cfg devConfig, info devserver.Info) {
 	fmt.Fprintf(w, "Streamer dev server\n")
 	fmt.Fprintf(w, "  websocket:  %s\n", info.WebSocketURL)
 	fmt.Fprintf(w, "  demo page:  %s/?token=%s\n", info.URL, info.Token)
-	fmt.Fprintf(w, "  management: %s/@connections/{id}\n", info.URL)
+	fmt.Fprintf(w, "  management: %s/@connections/{id} (loopback only)\n", info.ManagementURL)
 	fmt.Fprintf(w, "  data dir:   %s\n", cfg.dataDir)
 	fmt.Fprintf(w, "  token:      %s   (sub=dev, valid 24h)\n", info.Token)
 	if info.SecretFile != "" {

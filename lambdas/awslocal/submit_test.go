@@ -82,7 +82,7 @@ func TestSubmitFromBackend(t *testing.T) {
 		},
 	})
 	vars := map[string]string{
-		lambdaapp.EnvTable: table, lambdaapp.EnvEndpoint: info.URL, lambdaapp.EnvLogLevel: "warn",
+		lambdaapp.EnvTable: table, lambdaapp.EnvEndpoint: info.ManagementURL, lambdaapp.EnvLogLevel: "warn",
 	}
 	plugins := func(context.Context, streamer.Env) ([]streamer.Plugin, error) {
 		return []streamer.Plugin{stamps.plugin()}, nil
