@@ -98,6 +98,24 @@ type Config struct {
 	// again later). Default 256 MiB ([DefaultMaxServerOutboundBytes]);
 	// negative means no cap.
 	MaxServerOutboundBytes int64
+	// PrincipalOf names the principal of a connection whose Connect
+	// succeeded (from c.Value, say), for the per-principal limits below.
+	// Nil, or an empty name, means no per-principal limits for it.
+	PrincipalOf func(c *Conn) string
+	// MaxConnectionsPerPrincipal caps a principal's open connections: the
+	// connection over it is refused with HTTP 429 after Connect, before
+	// the upgrade (Disconnect is still called for it). Default 100
+	// ([DefaultMaxConnectionsPerPrincipal]); negative means no cap.
+	MaxConnectionsPerPrincipal int
+	// NewConnectionsPerPrincipal limits how fast a principal opens
+	// connections (429 over it, after Connect). Default 20 a second,
+	// bursts of 100.
+	NewConnectionsPerPrincipal Rate
+	// NewConnectionsPerIP limits how fast one source address (the host of
+	// RemoteAddr) opens connections: over it the upgrade request is
+	// refused with HTTP 429 before Connect runs. Default 100 a second,
+	// bursts of 200.
+	NewConnectionsPerIP Rate
 	// Logger receives the gateway's logs. The zero value is quiet.
 	Logger zerolog.Logger
 	// NewID makes connection ids. It must return a non-empty string without
@@ -180,6 +198,10 @@ type Gateway struct {
 	wg      sync.WaitGroup // ServeHTTP calls (with their connections) and Message calls
 
 	outBytes atomic.Int64 // outbound bytes held by all connections (see Config.MaxServerOutboundBytes)
+
+	open          map[string]int // open connections by principal, under mu
+	ipRate        *buckets
+	principalRate *buckets
 }
 
 var (
@@ -232,6 +254,11 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.NewID == nil {
 		cfg.NewID = newID
 	}
+	if cfg.MaxConnectionsPerPrincipal == 0 {
+		cfg.MaxConnectionsPerPrincipal = DefaultMaxConnectionsPerPrincipal
+	}
+	cfg.NewConnectionsPerIP = cfg.NewConnectionsPerIP.orDefault(DefaultNewConnectionsPerIPRate, DefaultNewConnectionsPerIPBurst)
+	cfg.NewConnectionsPerPrincipal = cfg.NewConnectionsPerPrincipal.orDefault(DefaultNewConnectionsPerPrincipalRate, DefaultNewConnectionsPerPrincipalBurst)
 	if cfg.MaxOutboundBytes == 0 {
 		cfg.MaxOutboundBytes = DefaultMaxOutboundBytes
 	}
@@ -251,6 +278,10 @@ func New(cfg Config) (*Gateway, error) {
 		cancelBase: cancel,
 		conns:      make(map[string]*liveConn),
 		pending:    make(map[string]struct{}),
+		open:       make(map[string]int),
+
+		ipRate:        newBuckets(cfg.NewConnectionsPerIP),
+		principalRate: newBuckets(cfg.NewConnectionsPerPrincipal),
 	}, nil
 }
 
@@ -276,6 +307,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
+	if !g.ipRate.take(sourceIP(r.RemoteAddr), time.Now()) {
+		g.log.Debug().Str("remote_addr", r.RemoteAddr).Msg("local: too many new connections from this address")
+		w.Header().Set("Retry-After", "1")
+		writeText(w, http.StatusTooManyRequests, "too many new connections from this address: try again later")
+		return
+	}
 	id, ok, err := g.reserve()
 	if !ok {
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
@@ -299,6 +336,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Error().Err(err).Str("connection_id", id).Msg("local: connect failed")
 		writeText(w, http.StatusInternalServerError, "internal error")
 		return
+	}
+
+	if g.cfg.PrincipalOf != nil {
+		if principal := g.cfg.PrincipalOf(c); principal != "" {
+			ok, reason := g.admitPrincipal(principal, time.Now())
+			if !ok {
+				g.release(id)
+				g.log.Debug().Str("connection_id", id).Str("principal", principal).Msg("local: connect refused: " + reason)
+				w.Header().Set("Retry-After", "1")
+				writeText(w, http.StatusTooManyRequests, reason)
+				g.disconnect(c) // Connect succeeded: the handler is owed its Disconnect
+				return
+			}
+			defer g.leavePrincipal(principal)
+		}
 	}
 
 	opts := &websocket.AcceptOptions{
