@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/streamer-go/streamer/blob/s3blob/s3local"
+	"github.com/streamer-go/streamer/transport/local"
 )
 
 // sweepInterval is how often the S3 server of --aws-local deletes expired
@@ -63,7 +63,7 @@ func localS3(ctx context.Context, log zerolog.Logger) (awsCfg aws.Config, bucket
 	if err != nil {
 		return aws.Config{}, "", nil, fmt.Errorf("S3 server: %w", err)
 	}
-	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 10 * time.Second}
+	srv := local.NewHTTPServer(fake, 0)
 	served := make(chan struct{})
 	go func() { defer close(served); _ = srv.Serve(ln) }()
 	stopSweeper := background(ctx, func(ctx context.Context) {

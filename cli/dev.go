@@ -23,6 +23,7 @@ import (
 	"github.com/streamer-go/streamer/middleware"
 	"github.com/streamer-go/streamer/ratelimit"
 	rlmemory "github.com/streamer-go/streamer/ratelimit/memory"
+	"github.com/streamer-go/streamer/transport/local"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
@@ -34,6 +35,13 @@ type devConfig struct {
 	secret   []byte
 	idle     time.Duration
 	lifetime time.Duration
+	// maxConns is the cap of open connections per principal (negative:
+	// none, nor a rate of new connections per principal; 0: the default,
+	// 100).
+	maxConns int
+	// noIPRate turns off the rate of new connections per source address
+	// (for benchmarks that dial hundreds of connections, again and again).
+	noIPRate bool
 
 	awsLocal       bool
 	table          string
@@ -86,6 +94,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug (also logs refused frames with their code), info, warn, error or disabled")
 	fs.DurationVar(&cfg.idle, "idle-timeout", 10*time.Minute, "close connections idle this long (API Gateway: 10m)")
 	fs.DurationVar(&cfg.lifetime, "max-lifetime", 2*time.Hour, "close connections this old (API Gateway: 2h)")
+	fs.IntVar(&cfg.maxConns, "max-conns-per-principal", 100, "refuse (HTTP 429) a principal's connections beyond this many open ones; negative for no cap, nor a rate of new ones per principal (20/s, burst 100)")
 	fs.BoolVar(&cfg.awsLocal, "aws-local", false, "run the AWS path: the Lambda handlers on DynamoDB Local with its stream")
 	fs.IntVar(&cfg.lambdaConcurrency, "lambda-concurrency", 1000, "how many jobs (processor invocations) --aws-local runs at once; more wait in the local Lambda queue")
 	fs.StringVar(&cfg.table, "table", "streamer-local", "DynamoDB table of --aws-local (created when missing)")
@@ -155,7 +164,11 @@ func serveDev(ctx context.Context, cfg devConfig, plugins streamer.PluginsFunc, 
 		IdleTimeout: cfg.idle,
 		MaxLifetime: cfg.lifetime,
 		Handlers:    map[string]http.Handler{"/": http.FileServerFS(web.FS)},
-		Ready:       func(info devserver.Info) { printBanner(stdout, cfg, info) },
+
+		MaxConnectionsPerPrincipal: cfg.maxConns,
+		NewConnectionsPerPrincipal: offIf(cfg.maxConns < 0),
+		NewConnectionsPerIP:        offIf(cfg.noIPRate),
+		Ready:                      func(info devserver.Info) { printBanner(stdout, cfg, info) },
 	})
 }
 
@@ -165,7 +178,7 @@ func printBanner(w io.Writer, cfg devConfig, info devserver.Info) {
 	fmt.Fprintf(w, "Streamer dev server\n")
 	fmt.Fprintf(w, "  websocket:  %s\n", info.WebSocketURL)
 	fmt.Fprintf(w, "  demo page:  %s/?token=%s\n", info.URL, info.Token)
-	fmt.Fprintf(w, "  management: %s/@connections/{id}\n", info.URL)
+	fmt.Fprintf(w, "  management: %s/@connections/{id} (loopback only)\n", info.ManagementURL)
 	fmt.Fprintf(w, "  data dir:   %s\n", cfg.dataDir)
 	fmt.Fprintf(w, "  token:      %s   (sub=dev, valid 24h)\n", info.Token)
 	if info.SecretFile != "" {
@@ -212,4 +225,12 @@ func tryAction(actions []string) (action, payload string) {
 		return actions[0], "{}"
 	}
 	return "", ""
+}
+
+// offIf is a connection rate turned off when off is true, else the default.
+func offIf(off bool) local.Rate {
+	if off {
+		return local.Rate{PerSecond: -1}
+	}
+	return local.Rate{}
 }

@@ -30,7 +30,7 @@ func startBenchDev(tb testing.TB) (string, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
-	cfg := devConfig{addr: "127.0.0.1:0", dataDir: tb.TempDir(), secret: []byte(benchSecret), idle: time.Hour, lifetime: time.Hour}
+	cfg := devConfig{addr: "127.0.0.1:0", dataDir: tb.TempDir(), secret: []byte(benchSecret), idle: time.Hour, lifetime: time.Hour, maxConns: -1, noIPRate: true} // 200 connections of one principal, dialed again and again
 	go func() {
 		done <- serveDev(ctx, cfg, plugins.All, pw, zerolog.Nop())
 		_ = pw.Close()

@@ -16,6 +16,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
+
+	"github.com/streamer-go/streamer/transport/local"
 )
 
 // Lambda's payload quotas: a synchronous invocation's request and
@@ -272,7 +274,7 @@ func (s *LambdaService) Stats(name string) (FunctionStats, bool) {
 // Serve serves the API on l until [LambdaService.Shutdown]; it returns nil
 // then.
 func (s *LambdaService) Serve(l net.Listener) error {
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	srv := local.NewHTTPServer(s, 0)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -33,8 +33,9 @@ import (
 
 // Config configures [Run].
 type Config struct {
-	// Listener is where the gateway serves (/ws, /@connections/ and
-	// Handlers). Required.
+	// Listener is where the gateway serves (/ws and Handlers). Required.
+	// The Management API listens on a loopback address of its own
+	// (devserver.Info.ManagementURL); /@connections/ here is refused (403).
 	Listener net.Listener
 	// DynamoDBEndpoint is DynamoDB Local's URL (http://127.0.0.1:PORT).
 	// Required.
@@ -129,6 +130,13 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.JobRetryDelays = []time.Duration{time.Second, 2 * time.Second}
 	}
 	base := "http://" + cfg.Listener.Addr().String()
+	// The Management API listens on its own loopback address; the
+	// functions post there (STREAMER_ENDPOINT), and a client of /ws cannot.
+	mgmtLn, mgmtURL, err := local.ListenManagement(ctx)
+	if err != nil {
+		return err
+	}
+	defer mgmtLn.Close() //nolint:errcheck // Serve closes it first on a clean shutdown
 	// Static credentials: DynamoDB Local accepts any, and the default chain
 	// could otherwise go looking for an instance metadata service.
 	awsCfg, err := config.LoadDefaultConfig(ctx,
@@ -164,7 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 		case lambdaapp.EnvJWTSecret:
 			return string(cfg.Secret)
 		case lambdaapp.EnvEndpoint:
-			return base
+			return mgmtURL
 		case lambdaapp.EnvStallTimeout:
 			if cfg.StallTimeout != 0 {
 				return cfg.StallTimeout.String()
@@ -252,11 +260,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/ws", gw)
-	mux.Handle("/@connections/", gw.Management())
+	mux.Handle("/@connections/", local.ManagementRefused())
 	for pattern, handler := range cfg.Handlers {
 		mux.Handle(pattern, handler)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := local.NewHTTPServer(mux, 0)
+	mgmtSrv := local.NewHTTPServer(gw.Management(), 0)
 
 	streams := dynamodbstreams.NewFromConfig(awsCfg, func(o *dynamodbstreams.Options) { o.BaseEndpoint = endpoint })
 	poller, err := NewPoller(PollerConfig{
@@ -283,7 +292,7 @@ func Run(ctx context.Context, cfg Config) error {
 				actions = append(actions, a.Name)
 			}
 		}
-		cfg.Ready(devserver.Info{Addr: addr, URL: base, WebSocketURL: "ws://" + addr + "/ws", Token: token, Actions: actions, App: h.App()})
+		cfg.Ready(devserver.Info{Addr: addr, URL: base, WebSocketURL: "ws://" + addr + "/ws", ManagementURL: mgmtURL, Token: token, Actions: actions, App: h.App()})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -292,6 +301,12 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error {
 		if err := srv.Serve(cfg.Listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("awslocal: serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := mgmtSrv.Serve(mgmtLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("awslocal: serve the Management API: %w", err)
 		}
 		return nil
 	})
@@ -322,6 +337,7 @@ func Run(ctx context.Context, cfg Config) error {
 		jobCtx, cancelJobs := context.WithTimeout(shutCtx, 2*time.Second)
 		defer cancelJobs()
 		_ = svc.Shutdown(jobCtx)
+		_ = mgmtSrv.Shutdown(shutCtx) // after the jobs, which post through it
 		return nil
 	})
 	return g.Wait()

@@ -21,8 +21,19 @@
 // a connection without inbound messages for [Config.IdleTimeout] (10 min) or
 // older than [Config.MaxLifetime] (2 h) is closed with status 1001.
 //
+// Memory and connections are bounded too, by default: a connection whose
+// outbound queue holds more than [Config.MaxOutboundBytes] (1 MiB), or whose
+// inbound messages in flight exceed [Config.MaxInboundBytes] (1 MiB), is
+// closed with status 1008; a send that would take the gateway over
+// [Config.MaxServerOutboundBytes] (256 MiB) closes its connection with
+// 1013. Upgrade requests over [Config.NewConnectionsPerIP] (100/s, burst
+// 200), [Config.NewConnectionsPerPrincipal] (20/s, burst 100) or
+// [Config.MaxConnectionsPerPrincipal] (100 open) get HTTP 429.
+//
 // The gateway implements [transport.Sender] and [transport.Disconnecter]
 // directly, and [Gateway.Management] serves API Gateway's Management API
 // (POST, GET and DELETE /@connections/{id}) so that code written for
 // aws-sdk-go-v2's apigatewaymanagementapi client can post to it unchanged.
+// It authenticates nobody: serve it on a listener of its own
+// ([ListenManagement]), as devserver and awslocal do.
 package local

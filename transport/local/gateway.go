@@ -28,6 +28,26 @@ const (
 	DefaultMaxMessageSize = 128 << 10 // 131072 bytes
 	DefaultMaxInFlight    = 16
 	DefaultWriteTimeout   = 10 * time.Second
+	// DefaultMaxOutboundBytes is the default of Config.MaxOutboundBytes:
+	// 1 MiB of messages waiting for, or in, a write to one connection.
+	DefaultMaxOutboundBytes = 1 << 20
+	// DefaultMaxInboundBytes is the default of Config.MaxInboundBytes: 1 MiB
+	// of received messages whose Handler.Message call has not returned.
+	DefaultMaxInboundBytes = 1 << 20
+	// DefaultMaxServerOutboundBytes is the default of
+	// Config.MaxServerOutboundBytes: 256 MiB over all connections.
+	DefaultMaxServerOutboundBytes = 256 << 20
+)
+
+// Close codes of the byte budgets (see [Config.MaxOutboundBytes]).
+const (
+	// StatusPolicyViolation (1008) closes a connection over its own byte
+	// budget: a client that does not read its messages, or sends faster
+	// than they are handled.
+	StatusPolicyViolation = websocket.StatusPolicyViolation
+	// StatusTryAgainLater (1013) closes a connection whose message would
+	// take the server over Config.MaxServerOutboundBytes.
+	StatusTryAgainLater = websocket.StatusTryAgainLater
 )
 
 // ErrTooLarge is wrapped by [Gateway.Send] when a message is larger than
@@ -58,6 +78,44 @@ type Config struct {
 	// closes the connection (a partial frame cannot be recovered). Default
 	// 10 seconds.
 	WriteTimeout time.Duration
+	// MaxOutboundBytes is the byte budget of one connection's outbound
+	// queue: the messages that Send calls are waiting to write, or writing.
+	// A Send that would exceed it is refused (transport.ErrGone) and closes
+	// the connection with status 1008 (policy violation) and a reason
+	// naming the budget: the client does not read what it is sent. Default
+	// 1 MiB ([DefaultMaxOutboundBytes]); negative means no budget.
+	MaxOutboundBytes int64
+	// MaxInboundBytes is the byte budget of one connection's inbound
+	// messages in flight: received and not yet handled (their
+	// Handler.Message call has not returned). A message that would exceed
+	// it closes the connection with status 1008 and a reason naming the
+	// budget. Default 1 MiB ([DefaultMaxInboundBytes]); negative means no
+	// budget (MaxInFlight × MaxMessageSize still bounds it).
+	MaxInboundBytes int64
+	// MaxServerOutboundBytes caps the outbound bytes held in memory by all
+	// connections together. A Send that would exceed it is refused
+	// (transport.ErrGone) and closes its connection with status 1013 (try
+	// again later). Default 256 MiB ([DefaultMaxServerOutboundBytes]);
+	// negative means no cap.
+	MaxServerOutboundBytes int64
+	// PrincipalOf names the principal of a connection whose Connect
+	// succeeded (from c.Value, say), for the per-principal limits below.
+	// Nil, or an empty name, means no per-principal limits for it.
+	PrincipalOf func(c *Conn) string
+	// MaxConnectionsPerPrincipal caps a principal's open connections: the
+	// connection over it is refused with HTTP 429 after Connect, before
+	// the upgrade (Disconnect is still called for it). Default 100
+	// ([DefaultMaxConnectionsPerPrincipal]); negative means no cap.
+	MaxConnectionsPerPrincipal int
+	// NewConnectionsPerPrincipal limits how fast a principal opens
+	// connections (429 over it, after Connect). Default 20 a second,
+	// bursts of 100.
+	NewConnectionsPerPrincipal Rate
+	// NewConnectionsPerIP limits how fast one source address (the host of
+	// RemoteAddr) opens connections: over it the upgrade request is
+	// refused with HTTP 429 before Connect runs. Default 100 a second,
+	// bursts of 200.
+	NewConnectionsPerIP Rate
 	// Logger receives the gateway's logs. The zero value is quiet.
 	Logger zerolog.Logger
 	// NewID makes connection ids. It must return a non-empty string without
@@ -157,6 +215,12 @@ type Gateway struct {
 	pending map[string]struct{} // ids reserved by handshakes in progress
 	closed  bool
 	wg      sync.WaitGroup // ServeHTTP calls (with their connections) and Message calls
+
+	outBytes atomic.Int64 // outbound bytes held by all connections (see Config.MaxServerOutboundBytes)
+
+	open          map[string]int // open connections by principal, under mu
+	ipRate        *buckets
+	principalRate *buckets
 }
 
 var (
@@ -209,6 +273,20 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.NewID == nil {
 		cfg.NewID = newID
 	}
+	if cfg.MaxConnectionsPerPrincipal == 0 {
+		cfg.MaxConnectionsPerPrincipal = DefaultMaxConnectionsPerPrincipal
+	}
+	cfg.NewConnectionsPerIP = cfg.NewConnectionsPerIP.orDefault(DefaultNewConnectionsPerIPRate, DefaultNewConnectionsPerIPBurst)
+	cfg.NewConnectionsPerPrincipal = cfg.NewConnectionsPerPrincipal.orDefault(DefaultNewConnectionsPerPrincipalRate, DefaultNewConnectionsPerPrincipalBurst)
+	if cfg.MaxOutboundBytes == 0 {
+		cfg.MaxOutboundBytes = DefaultMaxOutboundBytes
+	}
+	if cfg.MaxInboundBytes == 0 {
+		cfg.MaxInboundBytes = DefaultMaxInboundBytes
+	}
+	if cfg.MaxServerOutboundBytes == 0 {
+		cfg.MaxServerOutboundBytes = DefaultMaxServerOutboundBytes
+	}
 	cfg.OriginPatterns = append([]string(nil), cfg.OriginPatterns...)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Gateway{
@@ -219,6 +297,10 @@ func New(cfg Config) (*Gateway, error) {
 		cancelBase: cancel,
 		conns:      make(map[string]*liveConn),
 		pending:    make(map[string]struct{}),
+		open:       make(map[string]int),
+
+		ipRate:        newBuckets(cfg.NewConnectionsPerIP),
+		principalRate: newBuckets(cfg.NewConnectionsPerPrincipal),
 	}, nil
 }
 
@@ -244,6 +326,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not allowed", http.StatusForbidden)
 		return
 	}
+	if !g.ipRate.take(sourceIP(r.RemoteAddr), time.Now()) {
+		g.log.Debug().Str("remote_addr", r.RemoteAddr).Msg("local: too many new connections from this address")
+		w.Header().Set("Retry-After", "1")
+		writeText(w, http.StatusTooManyRequests, "too many new connections from this address: try again later")
+		return
+	}
 	id, ok, err := g.reserve()
 	if !ok {
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
@@ -267,6 +355,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Error().Err(err).Str("connection_id", id).Msg("local: connect failed")
 		writeText(w, http.StatusInternalServerError, "internal error")
 		return
+	}
+
+	if g.cfg.PrincipalOf != nil {
+		if principal := g.cfg.PrincipalOf(c); principal != "" {
+			ok, reason := g.admitPrincipal(principal, time.Now())
+			if !ok {
+				g.release(id)
+				g.log.Debug().Str("connection_id", id).Str("principal", principal).Msg("local: connect refused: " + reason)
+				w.Header().Set("Retry-After", "1")
+				writeText(w, http.StatusTooManyRequests, reason)
+				g.disconnect(c) // Connect succeeded: the handler is owed its Disconnect
+				return
+			}
+			defer g.leavePrincipal(principal)
+		}
 	}
 
 	opts := &websocket.AcceptOptions{
@@ -392,6 +495,9 @@ func (g *Gateway) readLoop(lc *liveConn) {
 			return
 		}
 		lc.touch()
+		if !g.reserveIn(lc, int64(len(data))) {
+			return
+		}
 		m := Inbound{Data: data, Binary: typ == websocket.MessageBinary}
 		select {
 		case work <- m: // an idle worker takes it
@@ -401,9 +507,9 @@ func (g *Gateway) readLoop(lc *liveConn) {
 		if workers < g.cfg.MaxInFlight {
 			workers++
 			g.wg.Go(func() {
-				g.message(lc, m)
+				g.handle(lc, m)
 				for next := range work {
-					g.message(lc, next)
+					g.handle(lc, next)
 				}
 			})
 			continue
@@ -412,6 +518,7 @@ func (g *Gateway) readLoop(lc *liveConn) {
 		select {
 		case work <- m:
 		case <-lc.closing:
+			lc.inBytes.Add(-int64(len(m.Data)))
 			return
 		}
 	}
@@ -429,13 +536,15 @@ func (g *Gateway) supervise(lc *liveConn, readDone <-chan struct{}) {
 	for {
 		select {
 		case <-readDone:
-			_ = lc.ws.CloseNow()
+			select {
+			case <-lc.closing: // the reader stopped for a requested close (a byte budget): send its status
+				g.closeWith(lc)
+			default:
+				_ = lc.ws.CloseNow()
+			}
 			return
 		case <-lc.closing:
-			code, reason := lc.closeStatus()
-			if err := lc.ws.Close(code, reason); err != nil {
-				g.log.Debug().Err(err).Str("connection_id", lc.c.ID).Msg("local: close")
-			}
+			g.closeWith(lc)
 			return
 		case <-life.C:
 			g.requestClose(lc, websocket.StatusGoingAway, "maximum connection lifetime reached")
@@ -448,6 +557,14 @@ func (g *Gateway) supervise(lc *liveConn, readDone <-chan struct{}) {
 			}
 			g.requestClose(lc, websocket.StatusGoingAway, "idle timeout")
 		}
+	}
+}
+
+// closeWith performs the close handshake with lc's requested status.
+func (g *Gateway) closeWith(lc *liveConn) {
+	code, reason := lc.closeStatus()
+	if err := lc.ws.Close(code, reason); err != nil {
+		g.log.Debug().Err(err).Str("connection_id", lc.c.ID).Msg("local: close")
 	}
 }
 
@@ -494,6 +611,11 @@ func (g *Gateway) Send(ctx context.Context, endpoint, connID string, data []byte
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("local: send to %s: %w", connID, err)
 	}
+	n := int64(len(data))
+	if err := g.reserveOut(lc, n); err != nil {
+		return fmt.Errorf("local: send to %s: %w", connID, err)
+	}
+	defer g.releaseOut(lc, n)
 	select {
 	case lc.writeMu <- struct{}{}:
 	case <-lc.closing:
@@ -596,6 +718,9 @@ type liveConn struct {
 	writing    atomic.Bool
 
 	lastActive atomic.Int64 // nanoseconds after c.ConnectedAt of the last inbound message
+
+	outBytes atomic.Int64 // bytes of Send calls waiting for, or in, a write
+	inBytes  atomic.Int64 // bytes of inbound messages not yet handled
 
 	closeOnce   sync.Once
 	closing     chan struct{} // closed when a close is requested

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,7 +31,9 @@ import (
 // PayloadTooLargeException, and another method is 405. Errors carry the
 // X-Amzn-Errortype header and a {"message": "..."} body, as API Gateway's
 // do. The handler performs no authentication: serve it only to trusted
-// callers (the gateway binds where its caller tells it to).
+// callers, on a listener of its own ([ListenManagement]: a loopback address
+// apart from the WebSocket's), and answer /@connections/ on the WebSocket
+// listener with [ManagementRefused], as devserver and awslocal do.
 func (g *Gateway) Management() http.Handler {
 	mux := http.NewServeMux()
 	for _, prefix := range []string{"", "/{stage}"} {
@@ -136,4 +139,28 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// ManagementRefused answers every request with 403: it is what the
+// WebSocket listener serves at /@connections/ once the Management API has
+// a listener of its own ([ListenManagement]), so that a client that learns
+// a connection id cannot post forged frames to it, disconnect it or read
+// its address.
+func ManagementRefused() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeAPIError(w, http.StatusForbidden, "ForbiddenException",
+			"the Management API is not served on this address: it listens on its own loopback address")
+	})
+}
+
+// ListenManagement listens on a free port of 127.0.0.1 for the Management
+// API, apart from the WebSocket listener, and returns the listener and its
+// base URL (http://127.0.0.1:PORT) for the processors' sender. Serve
+// [Gateway.Management] on it with [NewHTTPServer].
+func ListenManagement(ctx context.Context) (net.Listener, string, error) {
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", fmt.Errorf("local: Management API listener: %w", err)
+	}
+	return ln, "http://" + ln.Addr().String(), nil
 }

@@ -5,8 +5,9 @@
 //
 //	err := devserver.Run(ctx, devserver.Config{Plugins: []streamer.Plugin{myplugin.New()}})
 //
-// Clients connect to ws://ADDR/ws with a JWT; the Management API is served
-// at /@connections/{id}, as API Gateway does.
+// Clients connect to ws://ADDR/ws with a JWT. The Management API
+// (/@connections/{id}, as API Gateway's) listens on its own loopback
+// address, Info.ManagementURL; on ADDR it is refused with 403.
 package devserver
 
 import (
@@ -99,6 +100,20 @@ type Config struct {
 	// answered UNAUTHORIZED. Zero means 30 seconds; negative, none (see
 	// [streamer.Config.TokenLeeway]).
 	TokenLeeway time.Duration
+	// HTTPIdleTimeout closes an HTTP keep-alive connection that carries no
+	// request (and never upgrades) for this long; default 2 minutes
+	// ([local.DefaultHTTPIdleTimeout]). Request headers must arrive within
+	// 10 seconds ([local.DefaultReadHeaderTimeout]).
+	HTTPIdleTimeout time.Duration
+	// MaxConnectionsPerPrincipal, NewConnectionsPerPrincipal and
+	// NewConnectionsPerIP limit connections, refused with HTTP 429 at
+	// connect (see local.Config; the principal is the token's subject).
+	// Defaults 100 open connections per principal, 20 new ones a second
+	// per principal (bursts of 100), 100 a second per source address
+	// (bursts of 200).
+	MaxConnectionsPerPrincipal int
+	NewConnectionsPerPrincipal local.Rate
+	NewConnectionsPerIP        local.Rate
 	// Ready, when set, is called once the server listens, before it serves
 	// anything. Its Info carries the App, with which the program submits
 	// requests from its own code (see [streamer.App.Submit]); Handlers may
@@ -115,6 +130,10 @@ type Info struct {
 	URL string
 	// WebSocketURL is where clients connect, e.g. ws://127.0.0.1:8080/ws.
 	WebSocketURL string
+	// ManagementURL is the base URL of the Management API
+	// (POST/GET/DELETE /@connections/{id}), on a loopback address of its
+	// own, e.g. http://127.0.0.1:43121. URL/@connections/ is refused (403).
+	ManagementURL string
 	// Token is a ready token for subject "dev", valid 24 hours.
 	Token string
 	// SecretFile is the file holding a generated secret ("" when the
@@ -207,7 +226,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 
 	h := &gatewayHandler{}
-	gw, err := local.New(local.Config{Handler: h, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime, Logger: cfg.Logger})
+	gw, err := local.New(local.Config{
+		Handler: h, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime, Logger: cfg.Logger,
+		PrincipalOf:                principalOf,
+		MaxConnectionsPerPrincipal: cfg.MaxConnectionsPerPrincipal,
+		NewConnectionsPerPrincipal: cfg.NewConnectionsPerPrincipal,
+		NewConnectionsPerIP:        cfg.NewConnectionsPerIP,
+	})
 	if err != nil {
 		return err
 	}
@@ -222,11 +247,17 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	h.app = app
 
 	mux.Handle("/ws", gw)
-	mux.Handle("/@connections/", gw.Management())
+	mux.Handle("/@connections/", local.ManagementRefused())
 	for pattern, handler := range cfg.Handlers {
 		mux.Handle(pattern, handler)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := local.NewHTTPServer(mux, cfg.HTTPIdleTimeout)
+	mgmtLn, mgmtURL, err := local.ListenManagement(ctx)
+	if err != nil {
+		return err
+	}
+	defer mgmtLn.Close() //nolint:errcheck // Serve closes it first on a clean shutdown
+	mgmtSrv := local.NewHTTPServer(gw.Management(), cfg.HTTPIdleTimeout)
 
 	if cfg.Ready != nil {
 		token, err := middleware.SignHS256(cfg.Secret, middleware.Claims{Subject: "dev", TTL: 24 * time.Hour})
@@ -240,7 +271,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 				actions = append(actions, a.Name)
 			}
 		}
-		cfg.Ready(Info{Addr: addr, URL: "http://" + addr, WebSocketURL: "ws://" + addr + "/ws", Token: token, SecretFile: secretFile, Actions: actions, App: app})
+		cfg.Ready(Info{Addr: addr, URL: "http://" + addr, WebSocketURL: "ws://" + addr + "/ws", ManagementURL: mgmtURL, Token: token, SecretFile: secretFile, Actions: actions, App: app})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -252,6 +283,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		return nil
 	})
+	g.Go(func() error {
+		if err := mgmtSrv.Serve(mgmtLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("devserver: serve the Management API: %w", err)
+		}
+		return nil
+	})
 	g.Go(func() error { return app.Run(workCtx, 0) })
 	g.Go(func() error {
 		<-gctx.Done()
@@ -260,6 +297,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		defer cancel()
 		_ = srv.Shutdown(shutCtx)
 		_ = gw.Close(shutCtx)
+		_ = mgmtSrv.Shutdown(shutCtx)
 		stopWork()
 		return nil
 	})
@@ -326,6 +364,15 @@ func (h *gatewayHandler) Connect(ctx context.Context, c *local.Conn) error {
 	c.Value = &p
 	c.ExpiresAt = h.app.TokenDeadline(&p)
 	return nil
+}
+
+// principalOf is the principal a connection is counted against: the
+// token's subject, which HandleConnect put in c.Value.
+func principalOf(c *local.Conn) string {
+	if p, ok := c.Value.(*streamer.Principal); ok && p != nil {
+		return p.Subject
+	}
+	return ""
 }
 
 func (h *gatewayHandler) Message(ctx context.Context, c *local.Conn, m local.Inbound) {
