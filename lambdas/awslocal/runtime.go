@@ -27,6 +27,7 @@ import (
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
 	"github.com/streamer-go/streamer/middleware"
 	"github.com/streamer-go/streamer/storage/dynamodb"
+	"github.com/streamer-go/streamer/transport"
 	"github.com/streamer-go/streamer/transport/local"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
@@ -208,6 +209,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		lcfg.LocalDynamoDB = true
 		opts.AWS, opts.Logger, opts.Lease = &dbCfg, &cfg.Logger, cfg.Lease
+		// One gateway: post to its Management API as it is now, not at
+		// an address a connection stored before a restart.
+		opts.WrapSender = func(s transport.Sender) transport.Sender { return currentEndpoint{s} }
 		return lambdaapp.New(ctx, lcfg, cfg.Plugins, opts)
 	}
 	h, err := build(lambdaapp.Connect, lambdaapp.Options{})
@@ -416,4 +420,26 @@ func reap(ctx context.Context, h *lambdaapp.Handlers, interval time.Duration) {
 			_, _ = h.Reap(ctx, ev)
 		}
 	}
+}
+
+// currentEndpoint is a Sender that posts every message to its Sender's
+// default endpoint (the local gateway's current Management API), ignoring
+// the endpoint stored with the connection, which names the Management API
+// of the process that stored it: after a restart of `streamer dev
+// --aws-local` that address is gone, while on AWS an API's endpoint never
+// changes.
+type currentEndpoint struct{ transport.Sender }
+
+// Send implements transport.Sender.
+func (c currentEndpoint) Send(ctx context.Context, _ string, connID string, data []byte) error {
+	return c.Sender.Send(ctx, "", connID, data)
+}
+
+// Disconnect implements transport.Disconnecter, at the current endpoint.
+func (c currentEndpoint) Disconnect(ctx context.Context, _ string, connID string) error {
+	d, ok := c.Sender.(transport.Disconnecter)
+	if !ok {
+		return errors.New("awslocal: the sender cannot disconnect")
+	}
+	return d.Disconnect(ctx, "", connID)
 }

@@ -23,6 +23,7 @@ import (
 	rldynamodb "github.com/streamer-go/streamer/ratelimit/dynamodb"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/dynamodb"
+	"github.com/streamer-go/streamer/transport"
 	"github.com/streamer-go/streamer/transport/apigateway"
 )
 
@@ -58,6 +59,11 @@ type Options struct {
 	// WrapStore, when set, wraps the DynamoDB store, for fault-injection
 	// tests (storagetest.Faulty).
 	WrapStore func(storage.Store) storage.Store
+	// WrapSender, when set, wraps the Management API sender. The local AWS
+	// runtime uses it to post every message to its gateway's current
+	// Management API, whatever endpoint a connection stored in an earlier
+	// run of the process.
+	WrapSender func(transport.Sender) transport.Sender
 }
 
 // New builds the handlers: AWS clients from config.LoadDefaultConfig (so
@@ -111,9 +117,13 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if opts.WrapStore != nil {
 		st = opts.WrapStore(store)
 	}
-	sender, err := apigateway.New(apigateway.Config{Endpoint: cfg.Endpoint, AWS: awsCfg, Logger: log})
+	apiSender, err := apigateway.New(apigateway.Config{Endpoint: cfg.Endpoint, AWS: awsCfg, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: Management API sender: %w", err)
+	}
+	var sender transport.Sender = apiSender
+	if opts.WrapSender != nil {
+		sender = opts.WrapSender(sender)
 	}
 	if opts.Lease > 0 {
 		cfg.Lease = opts.Lease
