@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -285,6 +286,15 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	watch.Add(1)
 	go func() {
 		defer watch.Done()
+		defer func() {
+			// A store that panics (a damaged page) stops this run, which
+			// is continued, rather than the process.
+			if p := recover(); p != nil {
+				a.log.Error().Str("request_id", r.Key.ID).Str("panic", fmt.Sprint(p)).
+					Bytes("stack", debug.Stack()).Msg("renewing the lease panicked; stopping the handler")
+				cancel(errStorage)
+			}
+		}()
 		st.watch(hctx, watchDone)
 	}()
 

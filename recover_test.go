@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -63,4 +64,46 @@ func TestStorePanicsAreRecovered(t *testing.T) {
 	b.waitType(t, streamer.TypePong, "after")
 	b.send(t, `{"action":"status","id":"s2","payload":{"request_id":"p1"}}`)
 	require.Equal(t, "succeeded", b.waitType(t, streamer.TypeStatus, "p1").Status, "nothing stored was altered")
+}
+
+// leasePanicStore panics in its next ExtendLease calls.
+type leasePanicStore struct {
+	*memory.Store
+	extends atomic.Int32
+}
+
+func (s *leasePanicStore) ExtendLease(ctx context.Context, k storage.Key, attempt int, until time.Time) error {
+	if s.extends.Add(-1) >= 0 {
+		panic("invalid page type: 0: 4")
+	}
+	return s.Store.ExtendLease(ctx, k, attempt, until)
+}
+
+// A store that panics while a run renews its lease stops that run, which
+// is continued, instead of ending the process.
+func TestLeaseRenewalPanicIsRecovered(t *testing.T) {
+	t.Parallel()
+	var ps *leasePanicStore
+	slowish := streamer.Action{Name: "slowish", Options: streamer.ActionOptions{Mode: streamer.ModeAsync},
+		Handler: streamer.HandlerFunc(func(ctx context.Context, _ *streamer.Request, _ streamer.Reporter) (any, error) {
+			select {
+			case <-time.After(400 * time.Millisecond): // past a renewal
+				return "done", nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		})}
+	b := setup(t, setupOpts{extra: []streamer.Action{slowish}, cfg: func(c *streamer.Config) {
+		ps = &leasePanicStore{Store: c.Store.(*memory.Store)}
+		ps.extends.Store(1)
+		c.Store = ps
+		c.Lease = 300 * time.Millisecond // renewed every 100 ms
+	}})
+	b.send(t, `{"action":"slowish","id":"lp1"}`)
+	ms := b.waitTerminal(t, "lp1")
+	require.Equal(t, streamer.TypeComplete, ms[len(ms)-1].Type, "%+v", ms[len(ms)-1])
+	require.Negative(t, ps.extends.Load(), "the renewal panicked")
+	r, err := ps.GetRequest(context.Background(), storage.Key{Tenant: "t1", Subject: "alice", ID: "lp1"})
+	require.NoError(t, err)
+	require.Positive(t, r.Continuations, "the stopped run was continued")
 }
