@@ -170,7 +170,7 @@ type Config struct {
 	// Bucket is the S3 bucket of the plugins' files (STREAMER_BUCKET),
 	// such as the report plugin's reports; empty when unset. ConfigFromEnv
 	// checks the name; the plugins that need a bucket refuse to start
-	// without one (lambdas/plugins).
+	// without one (streamer.ErrNoBlobStore).
 	Bucket string
 	// RateLimit, when its Rate is positive, limits every action per
 	// principal (STREAMER_RATE_LIMIT, such as "10/s,burst=20"; unset: no
