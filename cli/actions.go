@@ -42,17 +42,11 @@ func runActions(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "streamer actions: --timeout must be positive")
 		return exitUsage
 	}
-	if err := cf.resolveToken(); err != nil {
-		fmt.Fprintf(stderr, "streamer actions: %v\n", err)
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	c, code := cf.dial(ctx, "actions", stderr)
+	ctx, c, done, code := cf.connect(ctx, "actions", *timeout, stderr)
 	if c == nil {
 		return code
 	}
-	defer c.Close()
+	defer done()
 	var list []client.Action
 	err = retryUnavailable(ctx, func() error {
 		var err error

@@ -55,6 +55,24 @@ func (c *connFlags) resolveToken() error {
 	return err
 }
 
+// connect resolves the token, bounds ctx by timeout and dials, reporting
+// a failure on stderr as cmd. On success it returns the bounded context,
+// the client and a function that closes both; otherwise cl is nil and code
+// is the exit code to return.
+func (c *connFlags) connect(ctx context.Context, cmd string, timeout time.Duration, stderr io.Writer) (cctx context.Context, cl *client.Client, done func(), code int) {
+	if err := c.resolveToken(); err != nil {
+		fmt.Fprintf(stderr, "streamer %s: %v\n", cmd, err)
+		return nil, nil, nil, exitUsage
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	cl, code = c.dial(cctx, cmd, stderr)
+	if cl == nil {
+		cancel()
+		return nil, nil, nil, code
+	}
+	return cctx, cl, func() { _ = cl.Close(); cancel() }, exitOK
+}
+
 // dial connects, reporting a failure on stderr as cmd; code is the exit
 // code to return when c is nil.
 func (c *connFlags) dial(ctx context.Context, cmd string, stderr io.Writer) (cl *client.Client, code int) {

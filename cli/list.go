@@ -67,17 +67,11 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "streamer list: --timeout must be positive")
 		return exitUsage
 	}
-	if err := cf.resolveToken(); err != nil {
-		fmt.Fprintf(stderr, "streamer list: %v\n", err)
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	c, code := cf.dial(ctx, "list", stderr)
+	ctx, c, done, code := cf.connect(ctx, "list", *timeout, stderr)
 	if c == nil {
 		return code
 	}
-	defer c.Close()
+	defer done()
 
 	opts := client.ListOptions{Statuses: statuses, Limit: *limit, Cursor: *cursor}
 	var page client.ListPage

@@ -55,17 +55,11 @@ func runStatus(ctx context.Context, cmd string, args []string, stdout, stderr io
 		return exitUsage
 	}
 	id := pos[0]
-	if err := cf.resolveToken(); err != nil {
-		fmt.Fprintf(stderr, "streamer %s: %v\n", cmd, err)
-		return exitUsage
-	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	c, code := cf.dial(ctx, cmd, stderr)
+	ctx, c, done, code := cf.connect(ctx, cmd, *timeout, stderr)
 	if c == nil {
 		return code
 	}
-	defer c.Close()
+	defer done()
 	var st client.Status
 	err = retryUnavailable(ctx, func() error {
 		var err error
