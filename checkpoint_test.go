@@ -122,34 +122,22 @@ func TestCheckpointedJobSpansInvocations(t *testing.T) {
 	require.Equal(t, invocations-1, runs, "each continuation opens with continued")
 }
 
-// checkItems checks a checkpointed log: seqs contiguous from 1, percentages
-// never decreasing, every item 1..n reported, and after each continued
-// event the work resumes at the last item reported before it or the one
-// after: never further back than the last checkpoint.
+// checkItems checks a checkpointed log: seqs contiguous from 1, the
+// percentage never decreasing, and the items as demo.CheckCheckpointed
+// checks them, every one reported.
 func checkItems(t *testing.T, evs []storage.Event, n int) {
 	t.Helper()
-	seen := map[int]int{}
-	last, pct := 0, 0.0
+	types, msgs := make([]string, len(evs)), make([]string, len(evs))
+	pct := 0.0
 	for i, ev := range evs {
 		require.Equal(t, int64(i+1), ev.Seq, "seqs are contiguous")
 		require.GreaterOrEqual(t, ev.Percentage, pct, "the percentage never goes back (seq %d)", ev.Seq)
 		pct = ev.Percentage
-		if ev.Type != streamer.TypeProgress {
-			continue
-		}
-		var item, total int
-		_, err := fmt.Sscanf(ev.Message, "item %d/%d", &item, &total)
-		require.NoError(t, err, ev.Message)
-		require.Equal(t, n, total)
-		require.GreaterOrEqual(t, item, last, "item %d after item %d: redone beyond the last checkpoint", item, last)
-		require.LessOrEqual(t, item, last+1, "items are done in order")
-		seen[item]++
-		require.LessOrEqual(t, seen[item], 2, "item %d done more than twice", item)
-		last = item
+		types[i], msgs[i] = ev.Type, ev.Message
 	}
-	for i := 1; i <= n; i++ {
-		require.Positive(t, seen[i], "item %d reported", i)
-	}
+	reported, _, err := demo.CheckCheckpointed(types, msgs, n)
+	require.NoError(t, err)
+	require.Equal(t, n, reported, "every item reported")
 }
 
 // Past Config.MaxContinuations the request ends with TIMEOUT: no endless

@@ -3,7 +3,6 @@ package awslocal_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -103,38 +102,23 @@ func TestContinuationCapEndsWithTimeout(t *testing.T) {
 	require.Equal(t, 2, continued, "two continuations, then the cap")
 }
 
-// checkItems checks a checkpointed job's log: seqs contiguous from 1, the
-// percentage never decreasing, every item 1..n reported, and work resumed
-// after each continuation at the last item reported before it or the one
-// after, never further back. It returns the number of continued events.
+// checkItems checks a checkpointed job's log: it opens with started, seqs
+// are contiguous from 1, the percentage never decreases, and the items are
+// as demo.CheckCheckpointed checks them, every one reported. It returns
+// the number of continued events.
 func checkItems(t *testing.T, evs []storage.Event, n int) int {
 	t.Helper()
 	require.Equal(t, streamer.TypeStarted, evs[0].Type)
-	seen := map[int]int{}
-	last, continued, pct := 0, 0, 0.0
+	types, msgs := make([]string, len(evs)), make([]string, len(evs))
+	pct := 0.0
 	for i, ev := range evs {
 		require.Equal(t, int64(i+1), ev.Seq, "seqs are contiguous")
 		require.GreaterOrEqual(t, ev.Percentage, pct, "the percentage never goes back (seq %d)", ev.Seq)
 		pct = ev.Percentage
-		switch ev.Type {
-		case streamer.TypeContinued:
-			continued++
-			continue
-		case streamer.TypeProgress:
-		default:
-			continue
-		}
-		var item, total int
-		_, err := fmt.Sscanf(ev.Message, "item %d/%d", &item, &total)
-		require.NoError(t, err, ev.Message)
-		require.Equal(t, n, total)
-		require.GreaterOrEqual(t, item, last, "item %d after item %d: redone beyond the last checkpoint", item, last)
-		require.LessOrEqual(t, item, last+1, "items are done in order")
-		seen[item]++
-		last = item
+		types[i], msgs[i] = ev.Type, ev.Message
 	}
-	for i := 1; i <= n; i++ {
-		require.Positive(t, seen[i], "item %d reported", i)
-	}
+	reported, continued, err := demo.CheckCheckpointed(types, msgs, n)
+	require.NoError(t, err)
+	require.Equal(t, n, reported, "every item reported")
 	return continued
 }
