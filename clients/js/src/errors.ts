@@ -59,6 +59,13 @@ export const ServerErrorCode = {
    * few times, after `retryAfterMs` each, before the call rejects.
    */
   UNAVAILABLE: 'UNAVAILABLE',
+  /**
+   * A quota of the server was reached (docs/protocol.md section 5):
+   * `details` is `{quota, limit}`, where `quota` is `pending_requests`,
+   * `result_bytes` or `events`. Not retryable as it is: wait for one of
+   * your requests to end, or send a smaller one.
+   */
+  QUOTA_EXCEEDED: 'QUOTA_EXCEEDED',
 } as const;
 
 /**
