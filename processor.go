@@ -84,6 +84,11 @@ func (a *App) Process(ctx context.Context, key storage.Key) error {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil
+	case errors.Is(err, storage.ErrWaiting):
+		// Its key runs as many requests as allowed; the store parked it,
+		// and the run that frees a slot wakes it.
+		a.log.Debug().Str("request_id", key.ID).Msg("parked: its key is at its concurrency limit")
+		return nil
 	case errors.Is(err, storage.ErrConflict):
 		cur, gerr := a.cfg.Store.GetRequest(ctx, key)
 		switch {

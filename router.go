@@ -550,6 +550,11 @@ func (a *App) store(ctx context.Context, ad *admission, req *Request) error {
 		return nil
 	case errors.Is(err, storage.ErrExists):
 		return a.attach(ctx, ad, key, fp)
+	case errors.Is(err, storage.ErrQuota):
+		// Counted by the store (DynamoDB): the same answer as the
+		// embedded runtime's count.
+		return quotaError("pending_requests", int64(a.cfg.MaxPending),
+			"as many requests of yours are queued or running as allowed (%d); wait for one to end (or cancel one)", a.cfg.MaxPending)
 	default:
 		return storeFailed(fmt.Errorf("streamer: store request %s: %w", req.ID, err))
 	}

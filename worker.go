@@ -385,6 +385,15 @@ func (a *App) Reap(ctx context.Context) (int, error) {
 	if n > 0 {
 		a.log.Warn().Int("requests", n).Msg("reaped stalled requests")
 	}
+	if wk, ok := a.cfg.Store.(storage.Waker); ok {
+		woken, err := wk.WakeWaiting(ctx, a.now())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("streamer: reap: wake parked requests: %w", err))
+		}
+		if woken > 0 {
+			a.log.Warn().Int("requests", woken).Msg("woke parked requests whose wake was lost")
+		}
+	}
 	return n, errors.Join(errs...)
 }
 
@@ -409,8 +418,8 @@ func (a *App) reapOne(ctx context.Context, r storage.Request) (bool, error) {
 	now := a.now()
 	c, err := a.cfg.Store.ClaimRequest(ctx, r.Key, storage.Claim{Now: now, LeaseUntil: now.Add(a.cfg.Lease), Stalled: true})
 	switch {
-	case errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrNotFound):
-		return false, nil // picked up or finished meanwhile
+	case errors.Is(err, storage.ErrConflict) || errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrWaiting):
+		return false, nil // picked up or finished meanwhile, or parked for a slot of its key
 	case err != nil:
 		return false, fmt.Errorf("streamer: reap %s: claim: %w", r.Key.ID, err)
 	}

@@ -69,7 +69,18 @@ const (
 	// EnvRateLimit is a rate limit on every action, per principal, such
 	// as "10/s,burst=20" (ratelimit.ParseRule); unset means none.
 	EnvRateLimit = "STREAMER_RATE_LIMIT"
+	// EnvMaxPending is how many queued plus running requests one
+	// principal may have ("off": no quota).
+	EnvMaxPending = "STREAMER_MAX_PENDING"
+	// EnvKeyConcurrency is how many requests of one tenant (or of one
+	// subject without a tenant) may run at once ("off": no limit).
+	EnvKeyConcurrency = "STREAMER_KEY_CONCURRENCY"
 )
+
+// DefaultKeyConcurrency is the default of STREAMER_KEY_CONCURRENCY: a
+// tenant runs at most 100 requests at once, a tenth of an account's
+// default Lambda concurrency (1,000), so one tenant cannot take it all.
+const DefaultKeyConcurrency = 100
 
 // maxCheckpoint is the largest STREAMER_MAX_CHECKPOINT: it leaves room in
 // the 400 KB request item for the rest of the request.
@@ -84,7 +95,7 @@ var EnvVars = []string{
 	EnvTable, EnvJWTSecret, EnvJWTSecretSSM, EnvJWTSecretARN, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
 	EnvStallTimeout, EnvMaxStalls, EnvLease, EnvBucket, EnvMaxContinuations, EnvMaxCheckpoint,
-	EnvRateLimit,
+	EnvRateLimit, EnvMaxPending, EnvKeyConcurrency,
 }
 
 // Config is a Lambda's configuration, read by [ConfigFromEnv].
@@ -177,6 +188,17 @@ type Config struct {
 	// limit). The buckets are items of the table (ratelimit/dynamodb),
 	// shared by every instance.
 	RateLimit ratelimit.Rule
+	// MaxPending is how many queued plus running requests one principal
+	// may have (STREAMER_MAX_PENDING; default
+	// [streamer.DefaultMaxPending]; -1 when "off"). The counts are items
+	// of the table, updated in the same transactions as the requests.
+	MaxPending int
+	// KeyConcurrency is how many requests of one tenant (of one subject
+	// when the principal has no tenant) run at once
+	// (STREAMER_KEY_CONCURRENCY; default [DefaultKeyConcurrency]; -1 when
+	// "off"). A request over it waits, parked, until a run of its key
+	// ends (docs/fairness.md).
+	KeyConcurrency int
 	// FunctionName is the processor's own function name, which it invokes
 	// asynchronously to run each request in an invocation of its own
 	// (AWS_LAMBDA_FUNCTION_NAME, which Lambda sets; required by the
@@ -322,6 +344,28 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 			continue
 		}
 		*c.into = n
+	}
+	for _, c := range []struct {
+		name string
+		into *int
+		def  int
+	}{
+		{EnvMaxPending, &cfg.MaxPending, streamer.DefaultMaxPending},
+		{EnvKeyConcurrency, &cfg.KeyConcurrency, DefaultKeyConcurrency},
+	} {
+		*c.into = c.def
+		switch v := getenv(c.name); v {
+		case "":
+		case "off":
+			*c.into = -1
+		default:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > math.MaxInt32 {
+				errs = append(errs, fmt.Errorf("%s=%q: want a whole number from 1 to %d, such as %d, or off", c.name, v, math.MaxInt32, c.def))
+				continue
+			}
+			*c.into = n
+		}
 	}
 	if v := getenv(EnvRateLimit); v != "" {
 		r, err := ratelimit.ParseRule(v)

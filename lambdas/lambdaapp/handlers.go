@@ -109,7 +109,8 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		// run; it is nil for AWS itself.
 		o.DisableValidateResponseChecksum = cfg.LocalDynamoDB || o.BaseEndpoint != nil
 	})
-	store, err := dynamodb.New(dynamodb.Config{Client: db, Table: cfg.Table, Logger: log})
+	store, err := dynamodb.New(dynamodb.Config{Client: db, Table: cfg.Table, Logger: log,
+		Limits: dynamodb.Limits{MaxPending: cfg.MaxPending, KeyConcurrency: cfg.KeyConcurrency}})
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: %s: %w", EnvTable, err)
 	}
@@ -143,6 +144,7 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		SubscriberRefresh: cfg.SubscriberRefresh, CancelPoll: cfg.CancelPoll, Endpoint: cfg.Endpoint,
 		StallTimeout: cfg.StallTimeout, MaxStalls: cfg.MaxStalls, Lease: cfg.Lease,
 		MaxContinuations: cfg.MaxContinuations, MaxCheckpoint: cfg.MaxCheckpoint,
+		MaxPending: cfg.MaxPending,
 	}
 	if cfg.Function == Connect {
 		// Once per cold start: the secret is kept in the verifier.

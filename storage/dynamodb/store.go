@@ -46,15 +46,20 @@ type Config struct {
 	// Logger receives debug logs of retried writes. The zero value logs
 	// nothing.
 	Logger zerolog.Logger
+	// Limits are the quotas the store enforces (pending requests per
+	// principal, running requests per concurrency key). The zero value
+	// enforces none.
+	Limits Limits
 }
 
 // Store is a [storage.Store] and [storage.DueLister] kept in one DynamoDB
 // table. It is safe for
 // concurrent use. Create it with [New].
 type Store struct {
-	api   API
-	table *string
-	log   zerolog.Logger
+	api    API
+	table  *string
+	log    zerolog.Logger
+	limits Limits
 	// now is the clock that decides whether an item has expired.
 	now func() time.Time
 }
@@ -71,7 +76,7 @@ func New(cfg Config) (*Store, error) {
 	if err := validTableName(cfg.Table); err != nil {
 		return nil, fmt.Errorf("dynamodb: Config.Table: %w", err)
 	}
-	return &Store{api: cfg.Client, table: aws.String(cfg.Table), log: cfg.Logger, now: time.Now}, nil
+	return &Store{api: cfg.Client, table: aws.String(cfg.Table), log: cfg.Logger, limits: cfg.Limits, now: time.Now}, nil
 }
 
 // Table returns the name of the store's table.
@@ -446,6 +451,12 @@ func (s *Store) Subscriptions(ctx context.Context, connID string) ([]storage.Key
 func (s *Store) CreateRequest(ctx context.Context, r storage.Request) error {
 	e := newExpr()
 	cond := "attribute_not_exists(" + e.n(AttrPK) + ") OR " + e.n(attrExpiresAt) + " < " + e.ms(s.now())
+	if s.limits.MaxPending > 0 {
+		return s.createCounted(ctx, r, &types.Put{
+			TableName: s.table, Item: encodeRequest(r), ConditionExpression: aws.String(cond),
+			ExpressionAttributeNames: e.names, ExpressionAttributeValues: e.values,
+		})
+	}
 	err := s.write(ctx, "create request", func() error {
 		_, err := s.api.PutItem(ctx, &ddb.PutItemInput{
 			TableName:                 s.table,
@@ -550,11 +561,20 @@ var (
 // partition is set the same way from claim_shard.
 func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim) (storage.Request, error) {
 	const op = "claim request"
-	// With Claim.Stalled both branches add a stall: one write. Without,
-	// only the queued branch first.
-	it, err := s.claim(ctx, k, c, true, c.Stalled, c.Stalled)
-	if errors.Is(err, errRejected) && !c.Stalled && s.takeoverCase(it, c.Now) {
-		it, err = s.claim(ctx, k, c, false, true, true)
+	var it item
+	var err error
+	if s.limits.KeyConcurrency > 0 {
+		it, err = s.claimCounted(ctx, k, c)
+		if errors.Is(err, storage.ErrWaiting) {
+			return storage.Request{}, err
+		}
+	} else {
+		// With Claim.Stalled both branches add a stall: one write.
+		// Without, only the queued branch first.
+		it, err = s.claim(ctx, k, c, true, c.Stalled, c.Stalled)
+		if errors.Is(err, errRejected) && !c.Stalled && s.takeoverCase(it, c.Now) {
+			it, err = s.claim(ctx, k, c, false, true, true)
+		}
 	}
 	if errors.Is(err, errRejected) {
 		return storage.Request{}, s.rejection(op, k, it)
@@ -573,6 +593,12 @@ func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim
 // queued request (queued), a takeover (takeover) or both, adding one to
 // stalls when stall is set.
 func (s *Store) claim(ctx context.Context, k storage.Key, c storage.Claim, queued, takeover, stall bool) (item, error) {
+	e, cond := s.claimExpr(k, c, queued, takeover, stall)
+	return s.updateRequest(ctx, "claim request", k, e, cond)
+}
+
+// claimExpr is the update and condition of a claim (see claim).
+func (s *Store) claimExpr(k storage.Key, c storage.Claim, queued, takeover, stall bool) (*expr, string) {
 	e := newExpr()
 	now := e.ms(c.Now)
 	e.setTo(attrStatus, "if_not_exists("+e.n(attrClaimStatus)+", "+e.s(running)+")")
@@ -600,7 +626,7 @@ func (s *Store) claim(ctx context.Context, k storage.Key, c storage.Claim, queue
 		either = "((" + branches[0] + ") OR (" + branches[1] + "))"
 	}
 	cond := e.alive(s.now()) + " AND " + either
-	return s.updateRequest(ctx, "claim request", k, e, cond)
+	return e, cond
 }
 
 // takeoverCase reports whether old, the item a queued-only claim was
@@ -668,25 +694,68 @@ func (s *Store) SaveCheckpoint(ctx context.Context, k storage.Key, attempt int, 
 }
 
 func (s *Store) requeue(ctx context.Context, op string, k storage.Key, attempt int, notBefore time.Time, continued bool) error {
-	e := newExpr()
-	if continued {
-		e.increment(attrContinued)
+	build := func(h holds) (*expr, string, []types.TransactWriteItem) {
+		e := newExpr()
+		if continued {
+			e.increment(attrContinued)
+		}
+		e.setTo(attrStatus, e.s(queuedStatus))
+		e.setTo(AttrStatusShard, e.s(statusShard(queuedStatus, k)))
+		e.setTo(AttrStatusTime, e.ms(notBefore))
+		e.setTime(attrNotBefore, notBefore)
+		e.del(attrLeaseUntil)
+		cond := e.alive(s.now()) + " AND " + e.n(attrStatus) + " = " + e.s(running) +
+			" AND " + e.n(attrAttempt) + " = " + e.v(num(int64(attempt)))
+		cond, txs := s.release(e, cond, h, false, s.now())
+		return e, cond, txs
 	}
-	e.setTo(attrStatus, e.s(queuedStatus))
-	e.setTo(AttrStatusShard, e.s(statusShard(queuedStatus, k)))
-	e.setTo(AttrStatusTime, e.ms(notBefore))
-	e.setTime(attrNotBefore, notBefore)
-	e.del(attrLeaseUntil)
-	cond := e.alive(s.now()) + " AND " + e.n(attrStatus) + " = " + e.s(running) +
-		" AND " + e.n(attrAttempt) + " = " + e.v(num(int64(attempt)))
-	it, err := s.updateRequest(ctx, op, k, e, cond)
-	if errors.Is(err, errRejected) {
+	h := s.assumed(k, false)
+	it, err := s.updateReleasing(ctx, op, k, build, h, false)
+	if errors.Is(err, errWrongGuess) {
+		h = holdsOf(it, false)
+		it, err = s.updateReleasing(ctx, op, k, build, h, false)
+	}
+	if errors.Is(err, errRejected) || errors.Is(err, errWrongGuess) {
 		return s.rejection(op, k, it)
 	}
 	if err != nil {
 		return fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
 	}
+	s.released(ctx, h)
 	return nil
+}
+
+// errWrongGuess is a release refused because the request holds other
+// counters than guessed; the old item tells which.
+var errWrongGuess = errors.New("the request holds other counters")
+
+// updateReleasing runs the request update that build makes for the guess
+// h: one UpdateItem when it releases no counter, else a transaction with
+// the counters' updates. A refused condition returns the old item with
+// errRejected, or errWrongGuess when the old item holds other counters.
+func (s *Store) updateReleasing(ctx context.Context, op string, k storage.Key, build func(holds) (*expr, string, []types.TransactWriteItem), h holds, withPending bool) (item, error) {
+	e, cond, txs := build(h)
+	if len(txs) == 0 {
+		return s.updateRequest(ctx, op, k, e, cond)
+	}
+	err := s.transact(ctx, op, append([]types.TransactWriteItem{{Update: &types.Update{
+		TableName:                           s.table,
+		Key:                                 requestKey(k),
+		UpdateExpression:                    e.update(),
+		ConditionExpression:                 aws.String(cond),
+		ExpressionAttributeNames:            e.namesOrNil(),
+		ExpressionAttributeValues:           e.valuesOrNil(),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}}}, txs...))
+	if reasons, ok := canceledReasons(err); ok {
+		if old, failed := reasonFailed(reasons, 0); failed {
+			if old != nil && holdsOf(old, withPending) != h {
+				return old, errWrongGuess
+			}
+			return old, errRejected
+		}
+	}
+	return nil, err
 }
 
 // CancelRequest is one conditional UpdateItem that moves a queued or running
@@ -737,49 +806,66 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 		return fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
 	}
 
-	e := newExpr()
-	e.setTo(attrStatus, e.s(string(f.Status)))
-	e.setTime(attrUpdatedAt, f.Now)
-	if len(f.Result) > 0 {
-		e.setTo(attrResult, e.v(bin(f.Result)))
-	} else {
-		e.del(attrResult)
-	}
-	if f.ResultChunks != 0 {
-		e.setTo(attrResultChunks, e.v(num(int64(f.ResultChunks))))
-	} else {
-		e.del(attrResultChunks)
-	}
-	if f.Error != nil {
-		e.setTo(attrError, e.v(encodeError(f.Error)))
-	} else {
-		e.del(attrError)
-	}
-	e.del(attrClaimStatus)
-	e.del(attrClaimShard)
-	e.setTo(AttrStatusShard, e.s(statusShard(string(f.Status), k)))
-	e.setTo(AttrStatusTime, e.ms(f.Now))
-	cond := e.alive(s.now()) + " AND " + e.statusIn(queuedStatus, running, canceling) + " AND " + e.attemptIs(f.Attempt)
-
 	now := s.now()
-	err = s.write(ctx, op, func() error {
-		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-			{Update: &types.Update{
-				TableName:                           s.table,
-				Key:                                 requestKey(k),
-				UpdateExpression:                    e.update(),
-				ConditionExpression:                 aws.String(cond),
-				ExpressionAttributeNames:            e.namesOrNil(),
-				ExpressionAttributeValues:           e.valuesOrNil(),
-				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-			}},
-			{Put: s.putEvent(ev, now)},
-		}})
-		return err
-	})
+	build := func(h holds) (*expr, string, []types.TransactWriteItem) {
+		e := newExpr()
+		e.setTo(attrStatus, e.s(string(f.Status)))
+		e.setTime(attrUpdatedAt, f.Now)
+		if len(f.Result) > 0 {
+			e.setTo(attrResult, e.v(bin(f.Result)))
+		} else {
+			e.del(attrResult)
+		}
+		if f.ResultChunks != 0 {
+			e.setTo(attrResultChunks, e.v(num(int64(f.ResultChunks))))
+		} else {
+			e.del(attrResultChunks)
+		}
+		if f.Error != nil {
+			e.setTo(attrError, e.v(encodeError(f.Error)))
+		} else {
+			e.del(attrError)
+		}
+		e.del(attrClaimStatus)
+		e.del(attrClaimShard)
+		e.setTo(AttrStatusShard, e.s(statusShard(string(f.Status), k)))
+		e.setTo(AttrStatusTime, e.ms(f.Now))
+		cond := e.alive(now) + " AND " + e.statusIn(queuedStatus, running, canceling) + " AND " + e.attemptIs(f.Attempt)
+		cond, txs := s.release(e, cond, h, true, now)
+		// The event's Put is the transaction's second item (transactError).
+		return e, cond, append([]types.TransactWriteItem{{Put: s.putEvent(ev, now)}}, txs...)
+	}
+	finish := func(h holds) (item, error) {
+		e, cond, txs := build(h)
+		err := s.transact(ctx, op, append([]types.TransactWriteItem{{Update: &types.Update{
+			TableName:                           s.table,
+			Key:                                 requestKey(k),
+			UpdateExpression:                    e.update(),
+			ConditionExpression:                 aws.String(cond),
+			ExpressionAttributeNames:            e.namesOrNil(),
+			ExpressionAttributeValues:           e.valuesOrNil(),
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}}}, txs...))
+		if reasons, ok := canceledReasons(err); ok {
+			if old, failed := reasonFailed(reasons, 0); failed && old != nil && holdsOf(old, true) != h {
+				return old, errWrongGuess
+			}
+		}
+		return nil, err
+	}
+	h := s.assumed(k, true)
+	old, err := finish(h)
+	if errors.Is(err, errWrongGuess) {
+		h = holdsOf(old, true)
+		old, err = finish(h)
+		if errors.Is(err, errWrongGuess) {
+			return s.rejection(op, k, old)
+		}
+	}
 	if err != nil {
 		return s.transactError(op, k, f.Event.Seq, err)
 	}
+	s.released(ctx, h)
 	return nil
 }
 

@@ -46,11 +46,21 @@ func QueuedRequest(image map[string]types.AttributeValue) (storage.Key, bool, er
 // subscribed a connection, which a processor has nothing new to do for).
 // A request queued again (requeued, continued, or created anew over an
 // expired one) is newly queued: its status, attempt, not_before or
-// created_at changed. oldImage is nil for an INSERT.
+// created_at changed, or it was woken from its key's waiting partition
+// (see [Limits]); a parked request is not due. oldImage is nil for an
+// INSERT.
 func NewlyQueued(oldImage, newImage map[string]types.AttributeValue) (storage.Key, bool, error) {
 	k, ok, err := QueuedRequest(newImage)
-	if err != nil || !ok || oldImage == nil {
+	if err != nil || !ok {
 		return k, ok, err
+	}
+	if parked(newImage) {
+		// Waiting for a slot of its key (Limits.KeyConcurrency): the run
+		// that frees one wakes it, and that write dispatches it.
+		return k, false, nil
+	}
+	if oldImage == nil || parked(oldImage) {
+		return k, true, nil
 	}
 	if _, wasQueued, err := QueuedRequest(oldImage); err != nil || !wasQueued {
 		return k, true, nil //nolint:nilerr // an unreadable old image: dispatch, the claim decides
