@@ -63,6 +63,11 @@ type Config struct {
 	// MaxContinuations is the functions' STREAMER_MAX_CONTINUATIONS; zero
 	// means its default.
 	MaxContinuations int
+	// MaxPending and KeyConcurrency are the functions'
+	// STREAMER_MAX_PENDING and STREAMER_KEY_CONCURRENCY: zero means their
+	// defaults, negative turns them off.
+	MaxPending     int
+	KeyConcurrency int
 	// Lease is the claim lease of the processor and the reaper; default 5s,
 	// so that after a crash of this process the requests it ran are taken
 	// over seconds after the restart, not a minute.
@@ -186,6 +191,10 @@ func Run(ctx context.Context, cfg Config) error {
 			if cfg.MaxContinuations != 0 {
 				return strconv.Itoa(cfg.MaxContinuations)
 			}
+		case lambdaapp.EnvMaxPending:
+			return limitEnv(cfg.MaxPending)
+		case lambdaapp.EnvKeyConcurrency:
+			return limitEnv(cfg.KeyConcurrency)
 		}
 		return ""
 	}
@@ -442,4 +451,16 @@ func (c currentEndpoint) Disconnect(ctx context.Context, _ string, connID string
 		return errors.New("awslocal: the sender cannot disconnect")
 	}
 	return d.Disconnect(ctx, "", connID)
+}
+
+// limitEnv is the variable of a limit: unset for zero (its default), off
+// for negative.
+func limitEnv(n int) string {
+	switch {
+	case n == 0:
+		return ""
+	case n < 0:
+		return "off"
+	}
+	return strconv.Itoa(n)
 }
