@@ -131,6 +131,13 @@
 //	AppendEvent (per event)         4                 0
 //	FinishRequest                   4                 2
 //
+// With [Limits] on (the Lambdas' default), CreateRequest is a transaction
+// with the principal's counter (4), a claim of a queued request a
+// transaction with the key's counter (4) plus one GetItem, FinishRequest
+// adds two counter updates (8), and RequeueRequest and ContinueRequest one
+// (4); each release queries the key's waiting partition once (0.5 RRU).
+// docs/fairness.md has the design.
+//
 // Only CreateRequest writes the principal index (its entry is about 250
 // bytes: 1 unit). A request with N progress events and no lease renewal
 // therefore costs 4N + 6 table write units and 6 index write units (5

@@ -83,8 +83,6 @@ func slotPK(k storage.Key) string {
 // holds names the counters a request holds a unit of ("" for none).
 type holds struct{ slot, pending string }
 
-func (h holds) none() bool { return h.slot == "" && h.pending == "" }
-
 // holdsOf reads what request item it holds; withPending leaves the pending
 // counter out when false (a requeue keeps it).
 func holdsOf(it item, withPending bool) holds {
@@ -110,9 +108,6 @@ func (s *Store) assumed(k storage.Key, withPending bool) holds {
 	}
 	return h
 }
-
-// limited reports whether the store counts anything.
-func (s *Store) limited() bool { return s.limits.KeyConcurrency > 0 || s.limits.MaxPending > 0 }
 
 // release adds to the request's update e and condition cond the release of
 // h: the attributes are removed, and must hold what h says (so a wrong
