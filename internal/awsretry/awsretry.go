@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -49,6 +50,12 @@ type Options struct {
 	// MaxBackoff caps the delay bound of one retry. The n-th retry sleeps a
 	// uniformly random time below min(base * 2^(n-1), MaxBackoff).
 	MaxBackoff time.Duration
+	// NoRetryQuota turns the SDK's retry quota off: the token bucket that
+	// a client's calls share, which stops all retries once many calls
+	// failed. On AWS each Lambda instance has its own client and quota;
+	// a process that stands in for many instances at once (the local
+	// AWS runtime) turns it off rather than share one quota among them.
+	NoRetryQuota bool
 }
 
 func (o Options) withDefaults() Options {
@@ -95,6 +102,9 @@ func New(o Options) aws.RetryerV2 {
 			return aws.UnknownTernary
 		}))
 		so.Backoff = backoff{o: o, throttles: throttles}
+		if o.NoRetryQuota {
+			so.RateLimiter = ratelimit.None
+		}
 	})
 }
 

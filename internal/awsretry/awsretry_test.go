@@ -1,6 +1,7 @@
 package awsretry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -75,4 +76,22 @@ func TestProvider(t *testing.T) {
 	a, b := p(), p()
 	require.Equal(t, 4, a.MaxAttempts())
 	require.NotSame(t, a, b, "each client gets its own retry quota")
+}
+
+// TestNoRetryQuota: the SDK's retry quota stops retries once a client's
+// calls failed often enough; NoRetryQuota (the local AWS runtime, one
+// client for many emulated instances) never runs out.
+func TestNoRetryQuota(t *testing.T) {
+	t.Parallel()
+	fail := errors.New("a transient failure")
+	takeAll := func(r aws.RetryerV2) error {
+		for range 1000 {
+			if _, err := r.GetRetryToken(context.Background(), fail); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	require.Error(t, takeAll(New(Options{})), "the default quota runs out")
+	require.NoError(t, takeAll(New(Options{NoRetryQuota: true})))
 }

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/internal/awsretry"
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
 	"github.com/streamer-go/streamer/middleware"
 	"github.com/streamer-go/streamer/storage/dynamodb"
@@ -200,6 +201,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	dbCfg := awsCfg.Copy()
 	dbCfg.BaseEndpoint = endpoint // the store's client; the sender uses Endpoint
+	// Every emulated instance of a function shares this process's client;
+	// on AWS each instance has a retry quota of its own, so one shared
+	// quota would stop retries that AWS would make.
+	dbCfg.Retryer = awsretry.Provider(awsretry.Options{NoRetryQuota: true})
 	var thr *throttler
 	if cfg.Faults.DynamoDBThrottle > 0 {
 		thr = newThrottler(cfg.Faults)
