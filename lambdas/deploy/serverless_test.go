@@ -73,6 +73,8 @@ func wantEnv() map[string]any {
 		"STREAMER_MAX_CHECKPOINT":     "65536",
 		"STREAMER_LEASE":              "1m",
 		"STREAMER_RATE_LIMIT":         "",
+		"STREAMER_MAX_PENDING":        "1000",
+		"STREAMER_KEY_CONCURRENCY":    "100",
 	}
 }
 

@@ -37,6 +37,19 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	require.Nil(t, cfg.JWTSecret)
 	require.False(t, cfg.LocalDynamoDB)
 	require.Zero(t, cfg.RateLimit, "rate limits are opt-in")
+	require.Equal(t, streamer.DefaultMaxPending, cfg.MaxPending, "the tenant limits are on by default")
+	require.Equal(t, lambdaapp.DefaultKeyConcurrency, cfg.KeyConcurrency)
+}
+
+func TestConfigFromEnvRefusesBadLimits(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"STREAMER_MAX_PENDING", "STREAMER_KEY_CONCURRENCY"} {
+		for _, bad := range []string{"0", "-1", "ten", "1.5", "99999999999"} {
+			_, err := lambdaapp.ConfigFromEnv(lambdaapp.Router, env(map[string]string{"STREAMER_TABLE": "t", name: bad}))
+			require.ErrorContains(t, err, name+"=", "%s=%s", name, bad)
+			require.ErrorContains(t, err, "or off")
+		}
+	}
 }
 
 func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
@@ -61,6 +74,8 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		"STREAMER_LEASE":              "30s",
 		"STREAMER_BUCKET":             "my-files.example-1",
 		"STREAMER_RATE_LIMIT":         "10/s,burst=20",
+		"STREAMER_MAX_PENDING":        "50",
+		"STREAMER_KEY_CONCURRENCY":    "off",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, lambdaapp.Config{
@@ -70,7 +85,8 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		Retention: 2 * time.Hour, SyncThreshold: time.Second, SubscriberRefresh: 500 * time.Millisecond, CancelPoll: 3 * time.Second,
 		StallTimeout: 90 * time.Second, MaxStalls: 5, Lease: 30 * time.Second, Bucket: "my-files.example-1",
 		MaxContinuations: 7, MaxCheckpoint: 1000,
-		RateLimit: ratelimit.Rule{Rate: 10, Per: time.Second, Burst: 20},
+		RateLimit:  ratelimit.Rule{Rate: 10, Per: time.Second, Burst: 20},
+		MaxPending: 50, KeyConcurrency: -1,
 	}, cfg)
 }
 

@@ -118,8 +118,9 @@ func TestCostPerAsyncRequest(t *testing.T) {
 	t.Logf("per request with N=%d progress events: %d writes, %d reads, %d posts", steps, rw+pw, rr+pr, rp+pp)
 	require.LessOrEqual(t, rw+pw, 4+steps, "DynamoDB writes per request: at most 4 + N")
 	processorOps := counterOps(pd)
-	require.Equal(t, 3, processorOps["DynamoDB.Query"],
-		"no read per progress event: the last event, the subscribers once, and again before the terminal")
+	require.Equal(t, 4, processorOps["DynamoDB.Query"],
+		"no read per progress event: the last event, the subscribers once, and again before the terminal, "+
+			"and the finish's look for a parked request of the tenant (the tenant limits are on)")
 	require.Equal(t, 1+1+steps+1, rp+pp, "one post per message: the acknowledgment, started, each progress, the complete")
 }
 
@@ -160,7 +161,8 @@ func TestCostPerReaperRun(t *testing.T) {
 	t.Logf("a run that finds nothing: %d writes, %d reads, %d posts (%s)", iw, ir, ip, idle)
 	require.Zero(t, iw+ip)
 	require.Zero(t, counterOps(idle)["DynamoDB.Scan"], "never a scan")
-	require.Equal(t, 3*dynamodb.StatusShards, ir, "one query per live status and shard of the status index")
+	require.Equal(t, 3*dynamodb.StatusShards+1, ir,
+		"one query per live status and shard of the status index, and one of the keys with parked requests")
 
 	c, key := s.openAsync(t, "cost", "reap-1")
 	s.capture(t, isQueuedInsert("reap-1"))
@@ -168,7 +170,7 @@ func TestCostPerReaperRun(t *testing.T) {
 	rw, rr, rp, requeue := cost(reap(1))
 	t.Logf("a run that re-queues one:  %d writes, %d reads, %d posts (%s)", rw, rr, rp, requeue)
 	require.Equal(t, 2, rw, "the claim and the re-queue")
-	require.Equal(t, 2, rr-ir, "the request (BatchGetItem) and its last event")
+	require.Equal(t, 3, rr-ir, "the request (BatchGetItem), its last event, and the look for a parked request of the tenant")
 	require.Zero(t, rp)
 
 	s.requeueRecord(t, "reap-1", 1)
@@ -177,6 +179,6 @@ func TestCostPerReaperRun(t *testing.T) {
 	t.Logf("a run that ends one:       %d writes, %d reads, %d posts (%s)", ew, er, ep, end)
 	require.Equal(t, streamer.TypeError, lambdatest.ReadUntil(t, c, streamer.TypeError)[0].Type)
 	require.Equal(t, 2, ew, "the claim and the finish")
-	require.Equal(t, 3, er-ir, "the request, its last event and its subscribers")
+	require.Equal(t, 4, er-ir, "the request, its last event, its subscribers and the look for a parked request")
 	require.Equal(t, 1, ep, "the terminal event, posted to the one subscriber")
 }

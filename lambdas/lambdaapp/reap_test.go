@@ -46,7 +46,11 @@ func scheduled() events.EventBridgeEvent {
 
 func (s *stack) store(t *testing.T) *dynamodb.Store {
 	t.Helper()
-	store, err := dynamodb.New(dynamodb.Config{Client: s.aws.DB, Table: s.table})
+	// The Lambdas' default limits, so a claim here holds a slot as a
+	// processor's does.
+	store, err := dynamodb.New(dynamodb.Config{Client: s.aws.DB, Table: s.table, Limits: dynamodb.Limits{
+		MaxPending: streamer.DefaultMaxPending, KeyConcurrency: lambdaapp.DefaultKeyConcurrency,
+	}})
 	require.NoError(t, err)
 	return store
 }

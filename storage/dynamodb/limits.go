@@ -195,6 +195,15 @@ func (s *Store) createCounted(ctx context.Context, r storage.Request, put *types
 // its limit parks the request.
 func (s *Store) claimCounted(ctx context.Context, k storage.Key, c storage.Claim) (item, error) {
 	slot := slotPK(k)
+	if c.Stalled {
+		// The reaper's claim: mostly a takeover of a dead run, which
+		// keeps its slot; one UpdateItem, as without limits. A queued
+		// request it finds takes a slot below.
+		it, err := s.claim(ctx, k, c, false, true, true)
+		if !errors.Is(err, errRejected) || it == nil || (&reader{it: it}).str(attrStatus) != queuedStatus {
+			return it, err
+		}
+	}
 	e, cond := s.claimExpr(k, c, true, false, c.Stalled)
 	e.setTo(attrSlot, e.s(slot))
 	cond += " AND attribute_not_exists(" + e.n(attrSlot) + ")"
