@@ -112,7 +112,8 @@ type Config struct {
 	// behind its own limit instead of holding every slot. Default: a
 	// quarter of Run's concurrency (16 of 64); negative: no limit. On AWS
 	// each request runs in a Lambda invocation of its own (see
-	// docs/dispatch.md).
+	// docs/dispatch.md). An action's [ActionOptions.Concurrency] bounds
+	// its runs across keys, in addition.
 	KeyConcurrency int
 	// MaxCheckpoint is the largest checkpoint a handler may save
 	// ([Checkpoint]), in bytes of JSON. Default 64 KiB. On DynamoDB the
