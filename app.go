@@ -10,6 +10,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/streamer-go/streamer/progress"
+	"github.com/streamer-go/streamer/ratelimit"
+	rlmemory "github.com/streamer-go/streamer/ratelimit/memory"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/transport"
 )
@@ -110,7 +112,8 @@ type Config struct {
 	// behind its own limit instead of holding every slot. Default: a
 	// quarter of Run's concurrency (16 of 64); negative: no limit. On AWS
 	// each request runs in a Lambda invocation of its own (see
-	// docs/dispatch.md).
+	// docs/dispatch.md). An action's [ActionOptions.Concurrency] bounds
+	// its runs across keys, in addition.
 	KeyConcurrency int
 	// MaxCheckpoint is the largest checkpoint a handler may save
 	// ([Checkpoint]), in bytes of JSON. Default 64 KiB. On DynamoDB the
@@ -135,6 +138,34 @@ type Config struct {
 	// NewID makes request ids when the client sends none. Default: ULIDs,
 	// which sort by creation time.
 	NewID func() string
+
+	// RateLimit is the App's own limit on what clients send, its first
+	// admission step: every frame of a connection takes a token right
+	// after it is decoded and its principal's token is checked, before
+	// any middleware, payload decoding or store access (docs/protocol.md,
+	// admission order). Frames of actions take from the action bucket;
+	// reserved actions (ping, status, resume, cancel, actions, list) from
+	// a bucket of their own (ReservedRateLimit), so a client polling
+	// status does not use up its budget of requests, nor the reverse.
+	// Requests of [App.Submit] take from the action bucket too (keyed by
+	// principal when Key is RateKeyConnection). A refused frame is
+	// answered RATE_LIMITED with details.retry_after_ms. Zero: no limit
+	// (the default). `streamer dev --rate-limit` and the Lambda functions'
+	// STREAMER_RATE_LIMIT set it, keyed by principal.
+	RateLimit RateLimit
+	// ReservedRateLimit is the bucket of reserved actions' frames. Zero
+	// (the default) means RateLimit's rule, key and FailOpen, in a bucket
+	// of its own: with RateLimit "10/s,burst=20", a principal may send 10
+	// action frames and 10 reserved frames a second (bursts of 20 each).
+	// Set it to limit reserved frames alone, or differently.
+	ReservedRateLimit RateLimit
+	// Limiter holds the buckets of RateLimit, ReservedRateLimit and every
+	// action's [ActionOptions.RateLimit]. Nil means an in-process limiter
+	// (ratelimit/memory, on Clock), right for the embedded runtime, where
+	// one process serves every connection; on Lambda, where each
+	// invocation may run in another process, give the DynamoDB one
+	// (ratelimit/dynamodb; lambdaapp does).
+	Limiter ratelimit.Limiter
 }
 
 // App is a configured Streamer runtime: the router ([App.HandleMessage]),
@@ -153,6 +184,11 @@ type App struct {
 	worker *worker // set while Run runs
 	// pending counts each principal's live requests while Run runs.
 	pending pendingCounts
+
+	// limiter holds the buckets of appLimit, reservedLimit and the
+	// routes' limits; nil when there are none.
+	limiter                 ratelimit.Limiter
+	appLimit, reservedLimit *limit
 }
 
 // route is one registered action with its built chain.
@@ -163,6 +199,8 @@ type route struct {
 	// middleware around the admission terminal.
 	chain Handler
 	mw    []Middleware
+	// limit is the action's ActionOptions.RateLimit; nil when none.
+	limit *limit
 }
 
 // New validates cfg, registers the plugins and builds every middleware
@@ -211,6 +249,9 @@ func New(cfg Config) (*App, error) {
 		cfg.NewID = func() string { return ulid.Make().String() }
 	}
 	a := &App{cfg: cfg, log: cfg.Logger, routes: map[string]*route{}, local: map[string][]*localRun{}}
+	if err := a.compileLimits(); err != nil {
+		return nil, err
+	}
 	owner := map[string]string{}
 	for _, p := range cfg.Plugins {
 		if p.Name == "" {
@@ -222,7 +263,40 @@ func New(cfg Config) (*App, error) {
 			}
 		}
 	}
+	if a.limiter == nil && a.limited() {
+		a.limiter = rlmemory.New(rlmemory.Options{Now: cfg.Clock.Now})
+	}
 	return a, nil
+}
+
+// compileLimits checks the App's own rate limits.
+func (a *App) compileLimits() error {
+	var err error
+	if a.appLimit, err = compileLimit(appLimitName, a.cfg.RateLimit); err != nil {
+		return fmt.Errorf("streamer: Config.RateLimit: %w", err)
+	}
+	reserved := a.cfg.ReservedRateLimit
+	if !reserved.enabled() {
+		reserved = a.cfg.RateLimit
+	}
+	if a.reservedLimit, err = compileLimit(reservedLimitName, reserved); err != nil {
+		return fmt.Errorf("streamer: Config.ReservedRateLimit: %w", err)
+	}
+	a.limiter = a.cfg.Limiter
+	return nil
+}
+
+// limited reports whether any rate limit is declared.
+func (a *App) limited() bool {
+	if a.appLimit != nil || a.reservedLimit != nil {
+		return true
+	}
+	for _, rt := range a.routes {
+		if rt.limit != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // validate refuses settings that would break a guarantee.
@@ -254,6 +328,8 @@ func (a *App) register(p Plugin, act Action, owner map[string]string) error {
 		return fmt.Errorf("streamer: plugin %q: action %q has no Handler", p.Name, act.Name)
 	case act.Options.MaxDuration < 0:
 		return fmt.Errorf("streamer: plugin %q: action %q: MaxDuration (%s) must not be negative", p.Name, act.Name, act.Options.MaxDuration)
+	case act.Options.Concurrency < 0:
+		return fmt.Errorf("streamer: plugin %q: action %q: Concurrency (%d) must not be negative", p.Name, act.Name, act.Options.Concurrency)
 	case act.Options.Timeout+a.cfg.Lease > a.cfg.Retention:
 		return fmt.Errorf("streamer: plugin %q: action %q: Timeout (%s) plus Lease (%s) exceeds Config.Retention (%s): a run would outlive its request", p.Name, act.Name, act.Options.Timeout, a.cfg.Lease, a.cfg.Retention)
 	}
@@ -265,7 +341,11 @@ func (a *App) register(p Plugin, act Action, owner map[string]string) error {
 	mw = append(mw, a.cfg.Middleware...)
 	mw = append(mw, p.Middleware...)
 	mw = append(mw, act.Middleware...)
-	rt := &route{action: act, plugin: p.Name, mw: mw}
+	lim, err := compileLimit("action:"+act.Name, act.Options.RateLimit)
+	if err != nil {
+		return fmt.Errorf("streamer: plugin %q: action %q: RateLimit: %w", p.Name, act.Name, err)
+	}
+	rt := &route{action: act, plugin: p.Name, mw: mw, limit: lim}
 	rt.chain = Chain(a.gate(rt), mw...)
 	a.routes[act.Name] = rt
 	return nil

@@ -84,3 +84,88 @@ func TestFairSchedulingAcrossTenants(t *testing.T) {
 	}, 30*time.Second, 10*time.Millisecond)
 	require.LessOrEqual(t, maxRunning.Load(), int64(2))
 }
+
+// An action's Concurrency bounds its runs across every tenant, on top of
+// the per-tenant lanes, without holding up other work: a tenant whose
+// oldest request waits for the action still runs its other actions, as do
+// other tenants, and a waiting request starts as soon as a run of the
+// action ends.
+func TestActionConcurrencyAcrossTenants(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var running, maxRunning, started atomic.Int64
+	heavy := streamer.Action{Name: "heavy", Options: streamer.ActionOptions{Mode: streamer.ModeAsync, Concurrency: 2},
+		Handler: streamer.HandlerFunc(func(ctx context.Context, _ *streamer.Request, _ streamer.Reporter) (any, error) {
+			started.Add(1)
+			n := running.Add(1)
+			defer running.Add(-1)
+			for {
+				m := maxRunning.Load()
+				if n <= m || maxRunning.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			select {
+			case <-release:
+				return "done", nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		})}
+	quick := streamer.Action{Name: "quick", Options: streamer.ActionOptions{Mode: streamer.ModeAsync},
+		Handler: streamer.HandlerFunc(func(context.Context, *streamer.Request, streamer.Reporter) (any, error) {
+			return "quick", nil
+		})}
+	store := memory.New()
+	app, err := streamer.New(streamer.Config{Store: store, Sender: transporttest.NewRecorder(), KeyConcurrency: -1,
+		Plugins: []streamer.Plugin{{Name: "p", Actions: []streamer.Action{heavy, quick}}}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = app.Run(ctx, 8) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	send := func(p *streamer.Principal, action, id string) {
+		t.Helper()
+		conn := streamer.Conn{ID: "c-" + p.Subject, Principal: p}
+		require.NoError(t, app.HandleMessage(context.Background(), conn, []byte(`{"action":"`+action+`","id":"`+id+`"}`), false))
+	}
+	succeeded := func(p *streamer.Principal, id string) bool {
+		r, err := store.GetRequest(context.Background(), storage.Key{Tenant: p.Tenant, Subject: p.Subject, ID: id})
+		return err == nil && r.Status == storage.StatusSucceeded
+	}
+	big := &streamer.Principal{Subject: "mallory", Tenant: "big"}
+	small := &streamer.Principal{Subject: "alice", Tenant: "small"}
+	heavies := map[*streamer.Principal][]string{big: {"h1", "h2", "h3", "h4"}, small: {"h5", "h6"}}
+	for _, id := range heavies[big] {
+		send(big, "heavy", id)
+	}
+	require.Eventually(t, func() bool { return running.Load() == 2 }, 10*time.Second, 5*time.Millisecond)
+	send(big, "quick", "q1") // behind big's waiting heavies, in big's lane
+	for _, id := range heavies[small] {
+		send(small, "heavy", id)
+	}
+	send(small, "quick", "q2")
+	require.Eventually(t, func() bool { return succeeded(big, "q1") && succeeded(small, "q2") }, 10*time.Second, 5*time.Millisecond,
+		"a lane whose heavy requests wait runs its quick one, and so does another tenant's")
+	require.Equal(t, int64(2), started.Load(), "the other heavies wait: 8 slots and no tenant limit, but Concurrency 2")
+
+	// Each run that ends lets exactly one waiting heavy start, until all ran.
+	for n := int64(3); n <= 6; n++ {
+		release <- struct{}{}
+		require.Eventually(t, func() bool { return started.Load() == n }, 10*time.Second, 5*time.Millisecond,
+			"a waiting heavy starts when a run of the action ends")
+	}
+	close(release)
+	require.Eventually(t, func() bool {
+		for p, ids := range heavies {
+			for _, id := range ids {
+				if !succeeded(p, id) {
+					return false
+				}
+			}
+		}
+		return true
+	}, 30*time.Second, 10*time.Millisecond)
+	require.LessOrEqual(t, maxRunning.Load(), int64(2), "never more than the action's Concurrency at once")
+}

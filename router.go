@@ -154,6 +154,14 @@ func (a *App) HandleMessage(ctx context.Context, conn Conn, data []byte, binary 
 		a.refuseExpired(ctx, conn, f.ID)
 		return nil
 	}
+	// The App's own rate limit, reserved actions included, before any
+	// read of the store (docs/protocol.md, admission order).
+	if ok, err := a.limitFrame(ctx, conn, &f); !ok {
+		if err != nil {
+			a.log.Error().Err(err).Str("connection_id", conn.ID).Str("action", f.Action).Str("request_id", f.ID).Msg("message failed")
+		}
+		return err
+	}
 	var err error
 	switch f.Action {
 	case ActionPing:
@@ -205,6 +213,15 @@ func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
 	id := f.ID
 	if id == "" {
 		id = a.cfg.NewID()
+	}
+	// The action's own rate limit: before the middleware, the estimate and
+	// anything that reads the payload.
+	if e := a.take(ctx, rt.limit, conn.Principal, conn.ID); e != nil {
+		a.replyError(ctx, conn, id, e)
+		if isStoreError(e) {
+			return e
+		}
+		return nil
 	}
 	// The checks that read the payload run at the end of the chain, after
 	// the middleware (rate limits, auth): see [App.check] and
@@ -506,7 +523,7 @@ func (a *App) admit(ctx context.Context, conn Conn, rt *route, req *Request) err
 		a.reply(ctx, conn, ad.ack)
 	}
 	if ad.queued {
-		a.notify(storage.Key{Tenant: req.Principal.Tenant, Subject: req.Principal.Subject, ID: req.ID}, time.Time{})
+		a.notifyAction(storage.Key{Tenant: req.Principal.Tenant, Subject: req.Principal.Subject, ID: req.ID}, req.Action, time.Time{})
 	}
 	return nil
 }

@@ -235,6 +235,26 @@ type ActionOptions struct {
 	// first run to its end, across continuations and retries: past it the
 	// request ends with TIMEOUT. Zero means the App's Retention.
 	MaxDuration time.Duration
+	// RateLimit limits how often the action may be called, in buckets of
+	// the App's [Config.Limiter] keyed by principal (the default), tenant,
+	// connection, or RateKeyGlobal: one bucket for the action, whoever
+	// calls it. It is in addition to the App's [Config.RateLimit], and
+	// checked after it and the action lookup, before the middleware, the
+	// mode's estimate, the scopes and the payload's decoding and
+	// validation, so a flood of invalid requests is refused as cheaply as
+	// valid ones; requests of [App.Submit] are counted too. A refused
+	// request is answered RATE_LIMITED with details.retry_after_ms. Zero:
+	// no limit of the action's own.
+	RateLimit RateLimit
+	// Concurrency is how many requests of the action run at once at most
+	// on the runtime, whichever tenants sent them: a global limit for the
+	// action, in addition to the per-tenant Config.KeyConcurrency. A
+	// request over it waits queued, and starts as soon as a run of the
+	// action ends; the requests of other actions, its tenant's included,
+	// go on meanwhile (docs/fairness.md). The embedded worker ([App.Run])
+	// enforces it; on AWS it is not enforced yet. Zero means no limit of
+	// the action's own; negative is refused by [New].
+	Concurrency int
 }
 
 // Action is a named handler with its options and middleware.

@@ -71,7 +71,9 @@ type SubmitResult struct {
 // actions are submitted as async ones, whatever their estimate.
 //
 // Every refusal is an [*Error] with a protocol code: INVALID_ACTION (an
-// unknown, reserved or sync action), PAYLOAD_TOO_LARGE, FORBIDDEN,
+// unknown, reserved or sync action), RATE_LIMITED (Config.RateLimit, or
+// the action's ActionOptions.RateLimit, taken right after the action is
+// looked up), PAYLOAD_TOO_LARGE, FORBIDDEN,
 // VALIDATION_ERROR, UNAUTHORIZED (a principal without a subject), CONFLICT
 // (an idempotency key reused with another action or payload), UNAVAILABLE
 // (the store failed: retryable, and with an idempotency key safe to call
@@ -87,6 +89,12 @@ func (a *App) Submit(ctx context.Context, p Principal, action string, payload an
 	}
 	if rt.action.Options.Mode == ModeSync {
 		return SubmitResult{}, Errorf(CodeInvalidAction, "action %s is synchronous (ModeSync): it answers a connection at once and cannot be submitted", action)
+	}
+	// The App's limit on actions, then the action's own, as a frame's.
+	for _, l := range []*limit{a.appLimit, rt.limit} {
+		if e := a.take(ctx, l, &p, ""); e != nil {
+			return SubmitResult{}, e
+		}
 	}
 	id := opts.IdempotencyKey
 	if id == "" {
@@ -137,7 +145,7 @@ func (a *App) Submit(ctx context.Context, p Principal, action string, payload an
 	}
 	key := storage.Key{Tenant: p.Tenant, Subject: p.Subject, ID: id}
 	if ad.queued {
-		a.notify(key, notBefore)
+		a.notifyAction(key, action, notBefore)
 	}
 	return SubmitResult{ID: id, Status: storage.Status(ad.ack.Status), Seq: ad.ack.Seq, Existing: !ad.queued}, nil
 }

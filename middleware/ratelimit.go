@@ -76,7 +76,11 @@ type RateLimitOptions struct {
 // the middleware before decoding and validating the payload, so a flood
 // of invalid frames is limited as valid ones are. Reserved actions (ping,
 // status, resume, cancel, actions, list) do not run the chain and are not
-// limited by it.
+// limited by it: the App's own limit, [streamer.Config.RateLimit], covers
+// them too, and is what `streamer dev --rate-limit` and STREAMER_RATE_LIMIT
+// set; [streamer.ActionOptions.RateLimit] declares an action's limit
+// without middleware. RateLimit remains for limits keyed otherwise (any
+// [RateLimitKey]) or costing more than a token.
 //
 // RateLimit panics if opts has no Limiter or an invalid Rule or Cost: a
 // configuration error, found at start.

@@ -96,8 +96,9 @@ type Config struct {
 	// Faults injects failures, for tests; none by default.
 	Faults Faults
 	// RateLimit is the handlers' STREAMER_RATE_LIMIT, such as
-	// "10/s,burst=20": a limit on every action per principal, its buckets
-	// in the table. Empty means none.
+	// "10/s,burst=20": a limit on every frame per principal (actions and
+	// reserved actions in a bucket each), its buckets in the table. Empty
+	// means none.
 	RateLimit string
 }
 

@@ -66,8 +66,9 @@ const (
 	EnvMaxContinuations  = "STREAMER_MAX_CONTINUATIONS"
 	EnvMaxCheckpoint     = "STREAMER_MAX_CHECKPOINT"
 	EnvBucket            = "STREAMER_BUCKET"
-	// EnvRateLimit is a rate limit on every action, per principal, such
-	// as "10/s,burst=20" (ratelimit.ParseRule); unset means none.
+	// EnvRateLimit is a rate limit on every frame, per principal, such
+	// as "10/s,burst=20" (ratelimit.ParseRule), with a bucket for actions
+	// and one for reserved actions; unset means none.
 	EnvRateLimit = "STREAMER_RATE_LIMIT"
 	// EnvMaxPending is how many queued plus running requests one
 	// principal may have ("off": no quota).
@@ -183,10 +184,14 @@ type Config struct {
 	// checks the name; the plugins that need a bucket refuse to start
 	// without one (streamer.ErrNoBlobStore).
 	Bucket string
-	// RateLimit, when its Rate is positive, limits every action per
+	// RateLimit, when its Rate is positive, limits every frame per
 	// principal (STREAMER_RATE_LIMIT, such as "10/s,burst=20"; unset: no
-	// limit). The buckets are items of the table (ratelimit/dynamodb),
-	// shared by every instance.
+	// limit): it is the App's streamer.Config.RateLimit, so frames of
+	// actions take from one bucket, and those of the reserved actions
+	// (ping, status, resume, cancel, actions, list) from another of the
+	// same rule, before the router reads the table for them. The buckets
+	// are items of the table (ratelimit/dynamodb), shared by every
+	// instance.
 	RateLimit ratelimit.Rule
 	// MaxPending is how many queued plus running requests one principal
 	// may have (STREAMER_MAX_PENDING; default

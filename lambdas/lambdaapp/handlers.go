@@ -73,8 +73,9 @@ type Options struct {
 // Management API sender (with cfg.Endpoint as its default endpoint), the
 // token verifier when a key is
 // configured, and the App with the given plugins behind the Logging and
-// Auth middleware (and RateLimit, on the table, when cfg.RateLimit is
-// set). Logs are JSON lines on standard error, where Lambda sends them to
+// Auth middleware, with the DynamoDB rate limiter (ratelimit/dynamodb, on
+// the table) holding the buckets of cfg.RateLimit (the App's limit on
+// every frame, reserved actions included) and of the actions' own. Logs are JSON lines on standard error, where Lambda sends them to
 // CloudWatch. New makes no network call, but for the connect function
 // whose HS256 secret is in SSM or Secrets Manager: that is read once, here
 // ([ResolveJWTSecret]).
@@ -130,16 +131,15 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		cfg.Lease = opts.Lease
 	}
 	mw := []streamer.Middleware{middleware.Logging(log), middleware.Auth(middleware.AuthOptions{})}
-	if cfg.RateLimit.Rate > 0 {
-		limiter, err := rldynamodb.New(rldynamodb.Config{Client: db, Table: cfg.Table})
-		if err != nil {
-			return nil, fmt.Errorf("lambdaapp: %s: %w", EnvRateLimit, err)
-		}
-		mw = append(mw, middleware.RateLimit(middleware.RateLimitOptions{Limiter: limiter, Rule: cfg.RateLimit}))
+	// The buckets of STREAMER_RATE_LIMIT and of the actions' own
+	// RateLimit are items of the table, shared by every instance.
+	limiter, err := rldynamodb.New(rldynamodb.Config{Client: db, Table: cfg.Table})
+	if err != nil {
+		return nil, fmt.Errorf("lambdaapp: rate limiter: %w", err)
 	}
 	appCfg := streamer.Config{
 		Store: st, Sender: sender, Plugins: plugins, Logger: log,
-		Middleware:    mw,
+		Middleware: mw, Limiter: limiter, RateLimit: streamer.RateLimit{Rule: cfg.RateLimit},
 		SyncThreshold: cfg.SyncThreshold, Retention: cfg.Retention,
 		SubscriberRefresh: cfg.SubscriberRefresh, CancelPoll: cfg.CancelPoll, Endpoint: cfg.Endpoint,
 		StallTimeout: cfg.StallTimeout, MaxStalls: cfg.MaxStalls, Lease: cfg.Lease,

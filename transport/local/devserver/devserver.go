@@ -81,6 +81,15 @@ type Config struct {
 	// Middleware wraps every action, inside the server's own logging and
 	// token-expiry middleware.
 	Middleware []streamer.Middleware
+	// RateLimit and ReservedRateLimit are the App's own limits on what
+	// clients send (see [streamer.Config.RateLimit]): every frame, the
+	// reserved actions' (ping, status, resume, cancel, actions, list) in
+	// a bucket of their own, is refused with RATE_LIMITED past them,
+	// before any middleware or store access. The buckets, and those of
+	// the actions' ActionOptions.RateLimit, are in memory. Zero: none.
+	// `streamer dev --rate-limit` sets RateLimit.
+	RateLimit         streamer.RateLimit
+	ReservedRateLimit streamer.RateLimit
 	// Handlers are extra HTTP routes (patterns as for http.ServeMux), such
 	// as a file server for results. "/ws" and "/@connections/" are taken.
 	Handlers map[string]http.Handler
@@ -240,6 +249,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	app, err := streamer.New(streamer.Config{
 		Store: store, Sender: gw, Authenticator: auth, TokenLeeway: cfg.TokenLeeway,
 		Plugins: plugins, Middleware: mw, Logger: cfg.Logger,
+		RateLimit: cfg.RateLimit, ReservedRateLimit: cfg.ReservedRateLimit,
 	})
 	if err != nil {
 		return err
