@@ -252,8 +252,9 @@ type ActionOptions struct {
 	// request over it waits queued, and starts as soon as a run of the
 	// action ends; the requests of other actions, its tenant's included,
 	// go on meanwhile (docs/fairness.md). The embedded worker ([App.Run])
-	// enforces it; on AWS it is not enforced yet. Zero means no limit of
-	// the action's own; negative is refused by [New].
+	// enforces it, and on AWS the DynamoDB store (a counter per action,
+	// shared by every processor). Zero means no limit of the action's
+	// own; negative is refused by [New].
 	Concurrency int
 }
 

@@ -83,3 +83,39 @@ func TestTenantLimitsOnAWS(t *testing.T) {
 	require.LessOrEqual(t, holds.peak.Load(), int64(3), "never more than 2 of the flood and 1 other at once")
 	t.Logf("flood acknowledged %d before the refusal; peak running %d", acks, holds.peak.Load())
 }
+
+// TestActionConcurrencyOnAWS: an action declaring Concurrency 1 runs one
+// request at a time across principals on the AWS path; the second waits,
+// parked, and runs when the first ends.
+func TestActionConcurrencyOnAWS(t *testing.T) {
+	t.Parallel()
+	holds := newHoldPlugin()
+	p := holds.plugin()
+	p.Actions[0].Options.Concurrency = 1 // "hold"
+	_, _, info := startLocal(t, awslocal.Config{
+		Plugins: []streamer.Plugin{p}, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
+		Concurrency: 100, ReapInterval: -1,
+	})
+	a, b := dial(t, info, "ann"), dial(t, info, "bob")
+	send(t, a, `{"action":"hold","id":"a-1"}`)
+	holds.waitRunning(t, 1, 3*lambdatest.Wait)
+	send(t, b, `{"action":"hold","id":"b-1"}`)
+	// b-1 is acknowledged and stays queued while a-1 runs.
+	for {
+		m := lambdatest.Read(t, b)
+		if m.Type == streamer.TypeAcknowledgment {
+			break
+		}
+	}
+	send(t, b, `{"action":"quick","id":"b-2"}`)
+	lambdatest.ReadUntil(t, b, streamer.TypeComplete) // another action is not held back
+	close(holds.release)
+	lambdatest.ReadUntil(t, a, streamer.TypeComplete)
+	for {
+		m := lambdatest.Read(t, b)
+		if m.Type == streamer.TypeComplete && m.RequestID == "b-1" {
+			break
+		}
+	}
+	require.Equal(t, int64(1), holds.peak.Load(), "the action never ran twice at once")
+}

@@ -111,7 +111,7 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		o.DisableValidateResponseChecksum = cfg.LocalDynamoDB || o.BaseEndpoint != nil
 	})
 	store, err := dynamodb.New(dynamodb.Config{Client: db, Table: cfg.Table, Logger: log,
-		Limits: dynamodb.Limits{MaxPending: cfg.MaxPending, KeyConcurrency: cfg.KeyConcurrency}})
+		Limits: dynamodb.Limits{MaxPending: cfg.MaxPending, KeyConcurrency: cfg.KeyConcurrency, Actions: actionLimits(plugins)}})
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: %s: %w", EnvTable, err)
 	}
@@ -323,4 +323,18 @@ func (h *Handlers) Reap(ctx context.Context, _ events.EventBridgeEvent) (ReapRes
 		return ReapResult{Reaped: n}, fmt.Errorf("lambdaapp: %w", err)
 	}
 	return ReapResult{Reaped: n}, nil
+}
+
+// actionLimits is every action's ActionOptions.Concurrency that is set, by
+// name: the store counts their runs across every processor.
+func actionLimits(plugins []streamer.Plugin) map[string]int {
+	out := map[string]int{}
+	for _, p := range plugins {
+		for _, a := range p.Actions {
+			if a.Options.Concurrency > 0 {
+				out[a.Name] = a.Options.Concurrency
+			}
+		}
+	}
+	return out
 }

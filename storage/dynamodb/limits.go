@@ -33,6 +33,13 @@ type Limits struct {
 	// parked request of its key, and [Store.WakeWaiting] (the reaper)
 	// wakes any a lost wake left behind.
 	KeyConcurrency int
+	// Actions caps how many requests of an action run at once, across
+	// every tenant, by action name (streamer.ActionOptions.Concurrency);
+	// actions not in it have no limit of their own. The claim of a
+	// request whose action is limited reads the request first (to learn
+	// its action), then takes a slot of both counters in one transaction,
+	// and is parked on whichever is full.
+	Actions map[string]int
 }
 
 // Counter items: one per principal (pending) and one per concurrency key
@@ -47,6 +54,7 @@ const (
 	// Request attributes: the counters a request holds a unit of.
 	attrHoldsPending = "holds_pending"
 	attrSlot         = "slot"
+	attrActionSlot   = "action_slot"
 	// attrWaitingSince is when a request was first parked; it stays, so
 	// a request woken and parked again keeps its place.
 	attrWaitingSince = "waiting_since"
@@ -80,14 +88,19 @@ func slotPK(k storage.Key) string {
 	return prefixLimit + "R#" + ck.String()
 }
 
+// actionPK is the counter item of an action's running requests.
+func actionPK(action string) string {
+	return prefixLimit + "A#" + storage.Key{ID: action}.String()
+}
+
 // holds names the counters a request holds a unit of ("" for none).
-type holds struct{ slot, pending string }
+type holds struct{ slot, action, pending string }
 
 // holdsOf reads what request item it holds; withPending leaves the pending
 // counter out when false (a requeue keeps it).
 func holdsOf(it item, withPending bool) holds {
 	r := reader{it: it}
-	h := holds{slot: r.str(attrSlot)}
+	h := holds{slot: r.str(attrSlot), action: r.str(attrActionSlot)}
 	if withPending {
 		h.pending = r.str(attrHoldsPending)
 	}
@@ -98,7 +111,14 @@ func holdsOf(it item, withPending bool) holds {
 // to it: the first guess of a release, corrected from the refused item
 // when it is wrong (a request created or claimed with limits off, or
 // canceled before it ran).
-func (s *Store) assumed(k storage.Key, withPending bool) holds {
+func (s *Store) assumed(ctx context.Context, k storage.Key, withPending bool) holds {
+	if len(s.limits.Actions) > 0 {
+		// Which action counter it holds depends on its action: read it
+		// (one read, with per-action limits only) rather than guess.
+		if it, err := s.getItem(ctx, requestKey(k)); err == nil && it != nil {
+			return holdsOf(it, withPending)
+		}
+	}
 	var h holds
 	if s.limits.KeyConcurrency > 0 {
 		h.slot = slotPK(k)
@@ -128,6 +148,7 @@ func (s *Store) release(e *expr, cond string, h holds, withPending bool, now tim
 		txs = append(txs, types.TransactWriteItem{Update: s.counterUpdate(counter, field, -1, 0, now)})
 	}
 	one(attrSlot, h.slot, attrRunning, s.limits.KeyConcurrency > 0 || h.slot != "")
+	one(attrActionSlot, h.action, attrRunning, len(s.limits.Actions) > 0 || h.action != "")
 	one(attrHoldsPending, h.pending, attrPending, withPending && (s.limits.MaxPending > 0 || h.pending != ""))
 	return cond, txs
 }
@@ -194,31 +215,58 @@ func (s *Store) createCounted(ctx context.Context, r storage.Request, put *types
 // return no values. A takeover keeps the slot the dead run held. A key at
 // its limit parks the request.
 func (s *Store) claimCounted(ctx context.Context, k storage.Key, c storage.Claim) (item, error) {
-	slot := slotPK(k)
 	if c.Stalled {
 		// The reaper's claim: mostly a takeover of a dead run, which
-		// keeps its slot; one UpdateItem, as without limits. A queued
-		// request it finds takes a slot below.
+		// keeps its slots; one UpdateItem, as without limits. A queued
+		// request it finds takes its slots below.
 		it, err := s.claim(ctx, k, c, false, true, true)
 		if !errors.Is(err, errRejected) || it == nil || (&reader{it: it}).str(attrStatus) != queuedStatus {
 			return it, err
 		}
 	}
+	// The counters to take: the key's, and the action's when it is
+	// limited (which takes one read to learn the action).
+	type take struct {
+		attr, pk string
+		limit    int
+	}
+	var takes []take
+	if s.limits.KeyConcurrency > 0 {
+		takes = append(takes, take{attrSlot, slotPK(k), s.limits.KeyConcurrency})
+	}
+	if len(s.limits.Actions) > 0 {
+		it, err := s.getItem(ctx, requestKey(k))
+		if err != nil {
+			return nil, err
+		}
+		if it == nil {
+			return nil, errRejected
+		}
+		action := (&reader{it: it}).str(attrAction)
+		if n := s.limits.Actions[action]; n > 0 {
+			takes = append(takes, take{attrActionSlot, actionPK(action), n})
+		}
+	}
+	if len(takes) == 0 {
+		return s.claimUncounted(ctx, k, c)
+	}
 	e, cond := s.claimExpr(k, c, true, false, c.Stalled)
-	e.setTo(attrSlot, e.s(slot))
-	cond += " AND attribute_not_exists(" + e.n(attrSlot) + ")"
-	err := s.transact(ctx, "claim request", []types.TransactWriteItem{
-		{Update: &types.Update{
-			TableName:                           s.table,
-			Key:                                 requestKey(k),
-			UpdateExpression:                    e.update(),
-			ConditionExpression:                 aws.String(cond),
-			ExpressionAttributeNames:            e.namesOrNil(),
-			ExpressionAttributeValues:           e.valuesOrNil(),
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}},
-		{Update: s.counterUpdate(slot, attrRunning, 1, s.limits.KeyConcurrency, c.Now)},
-	})
+	items := make([]types.TransactWriteItem, 1, 1+len(takes))
+	for _, t := range takes {
+		e.setTo(t.attr, e.s(t.pk))
+		cond += " AND attribute_not_exists(" + e.n(t.attr) + ")"
+		items = append(items, types.TransactWriteItem{Update: s.counterUpdate(t.pk, attrRunning, 1, t.limit, c.Now)})
+	}
+	items[0] = types.TransactWriteItem{Update: &types.Update{
+		TableName:                           s.table,
+		Key:                                 requestKey(k),
+		UpdateExpression:                    e.update(),
+		ConditionExpression:                 aws.String(cond),
+		ExpressionAttributeNames:            e.namesOrNil(),
+		ExpressionAttributeValues:           e.valuesOrNil(),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}}
+	err := s.transact(ctx, "claim request", items)
 	if err == nil {
 		it, err := s.getItem(ctx, requestKey(k))
 		if err != nil {
@@ -239,8 +287,10 @@ func (s *Store) claimCounted(ctx context.Context, k storage.Key, c storage.Claim
 		}
 		return old, errRejected
 	}
-	if _, failed := reasonFailed(reasons, 1); failed {
-		return nil, s.park(ctx, k, slot, c.Now)
+	for i, t := range takes {
+		if _, failed := reasonFailed(reasons, i+1); failed {
+			return nil, s.park(ctx, k, t.pk, t.limit, c.Now)
+		}
 	}
 	return nil, err
 }
@@ -251,7 +301,7 @@ func (s *Store) claimCounted(ctx context.Context, k storage.Key, c storage.Claim
 // unmarked. A slot freed between the refused claim and the park would
 // leave the request asleep: park reads the counter again and wakes the
 // key's oldest parked requests when a slot is free.
-func (s *Store) park(ctx context.Context, k storage.Key, slot string, now time.Time) error {
+func (s *Store) park(ctx context.Context, k storage.Key, slot string, limit int, now time.Time) error {
 	const op = "park request"
 	me := newExpr()
 	me.setTo(AttrStatusShard, me.s(partitionWaitingKeys))
@@ -272,7 +322,7 @@ func (s *Store) park(ctx context.Context, k storage.Key, slot string, now time.T
 	e.setTo(AttrStatusShard, e.s(prefixWaiting+slot))
 	e.setTo(AttrStatusTime, since)
 	cond := e.alive(s.now()) + " AND " + e.n(attrStatus) + " = " + e.s(queuedStatus) +
-		" AND attribute_not_exists(" + e.n(attrSlot) + ")"
+		" AND attribute_not_exists(" + e.n(attrSlot) + ") AND attribute_not_exists(" + e.n(attrActionSlot) + ")"
 	it, err := s.updateRequest(ctx, op, k, e, cond)
 	if errors.Is(err, errRejected) {
 		return s.rejection(op, k, it) // claimed or canceled meanwhile
@@ -280,7 +330,7 @@ func (s *Store) park(ctx context.Context, k storage.Key, slot string, now time.T
 	if err != nil {
 		return fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
 	}
-	if free, err := s.freeSlots(ctx, slot); err == nil && free > 0 {
+	if free, err := s.freeSlots(ctx, slot, limit); err == nil && free > 0 {
 		if _, err := s.wake(ctx, slot, free, now); err != nil {
 			s.log.Warn().Err(err).Str("key", slot).Msg("waking parked requests failed; the reaper will")
 		}
@@ -289,7 +339,7 @@ func (s *Store) park(ctx context.Context, k storage.Key, slot string, now time.T
 }
 
 // freeSlots reads a key's counter: how many more requests may run.
-func (s *Store) freeSlots(ctx context.Context, slot string) (int, error) {
+func (s *Store) freeSlots(ctx context.Context, slot string, limit int) (int, error) {
 	it, err := s.getItem(ctx, primaryKey(slot, sortLimit))
 	if err != nil {
 		return 0, err
@@ -299,7 +349,18 @@ func (s *Store) freeSlots(ctx context.Context, slot string) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
-	return s.limits.KeyConcurrency - int(running), nil
+	return limit - int(running), nil
+}
+
+// limitOf is the limit of a counter item: its action's, or the key's.
+func (s *Store) limitOf(pk string) int {
+	if rest, ok := strings.CutPrefix(pk, prefixLimit+"A#"); ok {
+		if k, err := storage.ParseKey(rest); err == nil {
+			return s.limits.Actions[k.ID]
+		}
+		return 0
+	}
+	return s.limits.KeyConcurrency
 }
 
 // wake moves up to n of a key's parked requests, oldest first, back to the
@@ -336,11 +397,13 @@ func (s *Store) wake(ctx context.Context, slot string, n int, now time.Time) (in
 // released wakes the next parked request of the slot a run gave back.
 // A failure is logged: the reaper's [Store.WakeWaiting] catches up.
 func (s *Store) released(ctx context.Context, h holds) {
-	if h.slot == "" || s.limits.KeyConcurrency <= 0 {
-		return
-	}
-	if _, err := s.wake(ctx, h.slot, 1, s.now()); err != nil {
-		s.log.Warn().Err(err).Str("key", h.slot).Msg("waking the next parked request failed; the reaper will")
+	for _, slot := range []string{h.slot, h.action} {
+		if slot == "" || s.limitOf(slot) <= 0 {
+			continue
+		}
+		if _, err := s.wake(ctx, slot, 1, s.now()); err != nil {
+			s.log.Warn().Err(err).Str("key", slot).Msg("waking the next parked request failed; the reaper will")
+		}
 	}
 }
 
@@ -351,7 +414,7 @@ func (s *Store) released(ctx context.Context, h holds) {
 // key one GetItem plus one index query; writes only for what it wakes or
 // unmarks.
 func (s *Store) WakeWaiting(ctx context.Context, now time.Time) (int, error) {
-	if s.limits.KeyConcurrency <= 0 {
+	if s.limits.KeyConcurrency <= 0 && len(s.limits.Actions) == 0 {
 		return 0, nil
 	}
 	keys, err := s.queryDue(ctx, partitionWaitingKeys, math.MaxInt64, 0, now)
@@ -361,7 +424,11 @@ func (s *Store) WakeWaiting(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	var errs []error
 	for _, d := range keys {
-		free, err := s.freeSlots(ctx, d.pk)
+		limit := s.limitOf(d.pk)
+		if limit <= 0 {
+			continue // a limit turned off since: nothing parks there now
+		}
+		free, err := s.freeSlots(ctx, d.pk, limit)
 		if err != nil {
 			errs = append(errs, err)
 			continue

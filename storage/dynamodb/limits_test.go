@@ -121,8 +121,54 @@ func shardOf(it map[string]types.AttributeValue) string {
 // the counted (transactional) paths and keeps every guarantee.
 func TestConformanceWithLimits(t *testing.T) {
 	t.Parallel()
-	s := limitedStore(t, dynamodb.Limits{MaxPending: 1 << 30, KeyConcurrency: 1 << 30}, nil)
+	s := limitedStore(t, dynamodb.Limits{MaxPending: 1 << 30, KeyConcurrency: 1 << 30,
+		Actions: map[string]int{"generate_report": 1 << 30}}, nil) // the suite's action
 	storagetest.Run(t, func(t *testing.T) storage.Store { return s })
+}
+
+func actionRequest(k storage.Key, action string, now time.Time) storage.Request {
+	r := newRequest(k, now)
+	r.Action = action
+	return r
+}
+
+// TestActionConcurrency: an action limited to one run at once holds back
+// its second request even from another tenant, parks it on the action's
+// counter, and wakes it when the first ends; other actions run beside.
+func TestActionConcurrency(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var b [6]byte
+	_, err := rand.Read(b[:])
+	require.NoError(t, err)
+	action := "scarce-" + hex.EncodeToString(b[:])
+	s := limitedStore(t, dynamodb.Limits{KeyConcurrency: 10, MaxPending: 10, Actions: map[string]int{action: 1}}, nil)
+	first, second, other := tenantKeys(t, 1, true)[0], tenantKeys(t, 1, true)[0], tenantKeys(t, 1, true)[0]
+	now := time.Now()
+	require.NoError(t, s.CreateRequest(ctx, actionRequest(first, action, now)))
+	require.NoError(t, s.CreateRequest(ctx, actionRequest(second, action, now)))
+	require.NoError(t, s.CreateRequest(ctx, actionRequest(other, "plenty", now)))
+	actionCounter := "LIMIT#A#" + storage.Key{ID: action}.String()
+
+	a, err := s.ClaimRequest(ctx, first, claimAt(now))
+	require.NoError(t, err)
+	require.Equal(t, "1", counter(t, actionCounter, "running"))
+	_, err = s.ClaimRequest(ctx, second, claimAt(now))
+	require.ErrorIs(t, err, storage.ErrWaiting, "another tenant, the same limited action")
+	require.Equal(t, "waiting#"+actionCounter, shardOf(requestItem(t, second)))
+	require.Empty(t, counter(t, runningOf(second), "running"), "the refused claim took no slot of its tenant")
+	_, err = s.ClaimRequest(ctx, other, claimAt(now))
+	require.NoError(t, err, "an action without a limit runs")
+
+	require.NoError(t, s.FinishRequest(ctx, first, finishOK(a.Attempt, 1, now)))
+	require.Equal(t, "0", counter(t, actionCounter, "running"))
+	require.Equal(t, "0", counter(t, runningOf(first), "running"))
+	require.True(t, strings.HasPrefix(shardOf(requestItem(t, second)), "queued#"), "woken by the finish")
+	c, err := s.ClaimRequest(ctx, second, claimAt(now))
+	require.NoError(t, err)
+	require.NoError(t, s.RequeueRequest(ctx, second, c.Attempt, now))
+	require.Equal(t, "0", counter(t, actionCounter, "running"), "a requeue gives the action's slot back")
+	require.Equal(t, "0", counter(t, runningOf(second), "running"))
 }
 
 func TestPendingQuota(t *testing.T) {

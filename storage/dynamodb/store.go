@@ -563,18 +563,13 @@ func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim
 	const op = "claim request"
 	var it item
 	var err error
-	if s.limits.KeyConcurrency > 0 {
+	if s.limits.KeyConcurrency > 0 || len(s.limits.Actions) > 0 {
 		it, err = s.claimCounted(ctx, k, c)
 		if errors.Is(err, storage.ErrWaiting) {
 			return storage.Request{}, err
 		}
 	} else {
-		// With Claim.Stalled both branches add a stall: one write.
-		// Without, only the queued branch first.
-		it, err = s.claim(ctx, k, c, true, c.Stalled, c.Stalled)
-		if errors.Is(err, errRejected) && !c.Stalled && s.takeoverCase(it, c.Now) {
-			it, err = s.claim(ctx, k, c, false, true, true)
-		}
+		it, err = s.claimUncounted(ctx, k, c)
 	}
 	if errors.Is(err, errRejected) {
 		return storage.Request{}, s.rejection(op, k, it)
@@ -587,6 +582,17 @@ func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim
 		return storage.Request{}, fmt.Errorf("dynamodb: %s %s: %w", op, k, err)
 	}
 	return r, nil
+}
+
+// claimUncounted is a claim with no concurrency limit. With
+// Claim.Stalled both branches add a stall: one write. Without, only the
+// queued branch first.
+func (s *Store) claimUncounted(ctx context.Context, k storage.Key, c storage.Claim) (item, error) {
+	it, err := s.claim(ctx, k, c, true, c.Stalled, c.Stalled)
+	if errors.Is(err, errRejected) && !c.Stalled && s.takeoverCase(it, c.Now) {
+		it, err = s.claim(ctx, k, c, false, true, true)
+	}
+	return it, err
 }
 
 // claim is one conditional UpdateItem of a claim whose condition allows a
@@ -709,7 +715,7 @@ func (s *Store) requeue(ctx context.Context, op string, k storage.Key, attempt i
 		cond, txs := s.release(e, cond, h, false, s.now())
 		return e, cond, txs
 	}
-	h := s.assumed(k, false)
+	h := s.assumed(ctx, k, false)
 	it, err := s.updateReleasing(ctx, op, k, build, h, false)
 	if errors.Is(err, errWrongGuess) {
 		h = holdsOf(it, false)
@@ -853,7 +859,7 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 		}
 		return nil, err
 	}
-	h := s.assumed(k, true)
+	h := s.assumed(ctx, k, true)
 	old, err := finish(h)
 	if errors.Is(err, errWrongGuess) {
 		h = holdsOf(old, true)
