@@ -95,7 +95,9 @@ type Config struct {
 	// MaxPending is how many queued plus running requests one principal
 	// may have; one more is refused with QUOTA_EXCEEDED before anything is
 	// stored. Default 1000; negative: no limit. The embedded runtime
-	// ([App.Run]) enforces it; on AWS it is not enforced yet.
+	// ([App.Run]) counts it in memory; on AWS the DynamoDB store counts it
+	// (dynamodb.Limits.MaxPending, STREAMER_MAX_PENDING) and the router
+	// answers its refusal with this value.
 	MaxPending int
 	// MaxResultBytes is the largest result (JSON) of one request: a larger
 	// one ends the request with QUOTA_EXCEEDED and is not stored. Default
@@ -111,8 +113,9 @@ type Config struct {
 	// requests of different keys take turns, so one tenant's flood waits
 	// behind its own limit instead of holding every slot. Default: a
 	// quarter of Run's concurrency (16 of 64); negative: no limit. On AWS
-	// each request runs in a Lambda invocation of its own (see
-	// docs/dispatch.md). An action's [ActionOptions.Concurrency] bounds
+	// the DynamoDB store enforces the same per-key limit across every
+	// processor (dynamodb.Limits.KeyConcurrency, STREAMER_KEY_CONCURRENCY;
+	// docs/fairness.md). An action's [ActionOptions.Concurrency] bounds
 	// its runs across keys, in addition.
 	KeyConcurrency int
 	// MaxCheckpoint is the largest checkpoint a handler may save
