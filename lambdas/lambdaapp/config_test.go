@@ -37,6 +37,35 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	require.Nil(t, cfg.JWTSecret)
 	require.False(t, cfg.LocalDynamoDB)
 	require.Zero(t, cfg.RateLimit, "rate limits are opt-in")
+	require.Equal(t, 100, cfg.MaxConnectionsPerPrincipal)
+	require.Equal(t, ratelimit.Rule{Rate: 20, Per: time.Second, Burst: 100}, cfg.NewConnectionsPerPrincipal)
+	require.Equal(t, ratelimit.Rule{Rate: 100, Per: time.Second, Burst: 200}, cfg.NewConnectionsPerIP)
+}
+
+// The connection limits can each be set, and turned off.
+func TestConfigFromEnvConnectionLimits(t *testing.T) {
+	t.Parallel()
+	cfg, err := lambdaapp.ConfigFromEnv(lambdaapp.Router, env(map[string]string{
+		"STREAMER_TABLE":                         "t",
+		"STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "-1",
+		"STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL": "off",
+		"STREAMER_NEW_CONNECTIONS_PER_IP":        "OFF",
+	}))
+	require.NoError(t, err)
+	require.Negative(t, cfg.MaxConnectionsPerPrincipal)
+	require.Zero(t, cfg.NewConnectionsPerPrincipal)
+	require.Zero(t, cfg.NewConnectionsPerIP)
+
+	cfg, err = lambdaapp.ConfigFromEnv(lambdaapp.Router, env(map[string]string{
+		"STREAMER_TABLE":                         "t",
+		"STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "3",
+		"STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL": "5/m",
+		"STREAMER_NEW_CONNECTIONS_PER_IP":        "10/s,burst=30",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, 3, cfg.MaxConnectionsPerPrincipal)
+	require.Equal(t, ratelimit.Rule{Rate: 5, Per: time.Minute, Burst: 5}, cfg.NewConnectionsPerPrincipal)
+	require.Equal(t, ratelimit.Rule{Rate: 10, Per: time.Second, Burst: 30}, cfg.NewConnectionsPerIP)
 }
 
 func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
@@ -61,6 +90,10 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		"STREAMER_LEASE":              "30s",
 		"STREAMER_BUCKET":             "my-files.example-1",
 		"STREAMER_RATE_LIMIT":         "10/s,burst=20",
+
+		"STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "7",
+		"STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL": "1/s,burst=2",
+		"STREAMER_NEW_CONNECTIONS_PER_IP":        "3/m,burst=4",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, lambdaapp.Config{
@@ -70,7 +103,10 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		Retention: 2 * time.Hour, SyncThreshold: time.Second, SubscriberRefresh: 500 * time.Millisecond, CancelPoll: 3 * time.Second,
 		StallTimeout: 90 * time.Second, MaxStalls: 5, Lease: 30 * time.Second, Bucket: "my-files.example-1",
 		MaxContinuations: 7, MaxCheckpoint: 1000,
-		RateLimit: ratelimit.Rule{Rate: 10, Per: time.Second, Burst: 20},
+		RateLimit:                  ratelimit.Rule{Rate: 10, Per: time.Second, Burst: 20},
+		MaxConnectionsPerPrincipal: 7,
+		NewConnectionsPerPrincipal: ratelimit.Rule{Rate: 1, Per: time.Second, Burst: 2},
+		NewConnectionsPerIP:        ratelimit.Rule{Rate: 3, Per: time.Minute, Burst: 4},
 	}, cfg)
 }
 
@@ -152,6 +188,10 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RETENTION": "0s"}, "STREAMER_RETENTION"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RATE_LIMIT": "fast"}, "STREAMER_RATE_LIMIT"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RATE_LIMIT": "10/s,burst=0"}, "STREAMER_RATE_LIMIT"},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "0"}, "STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL="},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "many"}, "STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL="},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL": "fast"}, "STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL="},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_NEW_CONNECTIONS_PER_IP": "0/s"}, "STREAMER_NEW_CONNECTIONS_PER_IP="},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_ENDPOINT": "abc.execute-api.amazonaws.com"}, "STREAMER_ENDPOINT"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_ENDPOINT": "ftp://host/prod"}, "STREAMER_ENDPOINT"},
 		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_JWT_ALGORITHMS": "none"}, "STREAMER_JWT_ALGORITHMS"},
