@@ -73,8 +73,10 @@ func (h *Handlers) checkSourceIP(ctx context.Context, ev events.APIGatewayWebsoc
 // STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL (storage.ConnectionCounter). The
 // App's HandleConnect stores the connection once the token is verified,
 // which is when the principal is known; a refusal comes back from it as
-// a *refusal, wrapped. The connect function calls nothing else of the
-// store.
+// a *refusal, wrapped. It forwards the optional interfaces of the table's
+// store, storage.DueLister and storage.PrincipalLister, so that an App
+// built on it (the local AWS runtime serves every route with the connect
+// function's) lists and reaps as before.
 type admittingStore struct {
 	storage.Store
 	counter storage.ConnectionCounter // nil: no cap
@@ -99,6 +101,29 @@ func (s *admittingStore) PutConnection(ctx context.Context, c storage.Connection
 		return &refusal{reason: fmt.Sprintf("too many open connections for this principal (the limit is %d)", s.limit), retryAfter: time.Second}
 	}
 	return err
+}
+
+var (
+	_ storage.DueLister       = (*admittingStore)(nil)
+	_ storage.PrincipalLister = (*admittingStore)(nil)
+)
+
+// ListDue implements storage.DueLister with the wrapped store's.
+func (s *admittingStore) ListDue(ctx context.Context, before time.Time, limit int) ([]storage.Request, error) {
+	l, ok := s.Store.(storage.DueLister)
+	if !ok {
+		return nil, fmt.Errorf("lambdaapp: the store (%T) cannot list due requests", s.Store)
+	}
+	return l.ListDue(ctx, before, limit)
+}
+
+// ListRequests implements storage.PrincipalLister with the wrapped store's.
+func (s *admittingStore) ListRequests(ctx context.Context, tenant, subject string, q storage.ListQuery) (storage.ListPage, error) {
+	l, ok := s.Store.(storage.PrincipalLister)
+	if !ok {
+		return storage.ListPage{}, fmt.Errorf("lambdaapp: the store (%T) cannot list requests", s.Store)
+	}
+	return l.ListRequests(ctx, tenant, subject, q)
 }
 
 // admitting wraps the connect function's store st in an admittingStore
