@@ -211,7 +211,9 @@ func (h *Handlers) Connect(ctx context.Context, ev events.APIGatewayWebsocketPro
 	connID := ev.RequestContext.ConnectionID
 	var ref *refusal
 	if err := h.checkSourceIP(ctx, ev); errors.As(err, &ref) {
-		h.log.Info().Str("connection_id", connID).Str("source_ip", ev.RequestContext.Identity.SourceIP).Msg("connection refused: " + ref.reason)
+		// Debug: a flood from one address, before any token, must not
+		// flood the logs too.
+		h.log.Debug().Str("connection_id", connID).Str("source_ip", ev.RequestContext.Identity.SourceIP).Msg("connection refused: " + ref.reason)
 		return ref.response(), nil
 	} else if err != nil {
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, fmt.Errorf("lambdaapp: connect %s: %w", connID, err)
