@@ -72,6 +72,11 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsF
 		Plugins: plugs, Logger: log,
 		IdleTimeout: cfg.idle, MaxLifetime: cfg.lifetime, Concurrency: cfg.lambdaConcurrency, Faults: cfg.faults,
 		RateLimit: cfg.rateLimit,
+		// As for the embedded runtime: a negative cap turns the rate of
+		// new connections per principal off too.
+		MaxConnectionsPerPrincipal: cfg.maxConns,
+		NewConnectionsPerPrincipal: offString(cfg.maxConns < 0),
+		NewConnectionsPerIP:        offString(cfg.noIPRate),
 		Handlers: map[string]http.Handler{
 			"/": http.FileServerFS(web.FS),
 		},
@@ -160,4 +165,12 @@ func startDynamoDBLocal(ctx context.Context, dir, dbDir string, log zerolog.Logg
 			return nil, "", errors.New("DynamoDB Local did not answer within 60s")
 		}
 	}
+}
+
+// offString is lambdaapp.Off when off, else "" (the default).
+func offString(off bool) string {
+	if off {
+		return lambdaapp.Off
+	}
+	return ""
 }

@@ -100,6 +100,19 @@ type Config struct {
 	// reserved actions in a bucket each), its buckets in the table. Empty
 	// means none.
 	RateLimit string
+	// MaxConnectionsPerPrincipal is the handlers'
+	// STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL: the cap of a principal's
+	// open connections, counted in the table. Zero means its default
+	// (100); negative, no cap.
+	MaxConnectionsPerPrincipal int
+	// NewConnectionsPerPrincipal and NewConnectionsPerIP are the handlers'
+	// STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL and
+	// STREAMER_NEW_CONNECTIONS_PER_IP, such as "20/s,burst=100" or "off".
+	// Empty means their defaults. The gateway applies no limit of its
+	// own: the connect handler's answer 429 refuses the handshake, as on
+	// API Gateway.
+	NewConnectionsPerPrincipal string
+	NewConnectionsPerIP        string
 }
 
 // Run serves the AWS path on this machine until ctx is canceled: the local
@@ -197,6 +210,14 @@ func Run(ctx context.Context, cfg Config) error {
 			return limitEnv(cfg.MaxPending)
 		case lambdaapp.EnvKeyConcurrency:
 			return limitEnv(cfg.KeyConcurrency)
+		case lambdaapp.EnvMaxConnectionsPerPrincipal:
+			if cfg.MaxConnectionsPerPrincipal != 0 {
+				return strconv.Itoa(cfg.MaxConnectionsPerPrincipal)
+			}
+		case lambdaapp.EnvNewConnectionsPerPrincipal:
+			return cfg.NewConnectionsPerPrincipal
+		case lambdaapp.EnvNewConnectionsPerIP:
+			return cfg.NewConnectionsPerIP
 		}
 		return ""
 	}
@@ -273,7 +294,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	gh := &gatewayHandler{h: h}
-	gw, err := local.New(local.Config{Handler: gh, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime, Logger: cfg.Logger})
+	gw, err := local.New(local.Config{
+		Handler: gh, IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime, Logger: cfg.Logger,
+		// The connect handler limits new connections per source address
+		// (STREAMER_NEW_CONNECTIONS_PER_IP), as on AWS; and without
+		// PrincipalOf the gateway has no per-principal limits.
+		NewConnectionsPerIP: local.Rate{PerSecond: -1},
+	})
 	if err != nil {
 		return err
 	}
@@ -384,6 +411,10 @@ func (g *gatewayHandler) Connect(ctx context.Context, c *local.Conn) error {
 		Headers:               map[string]string{},
 		QueryStringParameters: map[string]string{},
 	}
+	ev.RequestContext.Identity.SourceIP = c.RemoteAddr
+	if host, _, err := net.SplitHostPort(c.RemoteAddr); err == nil {
+		ev.RequestContext.Identity.SourceIP = host
+	}
 	for k, v := range c.Request.Header {
 		ev.Headers[k] = strings.Join(v, ",")
 	}
@@ -398,6 +429,15 @@ func (g *gatewayHandler) Connect(ctx context.Context, c *local.Conn) error {
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
 		return fmt.Errorf("%w: $connect answered 401", streamer.ErrUnauthorized)
+	}
+	if resp.StatusCode >= 400 && resp.StatusCode <= 499 {
+		// API Gateway refuses the handshake with the integration's
+		// status (429 over a connection limit), its body and headers.
+		ref := &local.RefusedError{Status: resp.StatusCode, Message: resp.Body}
+		if secs, err := strconv.Atoi(resp.Headers["Retry-After"]); err == nil && secs > 0 {
+			ref.RetryAfter = time.Duration(secs) * time.Second
+		}
+		return ref
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("awslocal: $connect answered %d", resp.StatusCode)

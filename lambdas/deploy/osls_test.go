@@ -152,8 +152,71 @@ func oslsPackage(t *testing.T, bin, dir string, extraEnv map[string]string) cfnT
 
 // cfnTemplate is a CloudFormation template.
 type cfnTemplate struct {
-	Resources map[string]cfnResource
-	Outputs   map[string]struct{ Value any }
+	Conditions map[string]any
+	Resources  map[string]cfnResource
+	Outputs    map[string]struct{ Value any }
+}
+
+// condition evaluates the template's condition name, which may use
+// Fn::Not, Fn::Equals (of values render writes) and Fn::And, Fn::Or.
+func (tpl cfnTemplate) condition(t *testing.T, name string) bool {
+	t.Helper()
+	c, ok := tpl.Conditions[name]
+	require.True(t, ok, "no condition %s", name)
+	return tpl.evalCondition(t, c)
+}
+
+func (tpl cfnTemplate) evalCondition(t *testing.T, c any) bool {
+	t.Helper()
+	m, ok := c.(map[string]any)
+	require.True(t, ok && len(m) == 1, "not a condition function: %v", c)
+	for fn, arg := range m {
+		args, _ := arg.([]any)
+		switch fn {
+		case "Condition":
+			name, _ := arg.(string)
+			return tpl.condition(t, name)
+		case "Fn::Not":
+			require.Len(t, args, 1)
+			return !tpl.evalCondition(t, args[0])
+		case "Fn::Equals":
+			require.Len(t, args, 2)
+			return mustRender(t, args[0]) == mustRender(t, args[1])
+		case "Fn::And", "Fn::Or":
+			all, anyTrue := true, false
+			for _, a := range args {
+				v := tpl.evalCondition(t, a)
+				all, anyTrue = all && v, anyTrue || v
+			}
+			if fn == "Fn::And" {
+				return all
+			}
+			return anyTrue
+		}
+		t.Fatalf("unsupported condition function %s", fn)
+	}
+	return false
+}
+
+// resolveIf resolves the Fn::If of a list element by the template's
+// conditions: the branch taken, and false when that is AWS::NoValue.
+func (tpl cfnTemplate) resolveIf(t *testing.T, v any) (any, bool) {
+	t.Helper()
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 1 || m["Fn::If"] == nil {
+		return v, true
+	}
+	args, ok := m["Fn::If"].([]any)
+	require.True(t, ok && len(args) == 3, "malformed Fn::If: %v", v)
+	name, _ := args[0].(string)
+	branch := args[2]
+	if tpl.condition(t, name) {
+		branch = args[1]
+	}
+	if ref, ok := branch.(map[string]any); ok && ref["Ref"] == "AWS::NoValue" {
+		return nil, false
+	}
+	return tpl.resolveIf(t, branch)
 }
 
 // cfnResource is one resource; Properties is decoded by the test that
@@ -241,6 +304,24 @@ func render(v any) (string, error) {
 			case "Fn::Sub":
 				if s, ok := arg.(string); ok {
 					return subVar.ReplaceAllString(s, "{$1}"), nil
+				}
+			case "Fn::Select":
+				// Of an Fn::Split of a rendered string.
+				if a, ok := arg.([]any); ok && len(a) == 2 {
+					i, ok1 := a[0].(float64)
+					split, ok2 := a[1].(map[string]any)["Fn::Split"].([]any)
+					if ok1 && ok2 && len(split) == 2 {
+						sep, _ := split[0].(string)
+						str, err := render(split[1])
+						if err != nil {
+							return "", err
+						}
+						parts := strings.Split(str, sep)
+						if int(i) < 0 || int(i) >= len(parts) {
+							return "", fmt.Errorf("Fn::Select index %v out of %d parts", i, len(parts))
+						}
+						return parts[int(i)], nil
+					}
 				}
 			}
 			return "", fmt.Errorf("unsupported intrinsic function %s: %v", fn, arg)

@@ -52,29 +52,32 @@ func functionID(fn string) string { return strings.ToUpper(fn[:1]) + fn[1:] + "L
 // event's domain and stage with each request.
 func wantEnv() map[string]any {
 	return map[string]any{
-		"STREAMER_TABLE":              map[string]any{"Ref": tableID},
-		"STREAMER_BUCKET":             map[string]any{"Ref": bucketID},
-		"STREAMER_JWT_SECRET":         "",
-		"STREAMER_JWT_PUBLIC_KEY":     "",
-		"STREAMER_JWT_JWKS_URL":       "",
-		"STREAMER_JWT_SECRET_SSM":     "",
-		"STREAMER_JWT_SECRET_ARN":     "",
-		"STREAMER_JWT_ALGORITHMS":     "",
-		"STREAMER_JWT_ISSUER":         "",
-		"STREAMER_JWT_AUDIENCE":       "",
-		"STREAMER_LOG_LEVEL":          "info",
-		"STREAMER_RETENTION":          "24h",
-		"STREAMER_SYNC_THRESHOLD":     "5s",
-		"STREAMER_SUBSCRIBER_REFRESH": "0s",
-		"STREAMER_CANCEL_POLL":        "2s",
-		"STREAMER_STALL_TIMEOUT":      "2m",
-		"STREAMER_MAX_STALLS":         "3",
-		"STREAMER_MAX_CONTINUATIONS":  "100",
-		"STREAMER_MAX_CHECKPOINT":     "65536",
-		"STREAMER_LEASE":              "1m",
-		"STREAMER_RATE_LIMIT":         "",
-		"STREAMER_MAX_PENDING":        "1000",
-		"STREAMER_KEY_CONCURRENCY":    "100",
+		"STREAMER_TABLE":                         map[string]any{"Ref": tableID},
+		"STREAMER_BUCKET":                        map[string]any{"Ref": bucketID},
+		"STREAMER_JWT_SECRET":                    "",
+		"STREAMER_JWT_PUBLIC_KEY":                "",
+		"STREAMER_JWT_JWKS_URL":                  "",
+		"STREAMER_JWT_SECRET_SSM":                "",
+		"STREAMER_JWT_SECRET_ARN":                "",
+		"STREAMER_JWT_ALGORITHMS":                "",
+		"STREAMER_JWT_ISSUER":                    "",
+		"STREAMER_JWT_AUDIENCE":                  "",
+		"STREAMER_LOG_LEVEL":                     "info",
+		"STREAMER_RETENTION":                     "24h",
+		"STREAMER_SYNC_THRESHOLD":                "5s",
+		"STREAMER_SUBSCRIBER_REFRESH":            "0s",
+		"STREAMER_CANCEL_POLL":                   "2s",
+		"STREAMER_STALL_TIMEOUT":                 "2m",
+		"STREAMER_MAX_STALLS":                    "3",
+		"STREAMER_MAX_CONTINUATIONS":             "100",
+		"STREAMER_MAX_CHECKPOINT":                "65536",
+		"STREAMER_LEASE":                         "1m",
+		"STREAMER_RATE_LIMIT":                    "",
+		"STREAMER_MAX_PENDING":                   "1000",
+		"STREAMER_KEY_CONCURRENCY":               "100",
+		"STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "100",
+		"STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL": "20/s,burst=100",
+		"STREAMER_NEW_CONNECTIONS_PER_IP":        "100/s,burst=200",
 	}
 }
 
@@ -102,7 +105,7 @@ func TestServerlessTemplate(t *testing.T) {
 	t.Run("processor jobs", func(t *testing.T) { checkProcessorJobs(t, tpl) })
 	t.Run("functions", func(t *testing.T) { checkFunctions(t, tpl, wantEnv()) })
 	t.Run("log groups", func(t *testing.T) { checkLogGroups(t, tpl) })
-	t.Run("iam", func(t *testing.T) { checkIAM(t, tpl) })
+	t.Run("iam", func(t *testing.T) { checkIAM(t, tpl, nil) })
 	t.Run("files bucket", func(t *testing.T) { checkBucket(t, tpl) })
 	t.Run("endpoint output", func(t *testing.T) {
 		out, ok := tpl.Outputs["ServiceEndpointWebsocket"]
@@ -749,7 +752,9 @@ type cfnRole struct {
 	Policies                 []struct{ PolicyDocument cfnPolicy }
 }
 
-type cfnPolicy struct{ Statement []cfnStatement }
+// cfnPolicy is a policy document; its statements may be Fn::If of one
+// (see statements).
+type cfnPolicy struct{ Statement []any }
 
 type cfnStatement struct {
 	Effect      string
@@ -757,7 +762,37 @@ type cfnStatement struct {
 	NotAction   any
 	Resource    any
 	NotResource any
+	Condition   map[string]map[string]any
 }
+
+// statements are the statements of p as deployed: an Fn::If is resolved by
+// the template's conditions, and dropped when it gives AWS::NoValue.
+func (tpl cfnTemplate) statements(t *testing.T, p cfnPolicy) []cfnStatement {
+	t.Helper()
+	var out []cfnStatement
+	for _, raw := range p.Statement {
+		v, ok := tpl.resolveIf(t, raw)
+		if !ok {
+			continue
+		}
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		var st cfnStatement
+		require.NoError(t, json.Unmarshal(b, &st))
+		out = append(out, st)
+	}
+	return out
+}
+
+// secretGrants are the grants of the JWT secret's parameter or secret
+// that serverless.yml adds when the deploying shell names one: action ->
+// every resource it is granted on (kms:Decrypt: the account's keys, on the
+// condition that SSM or Secrets Manager asks for that parameter or secret).
+type secretGrants map[string][]string
+
+// kmsKeys is the resource of kms:Decrypt: the keys of the stack's account
+// and region, narrowed by the statement's conditions.
+const kmsKeys = "arn:{AWS::Partition}:kms:{AWS::Region}:{AWS::AccountId}:key/*"
 
 // The actions the Lambdas need, each on the resources they may act on.
 var (
@@ -779,7 +814,9 @@ var (
 		apiID + `\}/` + stage + `/(POST|DELETE)/@connections/\*$`)
 )
 
-func checkIAM(t *testing.T, tpl cfnTemplate) {
+// checkIAM checks the role's policy for least privilege: secrets lists the
+// grants of the JWT secret's parameter or secret expected (none when nil).
+func checkIAM(t *testing.T, tpl cfnTemplate, secrets secretGrants) {
 	// Every grant lives in a role's inline policy, where this test sees it.
 	for _, typ := range []string{"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::User", "AWS::IAM::Group"} {
 		assert.Empty(t, tpl.ofType(typ), "resources of type %s", typ)
@@ -793,7 +830,7 @@ func checkIAM(t *testing.T, tpl cfnTemplate) {
 		tpl.props(t, id, "AWS::IAM::Role", &role)
 		assert.Empty(t, role.ManagedPolicyArns, "%s attaches managed policies", id)
 		for _, p := range role.Policies {
-			for i, st := range p.PolicyDocument.Statement {
+			for i, st := range tpl.statements(t, p.PolicyDocument) {
 				where := fmt.Sprintf("%s statement %d", id, i)
 				assert.Equal(t, "Allow", st.Effect, where)
 				assert.Nil(t, st.NotAction, where)
@@ -803,6 +840,11 @@ func checkIAM(t *testing.T, tpl cfnTemplate) {
 				resources := renderAll(t, st.Resource)
 				for _, action := range renderAll(t, st.Action) {
 					assert.NotContains(t, action, "*", "%s: wildcard action", where)
+					if action == "kms:Decrypt" {
+						checkDecryptCondition(t, where, st, secrets)
+					} else {
+						assert.Empty(t, st.Condition, "%s: %s has conditions", where, action)
+					}
 					if grants[action] == nil {
 						grants[action] = map[string]bool{}
 					}
@@ -831,7 +873,10 @@ func checkIAM(t *testing.T, tpl cfnTemplate) {
 				assert.Equal(t, processorARN, res, "%s: only the processor (which invokes itself)", action)
 			case slices.Contains(bucketActions, action):
 				assert.Equal(t, bucketResource, res, "%s: only the files bucket's objects", action)
-			case svc == "dynamodb" || svc == "execute-api" || svc == "sqs" || svc == "lambda" || svc == "s3":
+			case secrets[action] != nil:
+				assert.Contains(t, secrets[action], res, "%s on %s: only the JWT secret", action, res)
+			case svc == "dynamodb" || svc == "execute-api" || svc == "sqs" || svc == "lambda" || svc == "s3" ||
+				svc == "ssm" || svc == "secretsmanager" || svc == "kms":
 				t.Errorf("unexpected grant of %s on %s", action, res)
 			case svc == "xray":
 				// X-Ray has no resource-level permissions.
@@ -853,6 +898,11 @@ func checkIAM(t *testing.T, tpl cfnTemplate) {
 	for _, action := range bucketActions {
 		assert.True(t, grants[action][bucketResource], "%s on %s is not granted", action, bucketResource)
 	}
+	for action, resources := range secrets {
+		for _, res := range resources {
+			assert.True(t, grants[action][res], "%s on %s is not granted", action, res)
+		}
+	}
 	methods := map[string]bool{}
 	for res := range grants["execute-api:ManageConnections"] {
 		if m := manageConnections.FindStringSubmatch(res); m != nil {
@@ -862,6 +912,86 @@ func checkIAM(t *testing.T, tpl cfnTemplate) {
 	assert.Equal(t, map[string]bool{"POST": true, "DELETE": true}, methods, "execute-api:ManageConnections methods")
 	for _, action := range []string{"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"} {
 		assert.NotEmpty(t, grants[action], "%s is not granted", action)
+	}
+}
+
+// checkDecryptCondition checks that a kms:Decrypt statement holds only
+// through the service that keeps the JWT secret, for that parameter or
+// secret: a condition on kms:ViaService and on the encryption context,
+// whose values are the parameter's or secret's resources.
+func checkDecryptCondition(t *testing.T, where string, st cfnStatement, secrets secretGrants) {
+	t.Helper()
+	var via, svc string
+	var context []string
+	for op, keys := range st.Condition {
+		for key, v := range keys {
+			switch {
+			case key == "kms:ViaService":
+				assert.Equal(t, "StringEquals", op, where)
+				via = mustRender(t, v)
+			case strings.HasPrefix(key, "kms:EncryptionContext:"):
+				context = append(context, renderAll(t, v)...)
+			default:
+				t.Errorf("%s: unexpected condition %s %s", where, op, key)
+			}
+		}
+	}
+	switch via {
+	case "ssm.{AWS::Region}.amazonaws.com":
+		svc = "ssm:GetParameter"
+	case "secretsmanager.{AWS::Region}.amazonaws.com":
+		svc = "secretsmanager:GetSecretValue"
+	default:
+		t.Errorf("%s: kms:Decrypt through %q", where, via)
+		return
+	}
+	require.NotEmpty(t, context, "%s: kms:Decrypt without an encryption context condition", where)
+	assert.ElementsMatch(t, secrets[svc], context, "%s: kms:Decrypt for the JWT secret only", where)
+}
+
+// TestServerlessSecretGrants: when the deploying shell names the JWT
+// secret's SSM parameter or Secrets Manager secret, the role may read that
+// one (by name or ARN) and decrypt it through that service, and nothing
+// else of SSM, Secrets Manager or KMS.
+func TestServerlessSecretGrants(t *testing.T) {
+	t.Parallel()
+	const (
+		ssm = "arn:{AWS::Partition}:ssm:{AWS::Region}:{AWS::AccountId}:parameter"
+		sm  = "arn:{AWS::Partition}:secretsmanager:{AWS::Region}:{AWS::AccountId}:secret:"
+	)
+	cases := []struct {
+		name string
+		env  map[string]string
+		want secretGrants
+	}{
+		{"ssm path", map[string]string{"STREAMER_JWT_SECRET_SSM": "/myapp/jwt-secret"}, secretGrants{
+			"ssm:GetParameter": {ssm + "/myapp/jwt-secret", ssm + "//myapp/jwt-secret"},
+			"kms:Decrypt":      {kmsKeys},
+		}},
+		{"ssm name", map[string]string{"STREAMER_JWT_SECRET_SSM": "jwt-secret"}, secretGrants{
+			"ssm:GetParameter": {ssm + "/jwt-secret", ssm + "jwt-secret"},
+			"kms:Decrypt":      {kmsKeys},
+		}},
+		{"secret arn", map[string]string{"STREAMER_JWT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/jwt-AbCdEf"}, secretGrants{
+			"secretsmanager:GetSecretValue": {sm + "prod/jwt-AbCdEf", sm + "prod/jwt-AbCdEf-??????"},
+			"kms:Decrypt":                   {kmsKeys},
+		}},
+		{"secret name", map[string]string{"STREAMER_JWT_SECRET_ARN": "prod/jwt"}, secretGrants{
+			"secretsmanager:GetSecretValue": {sm + "prod/jwt", sm + "prod/jwt-??????"},
+			"kms:Decrypt":                   {kmsKeys},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tpl := packageTemplate(t, tc.env)
+			checkIAM(t, tpl, tc.want)
+			want := wantEnv()
+			for k, v := range tc.env {
+				want[k] = v
+			}
+			checkFunctions(t, tpl, want)
+		})
 	}
 }
 

@@ -76,12 +76,43 @@ const (
 	// EnvKeyConcurrency is how many requests of one tenant (or of one
 	// subject without a tenant) may run at once ("off": no limit).
 	EnvKeyConcurrency = "STREAMER_KEY_CONCURRENCY"
+	// EnvMaxConnectionsPerPrincipal caps a principal's open connections
+	// (a whole number; negative: no cap; default
+	// [DefaultMaxConnectionsPerPrincipal]). Read by the connect function.
+	EnvMaxConnectionsPerPrincipal = "STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL"
+	// EnvNewConnectionsPerPrincipal limits how fast a principal opens
+	// connections (RATE/UNIT[,burst=N], or "off"; default
+	// [DefaultNewConnectionsPerPrincipal]). Read by the connect function.
+	EnvNewConnectionsPerPrincipal = "STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL"
+	// EnvNewConnectionsPerIP limits how fast one source address opens
+	// connections (RATE/UNIT[,burst=N], or "off"; default
+	// [DefaultNewConnectionsPerIP]). Read by the connect function.
+	EnvNewConnectionsPerIP = "STREAMER_NEW_CONNECTIONS_PER_IP"
 )
 
 // DefaultKeyConcurrency is the default of STREAMER_KEY_CONCURRENCY: a
 // tenant runs at most 100 requests at once, a tenth of an account's
 // default Lambda concurrency (1,000), so one tenant cannot take it all.
 const DefaultKeyConcurrency = 100
+
+// Defaults of the connection limits, the embedded runtime's
+// (transport/local).
+const (
+	// DefaultMaxConnectionsPerPrincipal is the default of
+	// STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL: 100 open connections.
+	DefaultMaxConnectionsPerPrincipal = 100
+	// DefaultNewConnectionsPerPrincipal is the default of
+	// STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL: 20 a second, bursts of 100
+	// (a principal may open its whole cap at once).
+	DefaultNewConnectionsPerPrincipal = "20/s,burst=100"
+	// DefaultNewConnectionsPerIP is the default of
+	// STREAMER_NEW_CONNECTIONS_PER_IP: 100 a second, bursts of 200.
+	DefaultNewConnectionsPerIP = "100/s,burst=200"
+)
+
+// Off is the value of STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL and
+// STREAMER_NEW_CONNECTIONS_PER_IP that turns the limit off.
+const Off = "off"
 
 // maxCheckpoint is the largest STREAMER_MAX_CHECKPOINT: it leaves room in
 // the 400 KB request item for the rest of the request.
@@ -96,7 +127,7 @@ var EnvVars = []string{
 	EnvTable, EnvJWTSecret, EnvJWTSecretSSM, EnvJWTSecretARN, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
 	EnvStallTimeout, EnvMaxStalls, EnvLease, EnvBucket, EnvMaxContinuations, EnvMaxCheckpoint,
-	EnvRateLimit, EnvMaxPending, EnvKeyConcurrency,
+	EnvRateLimit, EnvMaxPending, EnvKeyConcurrency, EnvMaxConnectionsPerPrincipal, EnvNewConnectionsPerPrincipal, EnvNewConnectionsPerIP,
 }
 
 // Config is a Lambda's configuration, read by [ConfigFromEnv].
@@ -204,6 +235,23 @@ type Config struct {
 	// "off"). A request over it waits, parked, until a run of its key
 	// ends (docs/fairness.md).
 	KeyConcurrency int
+	// MaxConnectionsPerPrincipal caps a principal's open connections
+	// (STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL; default
+	// [DefaultMaxConnectionsPerPrincipal]; negative: no cap). The connect
+	// function answers a connection over it 429, before the upgrade; the
+	// count is kept in the table (storage.ConnectionCounter).
+	MaxConnectionsPerPrincipal int
+	// NewConnectionsPerPrincipal limits how fast a principal opens
+	// connections (STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL; default
+	// [DefaultNewConnectionsPerPrincipal]); a zero Rate (the value "off")
+	// means no limit. Checked after the token, 429 over it.
+	NewConnectionsPerPrincipal ratelimit.Rule
+	// NewConnectionsPerIP limits how fast one source address (the event's
+	// requestContext.identity.sourceIp) opens connections
+	// (STREAMER_NEW_CONNECTIONS_PER_IP; default
+	// [DefaultNewConnectionsPerIP]); a zero Rate ("off") means no limit.
+	// Checked before the token, 429 over it.
+	NewConnectionsPerIP ratelimit.Rule
 	// FunctionName is the processor's own function name, which it invokes
 	// asynchronously to run each request in an invocation of its own
 	// (AWS_LAMBDA_FUNCTION_NAME, which Lambda sets; required by the
@@ -378,6 +426,37 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s=%q: want RATE/UNIT[,burst=N], such as 10/s,burst=20: %w", EnvRateLimit, v, err))
 		}
 		cfg.RateLimit = r
+	}
+	cfg.MaxConnectionsPerPrincipal = DefaultMaxConnectionsPerPrincipal
+	if v := getenv(EnvMaxConnectionsPerPrincipal); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n == 0 || n > math.MaxInt32 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number from 1 to %d, such as %d, or -1 for no cap",
+				EnvMaxConnectionsPerPrincipal, v, math.MaxInt32, DefaultMaxConnectionsPerPrincipal))
+		} else {
+			cfg.MaxConnectionsPerPrincipal = max(n, -1)
+		}
+	}
+	for _, r := range []struct {
+		name, def string
+		into      *ratelimit.Rule
+	}{
+		{EnvNewConnectionsPerPrincipal, DefaultNewConnectionsPerPrincipal, &cfg.NewConnectionsPerPrincipal},
+		{EnvNewConnectionsPerIP, DefaultNewConnectionsPerIP, &cfg.NewConnectionsPerIP},
+	} {
+		v := getenv(r.name)
+		if strings.EqualFold(strings.TrimSpace(v), Off) {
+			continue
+		}
+		if v == "" {
+			v = r.def
+		}
+		rule, err := ratelimit.ParseRule(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want RATE/UNIT[,burst=N], such as %s, or %s: %w", r.name, v, r.def, Off, err))
+			continue
+		}
+		*r.into = rule
 	}
 	if cfg.Bucket = getenv(EnvBucket); cfg.Bucket != "" && !validBucket(cfg.Bucket) {
 		errs = append(errs, fmt.Errorf("%s=%q: want an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit", EnvBucket, cfg.Bucket))

@@ -39,6 +39,9 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	require.Zero(t, cfg.RateLimit, "rate limits are opt-in")
 	require.Equal(t, streamer.DefaultMaxPending, cfg.MaxPending, "the tenant limits are on by default")
 	require.Equal(t, lambdaapp.DefaultKeyConcurrency, cfg.KeyConcurrency)
+	require.Equal(t, 100, cfg.MaxConnectionsPerPrincipal)
+	require.Equal(t, ratelimit.Rule{Rate: 20, Per: time.Second, Burst: 100}, cfg.NewConnectionsPerPrincipal)
+	require.Equal(t, ratelimit.Rule{Rate: 100, Per: time.Second, Burst: 200}, cfg.NewConnectionsPerIP)
 }
 
 func TestConfigFromEnvRefusesBadLimits(t *testing.T) {
@@ -52,30 +55,59 @@ func TestConfigFromEnvRefusesBadLimits(t *testing.T) {
 	}
 }
 
+// The connection limits can each be set, and turned off.
+func TestConfigFromEnvConnectionLimits(t *testing.T) {
+	t.Parallel()
+	cfg, err := lambdaapp.ConfigFromEnv(lambdaapp.Router, env(map[string]string{
+		"STREAMER_TABLE":                         "t",
+		"STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "-1",
+		"STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL": "off",
+		"STREAMER_NEW_CONNECTIONS_PER_IP":        "OFF",
+	}))
+	require.NoError(t, err)
+	require.Negative(t, cfg.MaxConnectionsPerPrincipal)
+	require.Zero(t, cfg.NewConnectionsPerPrincipal)
+	require.Zero(t, cfg.NewConnectionsPerIP)
+
+	cfg, err = lambdaapp.ConfigFromEnv(lambdaapp.Router, env(map[string]string{
+		"STREAMER_TABLE":                         "t",
+		"STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "3",
+		"STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL": "5/m",
+		"STREAMER_NEW_CONNECTIONS_PER_IP":        "10/s,burst=30",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, 3, cfg.MaxConnectionsPerPrincipal)
+	require.Equal(t, ratelimit.Rule{Rate: 5, Per: time.Minute, Burst: 5}, cfg.NewConnectionsPerPrincipal)
+	require.Equal(t, ratelimit.Rule{Rate: 10, Per: time.Second, Burst: 30}, cfg.NewConnectionsPerIP)
+}
+
 func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 	t.Parallel()
 	secret := "0123456789abcdef0123456789abcdef"
 	cfg, err := lambdaapp.ConfigFromEnv(lambdaapp.Connect, env(map[string]string{
-		"STREAMER_TABLE":              "tbl",
-		"STREAMER_JWT_SECRET":         secret,
-		"STREAMER_JWT_ALGORITHMS":     "HS256,HS512",
-		"STREAMER_JWT_ISSUER":         "iss",
-		"STREAMER_JWT_AUDIENCE":       "aud",
-		"STREAMER_ENDPOINT":           "https://abc.execute-api.eu-west-1.amazonaws.com/prod",
-		"STREAMER_LOG_LEVEL":          "debug",
-		"STREAMER_RETENTION":          "2h",
-		"STREAMER_SYNC_THRESHOLD":     "1s",
-		"STREAMER_SUBSCRIBER_REFRESH": "500ms",
-		"STREAMER_CANCEL_POLL":        "3s",
-		"STREAMER_STALL_TIMEOUT":      "90s",
-		"STREAMER_MAX_STALLS":         "5",
-		"STREAMER_MAX_CONTINUATIONS":  "7",
-		"STREAMER_MAX_CHECKPOINT":     "1000",
-		"STREAMER_LEASE":              "30s",
-		"STREAMER_BUCKET":             "my-files.example-1",
-		"STREAMER_RATE_LIMIT":         "10/s,burst=20",
-		"STREAMER_MAX_PENDING":        "50",
-		"STREAMER_KEY_CONCURRENCY":    "off",
+		"STREAMER_TABLE":                         "tbl",
+		"STREAMER_JWT_SECRET":                    secret,
+		"STREAMER_JWT_ALGORITHMS":                "HS256,HS512",
+		"STREAMER_JWT_ISSUER":                    "iss",
+		"STREAMER_JWT_AUDIENCE":                  "aud",
+		"STREAMER_ENDPOINT":                      "https://abc.execute-api.eu-west-1.amazonaws.com/prod",
+		"STREAMER_LOG_LEVEL":                     "debug",
+		"STREAMER_RETENTION":                     "2h",
+		"STREAMER_SYNC_THRESHOLD":                "1s",
+		"STREAMER_SUBSCRIBER_REFRESH":            "500ms",
+		"STREAMER_CANCEL_POLL":                   "3s",
+		"STREAMER_STALL_TIMEOUT":                 "90s",
+		"STREAMER_MAX_STALLS":                    "5",
+		"STREAMER_MAX_CONTINUATIONS":             "7",
+		"STREAMER_MAX_CHECKPOINT":                "1000",
+		"STREAMER_LEASE":                         "30s",
+		"STREAMER_BUCKET":                        "my-files.example-1",
+		"STREAMER_RATE_LIMIT":                    "10/s,burst=20",
+		"STREAMER_MAX_PENDING":                   "50",
+		"STREAMER_KEY_CONCURRENCY":               "off",
+		"STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "7",
+		"STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL": "1/s,burst=2",
+		"STREAMER_NEW_CONNECTIONS_PER_IP":        "3/m,burst=4",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, lambdaapp.Config{
@@ -87,6 +119,9 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		MaxContinuations: 7, MaxCheckpoint: 1000,
 		RateLimit:  ratelimit.Rule{Rate: 10, Per: time.Second, Burst: 20},
 		MaxPending: 50, KeyConcurrency: -1,
+		MaxConnectionsPerPrincipal: 7,
+		NewConnectionsPerPrincipal: ratelimit.Rule{Rate: 1, Per: time.Second, Burst: 2},
+		NewConnectionsPerIP:        ratelimit.Rule{Rate: 3, Per: time.Minute, Burst: 4},
 	}, cfg)
 }
 
@@ -168,6 +203,10 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RETENTION": "0s"}, "STREAMER_RETENTION"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RATE_LIMIT": "fast"}, "STREAMER_RATE_LIMIT"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_RATE_LIMIT": "10/s,burst=0"}, "STREAMER_RATE_LIMIT"},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "0"}, "STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL="},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "many"}, "STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL="},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL": "fast"}, "STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL="},
+		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_NEW_CONNECTIONS_PER_IP": "0/s"}, "STREAMER_NEW_CONNECTIONS_PER_IP="},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_ENDPOINT": "abc.execute-api.amazonaws.com"}, "STREAMER_ENDPOINT"},
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_ENDPOINT": "ftp://host/prod"}, "STREAMER_ENDPOINT"},
 		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_JWT_ALGORITHMS": "none"}, "STREAMER_JWT_ALGORITHMS"},

@@ -20,6 +20,7 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/internal/awsretry"
 	"github.com/streamer-go/streamer/middleware"
+	"github.com/streamer-go/streamer/ratelimit"
 	rldynamodb "github.com/streamer-go/streamer/ratelimit/dynamodb"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/dynamodb"
@@ -39,6 +40,9 @@ type Handlers struct {
 	app     *streamer.App
 	log     zerolog.Logger
 	invoker InvokeAPI
+	// connLimiter takes the tokens of the connect function's rate limits
+	// (nil when both are off, and in the other functions).
+	connLimiter ratelimit.Limiter
 }
 
 // Options are optional dependencies of [New], for tests and the local AWS
@@ -137,6 +141,15 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: rate limiter: %w", err)
 	}
+	var connLimiter ratelimit.Limiter
+	if cfg.Function == Connect {
+		if cfg.NewConnectionsPerIP.Rate > 0 || cfg.NewConnectionsPerPrincipal.Rate > 0 {
+			if connLimiter, err = rldynamodb.New(rldynamodb.Config{Client: db, Table: cfg.Table}); err != nil {
+				return nil, fmt.Errorf("lambdaapp: %s/%s: %w", EnvNewConnectionsPerIP, EnvNewConnectionsPerPrincipal, err)
+			}
+		}
+		st = admitting(st, store, cfg, connLimiter)
+	}
 	appCfg := streamer.Config{
 		Store: st, Sender: sender, Plugins: plugins, Logger: log,
 		Middleware: mw, Limiter: limiter, RateLimit: streamer.RateLimit{Rule: cfg.RateLimit},
@@ -163,7 +176,7 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: %w", err)
 	}
-	h := &Handlers{cfg: cfg, app: app, log: log, invoker: opts.Invoker}
+	h := &Handlers{cfg: cfg, app: app, log: log, invoker: opts.Invoker, connLimiter: connLimiter}
 	if h.invoker == nil && cfg.Function == Processor {
 		h.invoker = lambda.NewFromConfig(awsCfg)
 	}
@@ -188,7 +201,25 @@ func (h *Handlers) endpoint(rc events.APIGatewayWebsocketProxyRequestContext) st
 // stores the connection with its endpoint. A refused token answers 401, and
 // API Gateway refuses the upgrade; a storage failure is returned as the
 // invocation's error (API Gateway answers 500).
+//
+// The connection limits answer 429, with a Retry-After header and a body
+// naming the limit, and API Gateway refuses the upgrade: before the token
+// is verified, STREAMER_NEW_CONNECTIONS_PER_IP (by the event's source
+// address); after it, STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL, then
+// STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL (the connection is stored only
+// when the principal's count of open connections, kept in the table, is
+// below it).
 func (h *Handlers) Connect(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	connID := ev.RequestContext.ConnectionID
+	var ref *refusal
+	if err := h.checkSourceIP(ctx, ev); errors.As(err, &ref) {
+		// Debug: a flood from one address, before any token, must not
+		// flood the logs too.
+		h.log.Debug().Str("connection_id", connID).Str("source_ip", ev.RequestContext.Identity.SourceIP).Msg("connection refused: " + ref.reason)
+		return ref.response(), nil
+	} else if err != nil {
+		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, fmt.Errorf("lambdaapp: connect %s: %w", connID, err)
+	}
 	headers := ev.Headers
 	if len(headers) == 0 {
 		headers = first(ev.MultiValueHeaders)
@@ -198,9 +229,11 @@ func (h *Handlers) Connect(ctx context.Context, ev events.APIGatewayWebsocketPro
 		query = first(ev.MultiValueQueryStringParameters)
 	}
 	token := middleware.TokenFromMaps(headers, query)
-	connID := ev.RequestContext.ConnectionID
 	_, err := h.app.HandleConnect(ctx, connID, h.endpoint(ev.RequestContext), token)
 	switch {
+	case errors.As(err, &ref):
+		h.log.Info().Str("connection_id", connID).Msg("connection refused: " + ref.reason)
+		return ref.response(), nil
 	case errors.Is(err, streamer.ErrUnauthorized):
 		h.log.Info().Err(err).Str("connection_id", connID).Msg("connection refused")
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusUnauthorized, Body: "unauthorized"}, nil

@@ -23,6 +23,12 @@
 // never expires (as in files written before subscriptions had one), else
 // epoch milliseconds as a big-endian int64.
 //
+// The store does not implement [storage.ConnectionCounter]: the embedded
+// runtime it serves caps each principal's open connections in its gateway
+// (transport/local), which holds every connection of the process; only
+// the AWS runtime, whose connections no one process holds, counts them in
+// its store.
+//
 // There is no index by status or time: ListUnfinished and ListDue read
 // every request, which is fine for the single-machine runtime.
 // ListRequests (a principal's requests, newest first) needs no index

@@ -15,6 +15,8 @@
 //	REQ#<key>         SUB#<conn id>       a subscriber of the request
 //	CONN#<conn id>    CONN                the connection
 //	CONN#<conn id>    SUB#<key>           a subscription of the connection
+//	PCONN#<principal> COUNT               a principal's count of open connections
+//	PCONN#<principal> CONN#<conn id>      a connection it counts
 //
 // <key> is [storage.Key.String], which is unambiguous. A subscription is two
 // items written and deleted together by one transaction, so both lookups
@@ -26,9 +28,16 @@
 // item with an ExpiresAt also has ttl, the expiry in epoch seconds rounded
 // up, so DynamoDB deletes it some time after it expires. Until then reads
 // treat expired items as missing, and conditional writes treat expired
-// requests as missing. The store implements [storage.DueLister] and
-// [storage.PrincipalLister], but neither [storage.Lister] nor
-// [storage.Sweeper].
+// requests as missing. The store implements [storage.DueLister],
+// [storage.PrincipalLister] and [storage.ConnectionCounter], but neither
+// [storage.Lister] nor [storage.Sweeper].
+//
+// <principal> is the tenant and subject escaped as in
+// [storage.Key.String] ("<tenant>|<subject>|"). The counter partition is
+// written only by PutConnectionCounted, DeleteConnection of a counted
+// connection and the recount of a refusal (see
+// [Store.PutConnectionCounted]): connects cost a transaction of three items
+// (6 write units), and so do disconnects; the counter item has no TTL.
 //
 // An expired request that TTL has not deleted yet may be replaced by
 // CreateRequest; its events stay until TTL deletes them. They carry the old

@@ -353,6 +353,8 @@ func (m *capacityMeter) register(stack *middleware.Stack) error {
 				p.ReturnConsumedCapacity = all
 			case *ddb.BatchGetItemInput:
 				p.ReturnConsumedCapacity = all
+			case *ddb.BatchWriteItemInput:
+				p.ReturnConsumedCapacity = all
 			}
 			out, md, err := next.HandleInitialize(ctx, in)
 			var cc []types.ConsumedCapacity
@@ -368,6 +370,8 @@ func (m *capacityMeter) register(stack *middleware.Stack) error {
 			case *ddb.GetItemOutput:
 				cc = append(cc, deref(r.ConsumedCapacity)...)
 			case *ddb.BatchGetItemOutput:
+				cc = r.ConsumedCapacity
+			case *ddb.BatchWriteItemOutput:
 				cc = r.ConsumedCapacity
 			}
 			m.mu.Lock()

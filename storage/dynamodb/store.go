@@ -236,23 +236,38 @@ func (s *Store) GetConnection(ctx context.Context, id string) (storage.Connectio
 	return c, nil
 }
 
-// DeleteConnection queries the connection's partition for its
-// subscriptions, then deletes both items of each subscription and the
-// connection with BatchWriteItem. It is not atomic: a failure may leave some
-// subscriptions, and calling it again removes them.
+// DeleteConnection queries the connection's partition for the connection
+// item and its subscriptions, then deletes both items of each subscription
+// and the connection with BatchWriteItem. A connection stored by
+// PutConnectionCounted is deleted last, with its member item and one from
+// its principal's counter, in one transaction (see conncap.go). It is not
+// atomic: a failure may leave some subscriptions, and calling it again
+// removes them.
 func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
-	var deletes []item
+	var (
+		deletes         []item
+		tenant, subject string
+		counted         bool
+	)
 	e := newExpr()
 	err := s.query(ctx, &ddb.QueryInput{
-		KeyConditionExpression:    aws.String(e.n(AttrPK) + " = " + e.s(connPK(id)) + " AND begins_with(" + e.n(AttrSK) + ", " + e.s(prefixSub) + ")"),
-		ProjectionExpression:      aws.String(e.n(AttrSK)),
+		KeyConditionExpression: aws.String(e.n(AttrPK) + " = " + e.s(connPK(id))),
+		ProjectionExpression: aws.String(e.n(AttrSK) + ", " + e.n(attrTenant) + ", " + e.n(attrSubject) + ", " +
+			e.n(attrCounted)),
 		ExpressionAttributeNames:  e.names,
 		ExpressionAttributeValues: e.values,
 	}, func(it item) (bool, error) {
 		sk := (&reader{it: it}).str(AttrSK)
+		if sk == sortConnection {
+			tenant, subject, counted = countedOwner(it)
+			return true, nil
+		}
+		if !strings.HasPrefix(sk, prefixSub) {
+			return true, nil
+		}
 		rk := strings.TrimPrefix(sk, prefixSub)
 		deletes = append(deletes,
 			primaryKey(connPK(id), sk),
@@ -264,9 +279,16 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 	}
 	// The connection item goes last: until its subscriptions are gone, the
 	// connection stays visible.
-	deletes = append(deletes, primaryKey(connPK(id), sortConnection))
+	if !counted {
+		deletes = append(deletes, primaryKey(connPK(id), sortConnection))
+	}
 	if err := s.deleteAll(ctx, deletes); err != nil {
 		return fmt.Errorf("dynamodb: delete connection %s: %w", id, err)
+	}
+	if counted {
+		if err := s.deleteCounted(ctx, id, tenant, subject); err != nil {
+			return fmt.Errorf("dynamodb: delete connection %s: %w", id, err)
+		}
 	}
 	return nil
 }

@@ -162,6 +162,7 @@ func groups() []group {
 			{"Limit", testListDueLimit},
 		}},
 		{"PrincipalLister", principalListerCases()},
+		{"ConnectionCounter", connectionCounterCases()},
 		{"Sweeper", []testCase{
 			{"Sweep", testSweep},
 		}},

@@ -7,8 +7,9 @@
 // its $connect, $default and $disconnect routes:
 //
 //   - [Handler.Connect] runs before the WebSocket upgrade. An error wrapping
-//     streamer.ErrUnauthorized refuses the handshake with HTTP 401, any other
-//     error with HTTP 500; in both cases there is no upgrade.
+//     streamer.ErrUnauthorized refuses the handshake with HTTP 401, a
+//     [*RefusedError] with its 4xx status (429, say), any other error with
+//     HTTP 500; in every case there is no upgrade.
 //   - [Handler.Message] runs once per inbound data message, concurrently (as
 //     Lambda would), at most [Config.MaxInFlight] at a time per connection.
 //     Beyond that the gateway stops reading from the connection

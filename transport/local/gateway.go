@@ -135,7 +135,8 @@ type Config struct {
 type Handler interface {
 	// Connect runs before the WebSocket upgrade, with the upgrade request's
 	// context. An error wrapping streamer.ErrUnauthorized refuses the
-	// connection with HTTP 401; any other error with HTTP 500. Connect may
+	// connection with HTTP 401, a [*RefusedError] with its status (such as
+	// 429); any other error with HTTP 500. Connect may
 	// set c.Value (for example to the principal); nothing else may change c.
 	// Messages cannot be sent to c until Connect has returned.
 	Connect(ctx context.Context, c *Conn) error
@@ -350,6 +351,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, streamer.ErrUnauthorized) {
 			g.log.Debug().Err(err).Str("connection_id", id).Str("remote_addr", r.RemoteAddr).Msg("local: connect refused")
 			writeText(w, http.StatusUnauthorized, "unauthorized")
+			return
+		}
+		if refused := (*RefusedError)(nil); errors.As(err, &refused) {
+			g.log.Debug().Err(err).Str("connection_id", id).Str("remote_addr", r.RemoteAddr).Msg("local: connect refused")
+			refused.write(w)
 			return
 		}
 		g.log.Error().Err(err).Str("connection_id", id).Msg("local: connect failed")

@@ -663,3 +663,28 @@ func TestNewIDCollisionsAndPanics(t *testing.T) {
 	require.NoError(t, b.gw.Send(context.Background(), "", c.id, []byte("alive")))
 	assert.Equal(t, "alive", string(c.next(t)))
 }
+
+// A *RefusedError from Connect refuses the handshake with its 4xx status,
+// body and Retry-After; one with another status is a 500.
+func TestConnectRefusedError(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	rec.connectErr = fmt.Errorf("wrapped: %w", &local.RefusedError{Status: http.StatusTooManyRequests, Message: "too many", RetryAfter: 1500 * time.Millisecond})
+	b := setup(t, rec, local.Config{})
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, b.url, nil)
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "2", resp.Header.Get("Retry-After"))
+	assert.Equal(t, "too many", readBody(t, resp))
+	assert.Equal(t, 0, b.gw.Connections())
+
+	rec.connectErr = &local.RefusedError{Status: http.StatusFound, Message: "elsewhere"}
+	_, resp, err = websocket.Dial(ctx, b.url, nil)
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+}
