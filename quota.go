@@ -41,7 +41,8 @@ func quotaError(quota string, limit int64, format string, args ...any) *Error {
 // finished, starting from the unfinished ones [App.Run] found. It is
 // exact because the embedded runtime is the only processor of its store;
 // without Run (on AWS, where routers and processors are separate
-// processes) it is off and the pending quota is not enforced.
+// processes) it is off, and the store counts instead (the DynamoDB store's
+// Limits: CreateRequest returns storage.ErrQuota).
 type pendingCounts struct {
 	on bool
 	n  map[string]int
