@@ -67,12 +67,15 @@ func (p *holdPlugin) plugin() streamer.Plugin {
 }
 
 // runScale serves the AWS path with plugins on a fresh table until the test
-// ends, with the processor's emulated concurrency given.
+// ends, with the processor's emulated concurrency given. These tests are
+// about how many jobs Lambda runs at once, so the tenant limits (whose
+// counters are hot items, each a queue of transactions in DynamoDB Local)
+// are off; limits_test.go tests them.
 func runScale(t *testing.T, concurrency int, plugins ...streamer.Plugin) devserver.Info {
 	t.Helper()
 	_, _, info := startLocal(t, awslocal.Config{
 		Plugins: plugins, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel),
-		Concurrency: concurrency, ReapInterval: -1,
+		Concurrency: concurrency, ReapInterval: -1, KeyConcurrency: -1, MaxPending: -1,
 	})
 	return info
 }

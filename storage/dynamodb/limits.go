@@ -257,15 +257,7 @@ func (s *Store) claimCounted(ctx context.Context, k storage.Key, c storage.Claim
 		cond += " AND attribute_not_exists(" + e.n(t.attr) + ")"
 		items = append(items, types.TransactWriteItem{Update: s.counterUpdate(t.pk, attrRunning, 1, t.limit, c.Now)})
 	}
-	items[0] = types.TransactWriteItem{Update: &types.Update{
-		TableName:                           s.table,
-		Key:                                 requestKey(k),
-		UpdateExpression:                    e.update(),
-		ConditionExpression:                 aws.String(cond),
-		ExpressionAttributeNames:            e.namesOrNil(),
-		ExpressionAttributeValues:           e.valuesOrNil(),
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	}}
+	items[0] = types.TransactWriteItem{Update: s.requestUpdate(k, e, cond)}
 	err := s.transact(ctx, "claim request", items)
 	if err == nil {
 		it, err := s.getItem(ctx, requestKey(k))

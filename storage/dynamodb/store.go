@@ -753,6 +753,20 @@ func (s *Store) requeue(ctx context.Context, op string, k storage.Key, attempt i
 	return nil
 }
 
+// requestUpdate is the Update of request k in a transaction, returning
+// the old item when its condition fails.
+func (s *Store) requestUpdate(k storage.Key, e *expr, cond string) *types.Update {
+	return &types.Update{
+		TableName:                           s.table,
+		Key:                                 requestKey(k),
+		UpdateExpression:                    e.update(),
+		ConditionExpression:                 aws.String(cond),
+		ExpressionAttributeNames:            e.namesOrNil(),
+		ExpressionAttributeValues:           e.valuesOrNil(),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
+}
+
 // errWrongGuess is a release refused because the request holds other
 // counters than guessed; the old item tells which.
 var errWrongGuess = errors.New("the request holds other counters")
@@ -766,15 +780,7 @@ func (s *Store) updateReleasing(ctx context.Context, op string, k storage.Key, b
 	if len(txs) == 0 {
 		return s.updateRequest(ctx, op, k, e, cond)
 	}
-	err := s.transact(ctx, op, append([]types.TransactWriteItem{{Update: &types.Update{
-		TableName:                           s.table,
-		Key:                                 requestKey(k),
-		UpdateExpression:                    e.update(),
-		ConditionExpression:                 aws.String(cond),
-		ExpressionAttributeNames:            e.namesOrNil(),
-		ExpressionAttributeValues:           e.valuesOrNil(),
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	}}}, txs...))
+	err := s.transact(ctx, op, append([]types.TransactWriteItem{{Update: s.requestUpdate(k, e, cond)}}, txs...))
 	if reasons, ok := canceledReasons(err); ok {
 		if old, failed := reasonFailed(reasons, 0); failed {
 			if old != nil && holdsOf(old, withPending) != h {
@@ -863,32 +869,14 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 		// The event's Put is the transaction's second item (transactError).
 		return e, cond, append([]types.TransactWriteItem{{Put: s.putEvent(ev, now)}}, txs...)
 	}
-	finish := func(h holds) (item, error) {
-		e, cond, txs := build(h)
-		err := s.transact(ctx, op, append([]types.TransactWriteItem{{Update: &types.Update{
-			TableName:                           s.table,
-			Key:                                 requestKey(k),
-			UpdateExpression:                    e.update(),
-			ConditionExpression:                 aws.String(cond),
-			ExpressionAttributeNames:            e.namesOrNil(),
-			ExpressionAttributeValues:           e.valuesOrNil(),
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}}}, txs...))
-		if reasons, ok := canceledReasons(err); ok {
-			if old, failed := reasonFailed(reasons, 0); failed && old != nil && holdsOf(old, true) != h {
-				return old, errWrongGuess
-			}
-		}
-		return nil, err
-	}
 	h := s.assumed(ctx, k, true)
-	old, err := finish(h)
+	old, err := s.updateReleasing(ctx, op, k, build, h, true)
 	if errors.Is(err, errWrongGuess) {
 		h = holdsOf(old, true)
-		old, err = finish(h)
-		if errors.Is(err, errWrongGuess) {
-			return s.rejection(op, k, old)
-		}
+		old, err = s.updateReleasing(ctx, op, k, build, h, true)
+	}
+	if errors.Is(err, errRejected) || errors.Is(err, errWrongGuess) {
+		return s.rejection(op, k, old)
 	}
 	if err != nil {
 		return s.transactError(op, k, f.Event.Seq, err)
@@ -960,15 +948,7 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, ev 
 		// The same condition, on an Update that saves the checkpoint: the
 		// transaction keeps its two items.
 		e.setTo(attrCheckpoint, e.v(bin(ev.Checkpoint)))
-		check = types.TransactWriteItem{Update: &types.Update{
-			TableName:                           s.table,
-			Key:                                 requestKey(k),
-			UpdateExpression:                    e.update(),
-			ConditionExpression:                 aws.String(cond),
-			ExpressionAttributeNames:            e.names,
-			ExpressionAttributeValues:           e.values,
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}}
+		check = types.TransactWriteItem{Update: s.requestUpdate(k, e, cond)}
 	}
 	err = s.write(ctx, op, func() error {
 		_, err := s.api.TransactWriteItems(ctx, &ddb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
