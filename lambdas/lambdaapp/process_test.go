@@ -209,7 +209,7 @@ func flaky(backoff time.Duration, runs *atomic.Int32) streamer.Plugin {
 // stream to deliver it again.
 func TestProcessWaitsForRetry(t *testing.T) {
 	t.Parallel()
-	const backoff = 5 * time.Second
+	const backoff = 10 * time.Second
 	var runs atomic.Int32
 	s := newStack(t, flaky(backoff, &runs))
 	c, id := s.open(t, "dave")
@@ -228,8 +228,10 @@ func TestProcessWaitsForRetry(t *testing.T) {
 	retry := decode(t, modify)
 	require.Len(t, retry.Records, 1)
 
-	// Due in about 5s; a deadline 5s away leaves 2s: not enough.
-	short, cancel := context.WithTimeout(context.Background(), backoff)
+	// Due about 10s after the re-queue; a deadline half that after it is
+	// too early to wait for, however long capturing the record took on a
+	// loaded machine (up to the deadline itself).
+	short, cancel := context.WithDeadline(context.Background(), requeued.Add(backoff/2))
 	defer cancel()
 	start := time.Now()
 	failures := s.process(t, short, retry)

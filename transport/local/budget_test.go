@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,9 +201,19 @@ func TestSlowReadersClosedByByteBudget(t *testing.T) {
 			require.FailNow(t, "slow reader not closed", s.id)
 		}
 		var ce websocket.CloseError
-		require.ErrorAs(t, err, &ce, "slow reader %s", s.id)
-		assert.Equal(t, websocket.StatusPolicyViolation, ce.Code)
-		assert.Contains(t, ce.Reason, "budget")
+		if errors.Is(err, syscall.ECONNRESET) {
+			// The server closed the socket while this client's own
+			// frames were still unread on its side, so the kernel reset
+			// the connection and dropped the close frame queued behind
+			// the unread messages (more likely on a loaded machine). The
+			// server's side of the close is checked above (gone) and
+			// below (disconnected once).
+			t.Logf("slow reader %s: connection reset before its close frame was read", s.id)
+		} else {
+			require.ErrorAs(t, err, &ce, "slow reader %s", s.id)
+			assert.Equal(t, websocket.StatusPolicyViolation, ce.Code)
+			assert.Contains(t, ce.Reason, "budget")
+		}
 		close(s.stop)
 		<-s.done
 	}

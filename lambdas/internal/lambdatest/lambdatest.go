@@ -32,7 +32,7 @@ import (
 )
 
 // Wait bounds every wait of the tests for something to happen.
-const Wait = 15 * time.Second
+const Wait = 30 * time.Second
 
 // Secret is the HS256 key of the tests' tokens.
 const Secret = "lambdatest-secret-0123456789abcdef-0123456789"
