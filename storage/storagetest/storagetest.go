@@ -162,6 +162,7 @@ func groups() []group {
 			{"Limit", testListDueLimit},
 		}},
 		{"PrincipalLister", principalListerCases()},
+		{"StatusLister", statusListerCases()},
 		{"Sweeper", []testCase{
 			{"Sweep", testSweep},
 		}},
