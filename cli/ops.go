@@ -88,10 +88,10 @@ func runOps(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 	var of opsFlags
 	of.register(fs)
 	var (
-		q                         ops.Query
-		within                    time.Duration
-		retryFailed               bool
-		function                  string
+		q               ops.Query
+		within          time.Duration
+		retryFailed     bool
+		function        string
 		minArgs, maxArg int
 	)
 	switch sub {
@@ -454,4 +454,3 @@ func keyOrEmpty(f ops.Failure) string {
 	}
 	return f.Key.String()
 }
-
