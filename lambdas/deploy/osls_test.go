@@ -152,14 +152,16 @@ func oslsPackage(t *testing.T, bin, dir string, extraEnv map[string]string) cfnT
 
 // cfnTemplate is a CloudFormation template.
 type cfnTemplate struct {
-	Resources map[string]cfnResource
-	Outputs   map[string]struct{ Value any }
+	Conditions map[string]any
+	Resources  map[string]cfnResource
+	Outputs    map[string]struct{ Value any }
 }
 
 // cfnResource is one resource; Properties is decoded by the test that
 // checks it.
 type cfnResource struct {
 	Type       string
+	Condition  string
 	Properties json.RawMessage
 }
 
