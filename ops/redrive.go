@@ -55,7 +55,7 @@ func ParseFailure(body []byte) (Failure, error) {
 		StreamBatch     json.RawMessage `json:"DDBStreamBatchInfo"`
 	}
 	if err := json.Unmarshal(body, &rec); err != nil {
-		return Failure{}, fmt.Errorf("%w: %v", ErrNotFailureRecord, err)
+		return Failure{}, fmt.Errorf("%w: %w", ErrNotFailureRecord, err)
 	}
 	f := Failure{Condition: rec.RequestContext.Condition, Attempts: rec.RequestContext.ApproximateInvokeCount}
 	var resp struct {
@@ -78,7 +78,7 @@ func ParseFailure(body []byte) (Failure, error) {
 	}
 	k, err := storage.ParseKey(job.Job.Key)
 	if err != nil {
-		return Failure{}, fmt.Errorf("%w: job key %q: %v", ErrNotFailureRecord, job.Job.Key, err)
+		return Failure{}, fmt.Errorf("%w: job key %q: %w", ErrNotFailureRecord, job.Job.Key, err)
 	}
 	f.Key, f.Job = k, rec.RequestPayload
 	return f, nil
