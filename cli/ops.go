@@ -438,7 +438,7 @@ func redrive(ctx context.Context, o *ops.Ops, of opsFlags, pos []string, functio
 		case ops.OutcomeStreamBatch:
 			fmt.Fprintf(stdout, "message %d: a stream batch (%s): names no request; the reaper takes over its live requests\n", i+1, res.Failure.Condition)
 		case ops.OutcomeLive:
-			fmt.Fprintf(stdout, "message %d: %s: live (%s): left to the reaper (or pass --function); keep the message\n", i+1, res.Failure.Key, res.Status)
+			fmt.Fprintf(stdout, "message %d: %s: live (%s): left to the runtime (the reaper; --function invokes the processor now)\n", i+1, res.Failure.Key, res.Status)
 		case ops.OutcomeRetried:
 			fmt.Fprintf(stdout, "message %d: %s: failed: retried as %s\n", i+1, res.Failure.Key, res.RetryID)
 		default:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamer-go/streamer"
@@ -322,4 +323,27 @@ func TestOpsDynamoDB(t *testing.T) {
 	require.Equal(t, exitOK, code, stderr)
 	require.Equal(t, "later: canceled\n", stdout)
 	require.Equal(t, 1, countTerminals(t, store, opsKey("later")))
+}
+
+// TestFailureQueueFile: --aws-local keeps failed jobs in the data dir's
+// failure queue file, in Lambda's record format, which ops redrive reads.
+func TestFailureQueueFile(t *testing.T) {
+	dir := t.TempDir()
+	store, err := bolt.Open(filepath.Join(dir, "streamer.db"), bolt.Options{})
+	require.NoError(t, err)
+	now := time.Now()
+	require.NoError(t, store.CreateRequest(t.Context(), storage.Request{Key: opsKey("q1"), Action: "ok", Status: storage.StatusQueued, CreatedAt: now, UpdatedAt: now}))
+	require.NoError(t, store.Close())
+
+	path := filepath.Join(dir, failureQueueFile)
+	add := failureQueue(path, zerolog.Nop())
+	for _, id := range []string{"q1", "gone"} {
+		job, err := json.Marshal(map[string]any{"streamer_job": map[string]string{"key": opsKey(id).String()}})
+		require.NoError(t, err)
+		add(awslocal.Failure{Function: "processor", RequestID: "r-" + id, Payload: job, Err: errors.New("boom"), Attempts: 3, Condition: awslocal.ConditionRetriesExhausted})
+	}
+	code, stdout, stderr := runOpsCmd(t, "redrive", path, "--data-dir", dir)
+	require.Equal(t, exitOK, code, stderr)
+	require.Contains(t, stdout, "message 1: acme|alice|q1: live (queued): left to the runtime")
+	require.Contains(t, stdout, "message 2: acme|alice|gone: gone")
 }

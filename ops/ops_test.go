@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/lambdas/awslocal"
 	"github.com/streamer-go/streamer/ops"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/memory"
@@ -310,4 +311,21 @@ func TestPage(t *testing.T) {
 	rw := httptest.NewRecorder()
 	h.ServeHTTP(rw, req)
 	require.Equal(t, http.StatusMethodNotAllowed, rw.Code, "the page is read-only")
+}
+
+// TestParseAWSLocalFailure: the records the local Lambda service writes
+// for a failed job (awslocal.FailureRecord) name their request.
+func TestParseAWSLocalFailure(t *testing.T) {
+	k := storage.Key{Tenant: "acme", Subject: "a|b", ID: "r1"}
+	rec, err := awslocal.FailureRecord(awslocal.Failure{
+		Function: "processor", RequestID: "req-1", Payload: []byte(`{"streamer_job":{"key":` + mustJSON(k.String()) + `}}`),
+		Err: errors.New("lambdaapp: boom"), Attempts: 3, Condition: awslocal.ConditionRetriesExhausted,
+	}, "arn:aws:lambda:us-east-1:000000000000:function:processor", time.Now())
+	require.NoError(t, err)
+	f, err := ops.ParseFailure(rec)
+	require.NoError(t, err)
+	require.Equal(t, k, f.Key)
+	require.Equal(t, "RetriesExhausted", f.Condition)
+	require.Equal(t, 3, f.Attempts)
+	require.Equal(t, "lambdaapp: boom", f.Error)
 }
