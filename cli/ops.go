@@ -57,7 +57,8 @@ redrive: reads failure-queue message bodies (the processor's SQS queue): one JSO
 body per line, or the output of aws sqs receive-message. A job whose request is
 live is invoked again with --function (the processor function, via the AWS_*
 environment), else left to the reaper; --retry-failed retries a failed one.
-Delete the messages from the queue yourself once redriven.
+Delete the messages from the queue yourself once redriven. streamer dev --aws-local
+keeps its failed jobs in DATA-DIR/failure-queue.jsonl, in the same format.
 `
 
 // opsFlags are the store flags of every ops command.
