@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -67,9 +68,10 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsF
 	if err != nil {
 		return fmt.Errorf("building the plugins: %w", err)
 	}
+	queueFile := filepath.Join(cfg.dataDir, failureQueueFile)
 	return awslocal.Run(ctx, awslocal.Config{
 		Listener: ln, DynamoDBEndpoint: endpoint, Table: cfg.table, Secret: secret,
-		Plugins: plugs, Logger: log,
+		Plugins: plugs, Logger: log, OnJobFailure: failureQueue(queueFile, log),
 		IdleTimeout: cfg.idle, MaxLifetime: cfg.lifetime, Concurrency: cfg.lambdaConcurrency, Faults: cfg.faults,
 		RateLimit: cfg.rateLimit,
 		// As for the embedded runtime: a negative cap turns the rate of
@@ -89,6 +91,39 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsF
 			}
 		},
 	})
+}
+
+// failureQueueFile is the file in the data dir where --aws-local keeps the
+// jobs that failed on every attempt, one failure record a line: the
+// stand-in for the processor's SQS failure queue, which `streamer ops
+// redrive` reads.
+const failureQueueFile = "failure-queue.jsonl"
+
+// failureQueue logs each failed job and appends its failure record (as
+// Lambda would send it to the failure queue) to path.
+func failureQueue(path string, log zerolog.Logger) func(awslocal.Failure) {
+	var mu sync.Mutex
+	return func(f awslocal.Failure) {
+		log.Error().Err(f.Err).Str("function", f.Function).Int("attempts", f.Attempts).Str("condition", f.Condition).
+			RawJSON("payload", f.Payload).Str("failure_queue", path).Msg("awslocal: a job failed on every attempt; its failure record is in the failure queue file (streamer ops redrive)")
+		rec, err := awslocal.FailureRecord(f, "arn:aws:lambda:us-east-1:000000000000:function:"+f.Function, time.Now())
+		if err != nil {
+			log.Error().Err(err).Msg("awslocal: rendering a failure record")
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		if err == nil {
+			_, err = fh.Write(append(rec, '\n'))
+			if cerr := fh.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			log.Error().Err(err).Str("file", path).Msg("awslocal: writing a failure record")
+		}
+	}
 }
 
 // startDynamoDBLocal runs the DynamoDB Local jar shipped by the npm package

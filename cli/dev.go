@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +22,7 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/cli/web"
 	"github.com/streamer-go/streamer/lambdas/awslocal"
+	"github.com/streamer-go/streamer/ops"
 	"github.com/streamer-go/streamer/ratelimit"
 	"github.com/streamer-go/streamer/transport/local"
 	"github.com/streamer-go/streamer/transport/local/devserver"
@@ -51,6 +54,9 @@ type devConfig struct {
 	// lambdaConcurrency is the processor's emulated concurrency.
 	lambdaConcurrency int
 	faults            awslocal.Faults
+	// opsSecret is the operator page's secret, fresh per process (dev
+	// only; see ops.Handler).
+	opsSecret string
 }
 
 // Fault injection for tests of --aws-local (see awslocal.Faults). They are
@@ -152,6 +158,14 @@ func serveDev(ctx context.Context, cfg devConfig, plugins streamer.PluginsFunc, 
 		}
 		limit.Rule = rule
 	}
+	// The read-only operator page, on the dev server's own listener (which
+	// binds 127.0.0.1 by default), behind a secret of this process: it is
+	// set up by Ready, which runs before any request is served.
+	var opsPage http.Handler
+	if cfg.opsSecret, err = newOpsSecret(); err != nil {
+		return err
+	}
+	lazyOps := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { opsPage.ServeHTTP(w, r) })
 	return devserver.Run(ctx, devserver.Config{
 		Listener:    ln,
 		RateLimit:   limit,
@@ -161,13 +175,25 @@ func serveDev(ctx context.Context, cfg devConfig, plugins streamer.PluginsFunc, 
 		Logger:      log,
 		IdleTimeout: cfg.idle,
 		MaxLifetime: cfg.lifetime,
-		Handlers:    map[string]http.Handler{"/": http.FileServerFS(web.FS)},
+		Handlers:    map[string]http.Handler{"/": http.FileServerFS(web.FS), "/ops": lazyOps, "/ops/": lazyOps},
 
 		MaxConnectionsPerPrincipal: cfg.maxConns,
 		NewConnectionsPerPrincipal: offIf(cfg.maxConns < 0),
 		NewConnectionsPerIP:        offIf(cfg.noIPRate),
-		Ready:                      func(info devserver.Info) { printBanner(stdout, cfg, info) },
+		Ready: func(info devserver.Info) {
+			opsPage = ops.Handler(ops.New(info.App.Store(), nil), cfg.opsSecret)
+			printBanner(stdout, cfg, info)
+		},
 	})
+}
+
+// newOpsSecret returns a fresh secret for the operator page.
+func newOpsSecret() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("operator page secret: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 // printBanner prints where the dev server is, and a command to try that
@@ -177,6 +203,9 @@ func printBanner(w io.Writer, cfg devConfig, info devserver.Info) {
 	fmt.Fprintf(w, "  websocket:  %s\n", info.WebSocketURL)
 	fmt.Fprintf(w, "  demo page:  %s/?token=%s\n", info.URL, info.Token)
 	fmt.Fprintf(w, "  management: %s/@connections/{id} (loopback only)\n", info.ManagementURL)
+	if cfg.opsSecret != "" {
+		fmt.Fprintf(w, "  ops page:   %s/ops?s=%s (read-only, loopback only; streamer ops for more)\n", info.URL, cfg.opsSecret)
+	}
 	fmt.Fprintf(w, "  data dir:   %s\n", cfg.dataDir)
 	fmt.Fprintf(w, "  token:      %s   (sub=dev, valid 24h)\n", info.Token)
 	if info.SecretFile != "" {

@@ -13,6 +13,7 @@
 //	streamer list                     list your requests, newest first
 //	streamer package                  build the Lambdas into dist/<function>.zip
 //	streamer load                     measure a server with closed-loop load
+//	streamer ops list|inspect|...     operator commands over the store
 //
 // Run "streamer help" or "streamer COMMAND -h" for details.
 package cli
@@ -44,6 +45,7 @@ Usage:
   streamer actions [--url URL] [--token JWT] [--json]
   streamer list    [--status running,queued] [--limit N] [--cursor C] [--all] [--json] [--url URL] [--token JWT]
   streamer package [--dir .] [--out dist]
+  streamer ops     list|inspect|cancel|retry|redrive [--data-dir DIR | --table NAME] (streamer ops help)
   streamer load    [--url URL] [--conns 200] [--requests 50] [--action echo] [--payload JSON]
 
 Tokens: call, status, cancel, actions, list and load use --token, else $STREAMER_TOKEN,
@@ -106,6 +108,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, plugins s
 		return runActions(ctx, args[1:], stdout, stderr)
 	case "list":
 		return runList(ctx, args[1:], stdout, stderr)
+	case "ops":
+		return runOps(ctx, args[1:], stdout, stderr, plugins)
 	case "load":
 		err = runLoadCommand(ctx, args[1:], stdout, stderr)
 	case "package":

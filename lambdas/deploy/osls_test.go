@@ -223,6 +223,7 @@ func (tpl cfnTemplate) resolveIf(t *testing.T, v any) (any, bool) {
 // checks it.
 type cfnResource struct {
 	Type       string
+	Condition  string
 	Properties json.RawMessage
 }
 

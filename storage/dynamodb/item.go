@@ -99,23 +99,7 @@ func shardOf(st string, n int) string { return fmt.Sprintf("%s#%02d", st, n) }
 
 // statusTime is the [AttrStatusTime] of r: when it is due while live, when
 // it finished once final.
-func statusTime(r storage.Request) time.Time {
-	switch r.Status {
-	case storage.StatusQueued:
-		// A new request has no NotBefore: it is due from its creation
-		// (storage.Due), so a query for stalled requests skips it.
-		if r.NotBefore.Before(r.CreatedAt) {
-			return r.CreatedAt
-		}
-		return r.NotBefore
-	case storage.StatusRunning, storage.StatusCanceling:
-		if r.LeaseUntil.IsZero() {
-			return r.UpdatedAt // canceled before any claim
-		}
-		return r.LeaseUntil
-	}
-	return r.UpdatedAt
-}
+func statusTime(r storage.Request) time.Time { return storage.StatusTime(r) }
 
 // --- attribute value constructors -------------------------------------------
 

@@ -163,6 +163,7 @@ func groups() []group {
 		}},
 		{"PrincipalLister", principalListerCases()},
 		{"ConnectionCounter", connectionCounterCases()},
+		{"StatusLister", statusListerCases()},
 		{"Sweeper", []testCase{
 			{"Sweep", testSweep},
 		}},

@@ -1,0 +1,457 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/blob/localblob"
+	"github.com/streamer-go/streamer/ops"
+	"github.com/streamer-go/streamer/storage"
+	"github.com/streamer-go/streamer/storage/bolt"
+	"github.com/streamer-go/streamer/storage/dynamodb"
+	"github.com/streamer-go/streamer/transport"
+	"github.com/streamer-go/streamer/transport/local/devserver"
+)
+
+const opsUsage = `Usage:
+  streamer ops list    [--status running] [--action A] [--tenant T] [--within 24h] [--limit N] [--cursor C] [--json]
+  streamer ops inspect KEY [--json]
+  streamer ops cancel  KEY
+  streamer ops retry   KEY
+  streamer ops redrive [FILE|-] [--retry-failed] [--function NAME]
+
+Operator commands over the store, across every principal. KEY is a request's
+key as list prints it: TENANT|SUBJECT|ID (quote it in the shell).
+
+Store (one of):
+  --data-dir DIR   the embedded runtime's bolt file DIR/streamer.db (default .streamer).
+                   A running streamer dev holds it locked: stop it first, or browse
+                   its read-only /ops page (the URL it prints).
+  --table NAME     a DynamoDB table; endpoint, region and credentials come from the
+                   AWS_* environment (AWS_ENDPOINT_URL_DYNAMODB, AWS_REGION, ...).
+
+list: --status is queued, retrying (queued after a run), running, canceling,
+succeeded, failed or canceled (default running); --within keeps those whose
+status time (due for live, finished for final ones) is that recent.
+cancel: as a client's cancel, exactly one terminal event.
+retry: a failed request becomes a new request ID:retry-1 (same principal, action,
+payload); retrying again finds the same retry.
+redrive: reads failure-queue message bodies (the processor's SQS queue): one JSON
+body per line, or the output of aws sqs receive-message. A job whose request is
+live is invoked again with --function (the processor function, via the AWS_*
+environment), else left to the reaper; --retry-failed retries a failed one.
+Delete the messages from the queue yourself once redriven. streamer dev --aws-local
+keeps its failed jobs in DATA-DIR/failure-queue.jsonl, in the same format.
+`
+
+// opsFlags are the store flags of every ops command.
+type opsFlags struct {
+	dataDir, table string
+	asJSON         bool
+}
+
+func (f *opsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.dataDir, "data-dir", devserver.DefaultDataDir, "the embedded runtime's data dir (its bolt file streamer.db)")
+	fs.StringVar(&f.table, "table", "", "a DynamoDB table instead of the data dir (AWS_* environment)")
+	fs.BoolVar(&f.asJSON, "json", false, "print JSON")
+}
+
+// runOps is `streamer ops`.
+func runOps(ctx context.Context, args []string, stdout, stderr io.Writer, plugins streamer.PluginsFunc) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, opsUsage)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("ops "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, opsUsage+"\nFlags:\n"); fs.PrintDefaults() }
+	var of opsFlags
+	of.register(fs)
+	var (
+		q               ops.Query
+		within          time.Duration
+		retryFailed     bool
+		function        string
+		minArgs, maxArg int
+	)
+	switch sub {
+	case "list":
+		fs.StringVar(&q.Status, "status", string(storage.StatusRunning), "queued, retrying, running, canceling, succeeded, failed or canceled")
+		fs.StringVar(&q.Action, "action", "", "only this action's requests")
+		fs.StringVar(&q.Tenant, "tenant", "", "only this tenant's requests")
+		fs.DurationVar(&within, "within", 0, "only those whose status time is at most this long ago (finished in the last N hours: --status failed --within Nh)")
+		fs.IntVar(&q.Limit, "limit", storage.DefaultListLimit, fmt.Sprintf("requests per page, 1-%d", storage.MaxListLimit))
+		fs.StringVar(&q.Cursor, "cursor", "", "go on from the cursor a previous page printed")
+	case "inspect", "cancel", "retry":
+		minArgs, maxArg = 1, 1
+	case "redrive":
+		fs.BoolVar(&retryFailed, "retry-failed", false, "retry (as new requests) the jobs whose request failed")
+		fs.StringVar(&function, "function", "", "the processor function to invoke with the jobs of live requests (default: leave them to the reaper)")
+		minArgs, maxArg = 0, 1
+	default:
+		fmt.Fprintf(stderr, "streamer ops: unknown command %q\n\n%s", sub, opsUsage)
+		return exitUsage
+	}
+	pos, err := parseInterleaved(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "streamer ops %s: %v\n", sub, err)
+		return exitUsage
+	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "streamer ops %s: %s\n", sub, fmt.Sprintf(format, a...))
+		return exitUsage
+	}
+	switch {
+	case len(pos) < minArgs:
+		return usage("missing KEY (TENANT|SUBJECT|ID, as `streamer ops list` prints it)")
+	case len(pos) > maxArg:
+		return usage("unexpected argument %q", pos[maxArg])
+	case sub == "list" && (q.Limit < 1 || q.Limit > storage.MaxListLimit):
+		return usage("--limit %d: must be 1 to %d", q.Limit, storage.MaxListLimit)
+	case within < 0:
+		return usage("--within %v: must be positive", within)
+	case function != "" && of.table == "":
+		return usage("--function needs --table: the embedded runtime has no processor function (its worker resumes live requests when streamer dev starts)")
+	}
+	if sub == "list" {
+		if _, err := ops.ParseStatus(q.Status); err != nil {
+			return usage("--status %q: use queued, retrying, running, canceling, succeeded, failed or canceled", q.Status)
+		}
+		q.Within = within
+	}
+	var key storage.Key
+	if minArgs == 1 {
+		if key, err = storage.ParseKey(pos[0]); err != nil || key.ID == "" {
+			return usage("KEY %q: want TENANT|SUBJECT|ID, as `streamer ops list` prints it (quote it in the shell)", pos[0])
+		}
+	}
+
+	o, closeStore, err := openOps(ctx, of, plugins, sub == "cancel" || sub == "retry" || (sub == "redrive" && retryFailed))
+	if err != nil {
+		fmt.Fprintf(stderr, "streamer ops %s: %v\n", sub, err)
+		return exitFailed
+	}
+	defer closeStore()
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "streamer ops %s: %v\n", sub, err)
+		return exitFailed
+	}
+	switch sub {
+	case "list":
+		page, err := o.List(ctx, q)
+		if err != nil {
+			return fail(err)
+		}
+		printOpsList(stdout, page, of.asJSON)
+	case "inspect":
+		d, err := o.Inspect(ctx, key)
+		if err != nil {
+			return fail(err)
+		}
+		printOpsDetail(stdout, d, of.asJSON)
+	case "cancel":
+		r, err := o.Cancel(ctx, key)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "%s: %s\n", key.ID, r.Status)
+	case "retry":
+		res, err := o.Retry(ctx, key)
+		if err != nil {
+			return fail(err)
+		}
+		what := "submitted"
+		if res.Existing {
+			what = "already submitted"
+		}
+		fmt.Fprintf(stdout, "%s: retry %s %s (%s)\n", key.ID, storage.Key{Tenant: key.Tenant, Subject: key.Subject, ID: res.ID}, what, res.Status)
+	case "redrive":
+		return redrive(ctx, o, of, pos, function, retryFailed, stdout, stderr)
+	}
+	return exitOK
+}
+
+// openOps opens the store the flags name and the Ops over it; with an app,
+// an App built from the plugins on that store (cancel and retry act
+// through it).
+func openOps(ctx context.Context, of opsFlags, plugins streamer.PluginsFunc, withApp bool) (*ops.Ops, func(), error) {
+	var (
+		store   storage.Store
+		closeFn = func() {}
+		blobDir string
+	)
+	if of.table != "" {
+		awsCfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("AWS configuration: %w", err)
+		}
+		if awsCfg.Region == "" {
+			awsCfg.Region = "us-east-1"
+		}
+		s, err := dynamodb.New(dynamodb.Config{Client: awsddb.NewFromConfig(awsCfg), Table: of.table})
+		if err != nil {
+			return nil, nil, fmt.Errorf("--table: %w", err)
+		}
+		store = s
+		if withApp {
+			if blobDir, err = os.MkdirTemp("", "streamer-ops-"); err != nil {
+				return nil, nil, err
+			}
+			closeFn = func() { _ = os.RemoveAll(blobDir) }
+		}
+	} else {
+		path := filepath.Join(of.dataDir, "streamer.db")
+		if _, err := os.Stat(path); err != nil {
+			return nil, nil, fmt.Errorf("--data-dir %s: no database %s (run streamer dev with this data dir first)", of.dataDir, path)
+		}
+		bs, err := bolt.Open(path, bolt.Options{Timeout: 2 * time.Second})
+		if errors.Is(err, bolt.ErrLocked) {
+			return nil, nil, fmt.Errorf("--data-dir %s: %s is in use, most likely by a running streamer dev: stop it first, or browse its read-only operator page (the ops URL it prints)", of.dataDir, path)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		store, closeFn, blobDir = bs, func() { _ = bs.Close() }, filepath.Join(of.dataDir, "blobs")
+	}
+	if !withApp {
+		return ops.New(store, nil), closeFn, nil
+	}
+	app, err := opsApp(ctx, store, plugins, blobDir)
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return ops.New(store, app), closeFn, nil
+}
+
+// opsApp builds the App cancel and retry act through: the plugins on the
+// store, sending nothing (clients following a request read its events when
+// they resume; see the ops package).
+func opsApp(ctx context.Context, store storage.Store, plugins streamer.PluginsFunc, blobDir string) (*streamer.App, error) {
+	blobs, err := localblob.New(localblob.Config{Dir: blobDir, BaseURL: "http://127.0.0.1/blobs/"})
+	if err != nil {
+		return nil, err
+	}
+	built, err := plugins(ctx, streamer.Env{Blobs: blobs, Retention: streamer.DefaultRetention})
+	if err != nil {
+		return nil, fmt.Errorf("building the plugins: %w", err)
+	}
+	nop := transport.SenderFunc(func(context.Context, string, string, []byte) error { return nil })
+	return streamer.New(streamer.Config{Store: store, Sender: nop, Plugins: built})
+}
+
+func printOpsList(w io.Writer, page ops.Page, asJSON bool) {
+	if asJSON {
+		type row struct {
+			Key           string             `json:"key"`
+			Tenant        string             `json:"tenant"`
+			Subject       string             `json:"subject"`
+			ID            string             `json:"id"`
+			Action        string             `json:"action"`
+			Status        storage.Status     `json:"status"`
+			Attempt       int                `json:"attempt"`
+			Stalls        int                `json:"stalls"`
+			Continuations int                `json:"continuations"`
+			StatusTime    time.Time          `json:"status_time"`
+			CreatedAt     time.Time          `json:"created_at"`
+			UpdatedAt     time.Time          `json:"updated_at"`
+			Error         *storage.ErrorInfo `json:"error,omitempty"`
+		}
+		out := struct {
+			Requests []row  `json:"requests"`
+			Cursor   string `json:"cursor,omitempty"`
+		}{Requests: []row{}, Cursor: page.Cursor}
+		for _, r := range page.Requests {
+			out.Requests = append(out.Requests, row{
+				Key: r.Key.String(), Tenant: r.Key.Tenant, Subject: r.Key.Subject, ID: r.Key.ID, Action: r.Action, Status: r.Status,
+				Attempt: r.Attempt, Stalls: r.Stalls, Continuations: r.Continuations, StatusTime: storage.StatusTime(r),
+				CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Error: r.Error,
+			})
+		}
+		b, _ := json.MarshalIndent(out, "", "  ")
+		fmt.Fprintln(w, string(b))
+		return
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tACTION\tSTATUS\tATTEMPT\tSTALLS\tSTATUS TIME\tERROR")
+	for _, r := range page.Requests {
+		errText := ""
+		if r.Error != nil {
+			errText = r.Error.Code + ": " + r.Error.Message
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Key, r.Action, r.Status, r.Attempt, r.Stalls,
+			storage.StatusTime(r).UTC().Format(time.RFC3339), errText)
+	}
+	_ = tw.Flush()
+	if len(page.Requests) == 0 {
+		fmt.Fprintln(w, "(none)")
+	}
+	if page.Cursor != "" {
+		fmt.Fprintf(w, "more: --cursor %s\n", page.Cursor)
+	}
+}
+
+func printOpsDetail(w io.Writer, d ops.Detail, asJSON bool) {
+	if asJSON {
+		b, _ := json.MarshalIndent(d, "", "  ")
+		fmt.Fprintln(w, string(b))
+		return
+	}
+	r := d.Request
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339Nano)
+	}
+	row("key", r.Key.String())
+	row("action", r.Action)
+	row("status", string(r.Status))
+	row("attempt", fmt.Sprint(r.Attempt))
+	row("stalls", fmt.Sprint(r.Stalls))
+	row("continuations", fmt.Sprint(r.Continuations))
+	row("lease until", ts(r.LeaseUntil))
+	row("not before", ts(r.NotBefore))
+	row("created", ts(r.CreatedAt))
+	row("started", ts(r.StartedAt))
+	row("updated", ts(r.UpdatedAt))
+	row("expires", ts(r.ExpiresAt))
+	row("payload", string(r.Payload))
+	if len(r.Checkpoint) > 0 {
+		row("checkpoint", string(r.Checkpoint))
+	}
+	if len(r.Result) > 0 {
+		row("result", string(r.Result))
+	}
+	if r.Error != nil {
+		row("error", r.Error.Code+": "+r.Error.Message)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "events (%d):\n", len(d.Events))
+	for _, ev := range d.Events {
+		fmt.Fprintf(w, "  %d %s %s %s\n", ev.Seq, ev.Type, ts(ev.CreatedAt), ev.Data)
+	}
+}
+
+// redriveBodies reads failure-queue message bodies: the output of `aws sqs
+// receive-message` ({"Messages":[{"Body":...}]}), or one body per line.
+func redriveBodies(in []byte) [][]byte {
+	var sqs struct {
+		Messages []struct {
+			Body string `json:"Body"`
+		} `json:"Messages"`
+	}
+	if json.Unmarshal(in, &sqs) == nil && sqs.Messages != nil {
+		out := make([][]byte, len(sqs.Messages))
+		for i, m := range sqs.Messages {
+			out[i] = []byte(m.Body)
+		}
+		return out
+	}
+	var out [][]byte
+	sc := bufio.NewScanner(bytes.NewReader(in))
+	sc.Buffer(make([]byte, 0, 64*1024), 4<<20)
+	for sc.Scan() {
+		if line := bytes.TrimSpace(sc.Bytes()); len(line) > 0 {
+			out = append(out, append([]byte(nil), line...))
+		}
+	}
+	return out
+}
+
+func redrive(ctx context.Context, o *ops.Ops, of opsFlags, pos []string, function string, retryFailed bool, stdout, stderr io.Writer) int {
+	var (
+		in  []byte
+		err error
+	)
+	if len(pos) == 0 || pos[0] == "-" {
+		in, err = io.ReadAll(os.Stdin)
+	} else {
+		in, err = os.ReadFile(pos[0])
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "streamer ops redrive: reading the messages: %v\n", err)
+		return exitUsage
+	}
+	var dispatch ops.Dispatcher
+	if function != "" {
+		awsCfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "streamer ops redrive: AWS configuration: %v\n", err)
+			return exitFailed
+		}
+		if awsCfg.Region == "" {
+			awsCfg.Region = "us-east-1"
+		}
+		lc := awslambda.NewFromConfig(awsCfg)
+		dispatch = func(ctx context.Context, f ops.Failure) error {
+			_, err := lc.Invoke(ctx, &awslambda.InvokeInput{
+				FunctionName: aws.String(function), InvocationType: lambdatypes.InvocationTypeEvent, Payload: f.Job,
+			})
+			return err
+		}
+	}
+	code := exitOK
+	bodies := redriveBodies(in)
+	if len(bodies) == 0 {
+		fmt.Fprintln(stderr, "streamer ops redrive: no messages in the input")
+		return exitUsage
+	}
+	for i, body := range bodies {
+		res, err := o.Redrive(ctx, body, dispatch, retryFailed)
+		if err != nil {
+			fmt.Fprintf(stderr, "streamer ops redrive: message %d: %v\n", i+1, err)
+			code = exitFailed
+			continue
+		}
+		if of.asJSON {
+			b, _ := json.Marshal(map[string]any{"message": i + 1, "key": keyOrEmpty(res.Failure), "outcome": res.Outcome, "status": res.Status, "retry_id": res.RetryID})
+			fmt.Fprintln(stdout, string(b))
+			continue
+		}
+		switch res.Outcome {
+		case ops.OutcomeStreamBatch:
+			fmt.Fprintf(stdout, "message %d: a stream batch (%s): names no request; the reaper takes over its live requests\n", i+1, res.Failure.Condition)
+		case ops.OutcomeLive:
+			fmt.Fprintf(stdout, "message %d: %s: live (%s): left to the runtime (the reaper; --function invokes the processor now)\n", i+1, res.Failure.Key, res.Status)
+		case ops.OutcomeRetried:
+			fmt.Fprintf(stdout, "message %d: %s: failed: retried as %s\n", i+1, res.Failure.Key, res.RetryID)
+		default:
+			fmt.Fprintf(stdout, "message %d: %s: %s %s\n", i+1, res.Failure.Key, res.Outcome, res.Status)
+		}
+	}
+	return code
+}
+
+func keyOrEmpty(f ops.Failure) string {
+	if f.StreamBatch {
+		return ""
+	}
+	return f.Key.String()
+}
