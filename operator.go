@@ -26,13 +26,14 @@ func (a *App) Cancel(ctx context.Context, k storage.Key) (storage.Request, error
 	if err != nil {
 		return storage.Request{}, fmt.Errorf("streamer: cancel %s: %w", k.ID, err)
 	}
-	if r.Status.Final() || a.cancelLocal(k) {
+	if r.Status.Final() {
 		return r, nil
 	}
-	if r.Attempt == 0 || !r.LeaseUntil.After(a.now()) {
-		if err := a.finishCanceled(ctx, r); err != nil {
-			return r, fmt.Errorf("streamer: cancel %s: %w", k.ID, err)
-		}
+	finished, err := a.settleCancel(ctx, r)
+	if err != nil {
+		return r, fmt.Errorf("streamer: cancel %s: %w", k.ID, err)
+	}
+	if finished {
 		if fr, err := a.cfg.Store.GetRequest(ctx, k); err == nil {
 			return fr, nil
 		}

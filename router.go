@@ -781,15 +781,22 @@ func (a *App) handleCancel(ctx context.Context, conn Conn, f *Frame) error {
 	if r.Status.Final() {
 		return nil
 	}
-	// A run in this process stops at once. A request no processor holds is
-	// finished here; one held elsewhere stops when its processor notices.
-	if a.cancelLocal(key) {
-		return nil
+	_, err = a.settleCancel(ctx, r)
+	return err
+}
+
+// settleCancel ends what the cancel of r (now canceling) asks for: a run in
+// this process stops at once; a request no processor holds is finished
+// here (finished is true); one held elsewhere stops when its processor
+// notices, which stores the terminal event.
+func (a *App) settleCancel(ctx context.Context, r storage.Request) (finished bool, err error) {
+	if a.cancelLocal(r.Key) {
+		return false, nil
 	}
 	if r.Attempt == 0 || !r.LeaseUntil.After(a.now()) {
-		return a.finishCanceled(ctx, r)
+		return true, a.finishCanceled(ctx, r)
 	}
-	return nil
+	return false, nil
 }
 
 // ErrCanceled is the cause of a handler's context when its request was
