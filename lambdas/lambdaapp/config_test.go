@@ -39,6 +39,8 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	require.Zero(t, cfg.RateLimit, "rate limits are opt-in")
 	require.Equal(t, streamer.DefaultMaxPending, cfg.MaxPending, "the tenant limits are on by default")
 	require.Equal(t, lambdaapp.DefaultKeyConcurrency, cfg.KeyConcurrency)
+	require.Equal(t, lambdaapp.TracingOff, cfg.Tracing, "tracing is opt-in")
+	require.False(t, cfg.TraceClient, "clients cannot pick trace ids by default")
 }
 
 func TestConfigFromEnvRefusesBadLimits(t *testing.T) {
@@ -76,6 +78,8 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		"STREAMER_RATE_LIMIT":         "10/s,burst=20",
 		"STREAMER_MAX_PENDING":        "50",
 		"STREAMER_KEY_CONCURRENCY":    "off",
+		"STREAMER_TRACING":            "otlp",
+		"STREAMER_TRACE_CLIENT":       "true",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, lambdaapp.Config{
@@ -87,6 +91,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		MaxContinuations: 7, MaxCheckpoint: 1000,
 		RateLimit:  ratelimit.Rule{Rate: 10, Per: time.Second, Burst: 20},
 		MaxPending: 50, KeyConcurrency: -1,
+		Tracing: lambdaapp.TracingOTLP, TraceClient: true,
 	}, cfg)
 }
 
@@ -172,6 +177,8 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_ENDPOINT": "ftp://host/prod"}, "STREAMER_ENDPOINT"},
 		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_JWT_ALGORITHMS": "none"}, "STREAMER_JWT_ALGORITHMS"},
 		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_JWT_ALGORITHMS": "RS256"}, "STREAMER_JWT_ALGORITHMS"},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_TRACING": "xray"}, "STREAMER_TRACING="},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_TRACE_CLIENT": "maybe"}, "STREAMER_TRACE_CLIENT="},
 	}
 	for _, bucket := range []string{"ab", strings.Repeat("a", 64), "My-Bucket", "a_b", "-ab", "ab-", ".ab", "a..b", "192.168.1.1", "a b", "s3://b"} {
 		cases = append(cases, struct {
