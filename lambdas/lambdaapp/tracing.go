@@ -3,6 +3,7 @@ package lambdaapp
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -22,6 +23,12 @@ const (
 	TracingOTLP = "otlp"
 )
 
+// DefaultOTLPEndpoint is where STREAMER_TRACING=otlp sends spans, over
+// plain HTTP, when neither OTEL_EXPORTER_OTLP_ENDPOINT nor
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set: the collector of the ADOT
+// Lambda layer.
+const DefaultOTLPEndpoint = "localhost:4318"
+
 // maxBufferedSpans is how many ended spans an invocation keeps before it
 // exports them early; the rest go at the end of the invocation.
 const maxBufferedSpans = 512
@@ -30,11 +37,17 @@ const maxBufferedSpans = 512
 // Spans are exported at the end of each invocation ([Handlers.flush]) or
 // when maxBufferedSpans have ended, never by a goroutine of their own, so
 // nothing runs while the Lambda is frozen between invocations.
-func newTracerProvider(ctx context.Context, cfg Config) (*sdktrace.TracerProvider, error) {
+func newTracerProvider(ctx context.Context, cfg Config, getenv func(string) string) (*sdktrace.TracerProvider, error) {
 	if cfg.Tracing != TracingOTLP {
 		return nil, nil
 	}
-	exp, err := otlptracehttp.New(ctx)
+	var opts []otlptracehttp.Option
+	if getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+		// The ADOT layer's collector, on the function's loopback, in
+		// plain HTTP (the exporter's own default is HTTPS).
+		opts = append(opts, otlptracehttp.WithEndpoint(DefaultOTLPEndpoint), otlptracehttp.WithInsecure())
+	}
+	exp, err := otlptracehttp.New(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: %s=%s: the OTLP exporter (OTEL_EXPORTER_OTLP_*): %w", EnvTracing, cfg.Tracing, err)
 	}
@@ -120,7 +133,7 @@ func tracerProvider(ctx context.Context, cfg Config, opts Options) (trace.Tracer
 		f, _ := opts.Tracer.(flusher)
 		return opts.Tracer, f, nil
 	}
-	tp, err := newTracerProvider(ctx, cfg)
+	tp, err := newTracerProvider(ctx, cfg, os.Getenv)
 	if err != nil || tp == nil {
 		return nil, nil, err
 	}

@@ -48,12 +48,14 @@ func TestHandlerFlushesEachInvocation(t *testing.T) {
 }
 
 func TestTracingOTLPBuildsWithoutNetwork(t *testing.T) {
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
-	tp, err := newTracerProvider(context.Background(), Config{Tracing: TracingOTLP})
-	require.NoError(t, err)
-	require.NotNil(t, tp)
-	require.NoError(t, tp.Shutdown(context.Background()))
-	off, err := newTracerProvider(context.Background(), Config{Tracing: TracingOff})
+	t.Parallel()
+	for _, env := range []map[string]string{{}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}} {
+		tp, err := newTracerProvider(context.Background(), Config{Tracing: TracingOTLP}, func(k string) string { return env[k] })
+		require.NoError(t, err)
+		require.NotNil(t, tp)
+		require.NoError(t, tp.Shutdown(context.Background()))
+	}
+	off, err := newTracerProvider(context.Background(), Config{Tracing: TracingOff}, func(string) string { return "" })
 	require.NoError(t, err)
 	require.Nil(t, off)
 }
