@@ -120,7 +120,7 @@ func children(t *testing.T, spans tracetest.SpanStubs, name string, parent trace
 func attr(s tracetest.SpanStub, key string) string {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
