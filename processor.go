@@ -394,6 +394,7 @@ func stalledError(stalls int) *ErrorBody {
 // resendTerminal sends a finished request's terminal event to its
 // subscribers again.
 func (a *App) resendTerminal(ctx context.Context, r storage.Request) error {
+	ctx = a.continueTrace(ctx, r)
 	st := &runState{app: a, key: r.Key, req: r, opsCtx: ctx}
 	ev, err := a.cfg.Store.LastEvent(ctx, r.Key)
 	if err != nil || !ev.Terminal() {
@@ -954,6 +955,7 @@ func (st *runState) stored(ev storage.Event) (bool, error) {
 
 // finishCanceled ends a request that no processor is running.
 func (a *App) finishCanceled(ctx context.Context, r storage.Request) error {
+	ctx = a.continueTrace(ctx, r)
 	st, err := a.newRunState(ctx, r)
 	if err != nil {
 		return err

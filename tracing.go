@@ -121,10 +121,7 @@ func (a *App) startProcess(ctx, rctx context.Context, r storage.Request, claimed
 	if a.tracing == nil {
 		return ctx, rctx, nil
 	}
-	parent := ctx
-	if r.TraceParent != "" {
-		parent = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": r.TraceParent})
-	}
+	parent := a.continueTrace(ctx, r)
 	_, claim := a.tracing.tracer.Start(parent, SpanClaim, trace.WithTimestamp(claimed))
 	spanAttrs(claim, r.Key.ID, r.Action)
 	if claim.IsRecording() {
@@ -134,6 +131,17 @@ func (a *App) startProcess(ctx, rctx context.Context, r storage.Request, claimed
 	_, run := a.tracing.tracer.Start(parent, SpanRun, trace.WithSpanKind(trace.SpanKindConsumer))
 	spanAttrs(run, r.Key.ID, r.Action)
 	return trace.ContextWithSpan(ctx, run), trace.ContextWithSpan(rctx, run), run
+}
+
+// continueTrace returns ctx under r's stored trace context, so that the
+// spans of a write outside a run (a terminal event sent again, a cancel
+// of a request no processor runs) join the request's trace; ctx as it is
+// when tracing is off or r has none.
+func (a *App) continueTrace(ctx context.Context, r storage.Request) context.Context {
+	if a.tracing == nil || r.TraceParent == "" {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": r.TraceParent})
 }
 
 // spanEvent sets an event's seq and type on sp (nil: off).

@@ -20,10 +20,15 @@ import (
 // exporter, synchronously (each span is exported when it ends).
 func traced(t *testing.T, trust bool) (*testBundle, *tracetest.InMemoryExporter) {
 	t.Helper()
+	return tracedWith(t, trust, false)
+}
+
+func tracedWith(t *testing.T, trust, noRun bool) (*testBundle, *tracetest.InMemoryExporter) {
+	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	b := setup(t, setupOpts{cfg: func(c *streamer.Config) {
+	b := setup(t, setupOpts{noRun: noRun, cfg: func(c *streamer.Config) {
 		c.Tracer = tp
 		c.TrustClientTrace = trust
 		c.Authenticator = streamer.AuthenticatorFunc(func(context.Context, string) (streamer.Principal, error) {
@@ -161,6 +166,22 @@ func TestTracingRetriesStayInTheTrace(t *testing.T) {
 	}
 	require.Equal(t, 2, retries, "two failed attempts retried, each under its run")
 	require.Equal(t, 1, finishes)
+}
+
+// A request canceled while queued ends without a run: its terminal write
+// and post still join its trace, under the admission.
+func TestTracingCancelQueuedJoinsTheTrace(t *testing.T) {
+	t.Parallel()
+	b, exp := tracedWith(t, false, true)
+	b.send(t, `{"action":"steps","id":"tr6","payload":{"steps":1}}`)
+	b.send(t, `{"action":"cancel","payload":{"request_id":"tr6"}}`)
+	b.waitTerminal(t, "tr6")
+	spans := waitSpans(t, exp, streamer.SpanFinish, 1)
+	admit := named(spans, streamer.SpanAdmit)[0]
+	finish := requireChildren(t, spans, streamer.SpanFinish, admit)
+	require.Equal(t, "error", attr(finish[0], "streamer.event"))
+	requireChildren(t, spans, streamer.SpanPost, admit)
+	require.Empty(t, named(spans, streamer.SpanRun))
 }
 
 func TestTracingClientTraceparent(t *testing.T) {
