@@ -8,6 +8,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamer-go/streamer/progress"
 	"github.com/streamer-go/streamer/ratelimit"
@@ -169,6 +170,20 @@ type Config struct {
 	// invocation may run in another process, give the DynamoDB one
 	// (ratelimit/dynamodb; lambdaapp does).
 	Limiter ratelimit.Limiter
+	// Tracer, when set, records OpenTelemetry spans of $connect, of each
+	// sync request, of each async request's admission and of every run
+	// of the processor (claim, run, event appends, posts, retries and the
+	// terminal write). An async request is one trace from the frame to
+	// its terminal event: the admission's trace context is stored with
+	// the request (a W3C traceparent) and continued by whichever process
+	// runs it. Nil (the default): tracing is off and costs nothing. See
+	// docs/tracing.md; lambdaapp sets it from the OTEL_* variables.
+	Tracer trace.TracerProvider
+	// TrustClientTrace makes a client's W3C traceparent, sent in a
+	// frame's metadata under "traceparent", the parent of the request's
+	// trace (docs/protocol.md). Off by default: a client then cannot pick
+	// the trace ids of the spans it causes. Only with Tracer.
+	TrustClientTrace bool
 }
 
 // App is a configured Streamer runtime: the router ([App.HandleMessage]),
@@ -192,6 +207,9 @@ type App struct {
 	// routes' limits; nil when there are none.
 	limiter                 ratelimit.Limiter
 	appLimit, reservedLimit *limit
+
+	// tracing records spans (Config.Tracer); nil when off.
+	tracing *tracing
 }
 
 // route is one registered action with its built chain.
@@ -252,6 +270,7 @@ func New(cfg Config) (*App, error) {
 		cfg.NewID = func() string { return ulid.Make().String() }
 	}
 	a := &App{cfg: cfg, log: cfg.Logger, routes: map[string]*route{}, local: map[string][]*localRun{}}
+	a.tracing = newTracing(&cfg)
 	if err := a.compileLimits(); err != nil {
 		return nil, err
 	}

@@ -79,7 +79,7 @@ func (a *App) Process(ctx context.Context, key storage.Key) error {
 	lr := a.track(key, cancel)
 	defer a.untrack(key, lr)
 
-	now := a.now()
+	now, claimAt := a.now(), a.spanStart()
 	r, err := a.cfg.Store.ClaimRequest(ctx, key, storage.Claim{Now: now, LeaseUntil: now.Add(a.cfg.Lease)})
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -115,7 +115,10 @@ func (a *App) Process(ctx context.Context, key storage.Key) error {
 	case err != nil:
 		return fmt.Errorf("streamer: claim %s: %w", key.ID, err)
 	}
-	return a.run(ctx, rctx, r)
+	ctx, rctx, sp := a.startProcess(ctx, rctx, r, claimAt)
+	err = a.run(ctx, rctx, r)
+	endSpan(sp, err)
+	return err
 }
 
 // localRun is one Process call in flight in this App.
@@ -342,10 +345,11 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	body := a.handlerError(hctx, req, herr, CodeProcessingFailed)
 	if body.Retryable && req.Attempt < rt.action.Options.Retry.maxAttempts() {
 		next := a.now().Add(rt.action.Options.Retry.backoff(req.Attempt))
-		if err := st.retrying(req.Attempt, next, body); errors.Is(err, errLost) {
-			return nil
-		}
-		return st.requeue(next)
+		_, sp := a.startSpan(ctx, SpanRetry)
+		spanEvent(sp, int64(req.Attempt), body.Code)
+		err := st.retry(req.Attempt, next, body)
+		endSpan(sp, err)
+		return err
 	}
 	return st.finishError(body)
 }
@@ -390,6 +394,7 @@ func stalledError(stalls int) *ErrorBody {
 // resendTerminal sends a finished request's terminal event to its
 // subscribers again.
 func (a *App) resendTerminal(ctx context.Context, r storage.Request) error {
+	ctx = a.continueTrace(ctx, r)
 	st := &runState{app: a, key: r.Key, req: r, opsCtx: ctx}
 	ev, err := a.cfg.Store.LastEvent(ctx, r.Key)
 	if err != nil || !ev.Terminal() {
@@ -479,6 +484,15 @@ func (p RetryPolicy) backoff(attempt int) time.Duration {
 		d = d*(1-jitter) + d*jitter*rand.Float64()
 	}
 	return time.Duration(d)
+}
+
+// retry stores the retrying event of a failed attempt and re-queues the
+// request to run again at next.
+func (st *runState) retry(attempt int, next time.Time, body *ErrorBody) error {
+	if err := st.retrying(attempt, next, body); errors.Is(err, errLost) {
+		return nil
+	}
+	return st.requeue(next)
 }
 
 func (st *runState) requeue(at time.Time) error {
@@ -681,6 +695,14 @@ func (st *runState) lifecycleEvent(m *Message) error {
 // append stores a non-terminal event and advances seq. A conflict means
 // another writer finished the request: the run is lost and stops.
 func (st *runState) append(ev storage.Event) error {
+	_, sp := st.app.startSpan(st.opsCtx, SpanAppend)
+	spanEvent(sp, ev.Seq, ev.Type)
+	err := st.appendEvent(ev)
+	endSpan(sp, err)
+	return err
+}
+
+func (st *runState) appendEvent(ev storage.Event) error {
 	st.mu.Lock()
 	ver := st.subsVer
 	st.mu.Unlock()
@@ -780,7 +802,10 @@ func (st *runState) fanout(data []byte, terminal bool) {
 		if endpoint == "" {
 			endpoint = st.connEndpoint(id)
 		}
+		_, sp := a.startSpan(st.opsCtx, SpanPost)
+		spanConn(sp, id)
 		err := a.cfg.Sender.Send(st.opsCtx, endpoint, id, data)
+		endSpan(sp, err)
 		switch {
 		case err == nil:
 		case errors.Is(err, transport.ErrGone):
@@ -870,6 +895,14 @@ func (st *runState) finishError(body *ErrorBody) error {
 }
 
 func (st *runState) finish(f storage.Finish) error {
+	_, sp := st.app.startSpan(st.opsCtx, SpanFinish)
+	spanEvent(sp, f.Event.Seq, f.Event.Type)
+	err := st.finishWrite(f)
+	endSpan(sp, err)
+	return err
+}
+
+func (st *runState) finishWrite(f storage.Finish) error {
 	a := st.app
 	err := a.cfg.Store.FinishRequest(st.opsCtx, st.key, f)
 	// A write that failed may still have committed (a timeout after the
@@ -922,6 +955,7 @@ func (st *runState) stored(ev storage.Event) (bool, error) {
 
 // finishCanceled ends a request that no processor is running.
 func (a *App) finishCanceled(ctx context.Context, r storage.Request) error {
+	ctx = a.continueTrace(ctx, r)
 	st, err := a.newRunState(ctx, r)
 	if err != nil {
 		return err

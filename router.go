@@ -33,6 +33,14 @@ type Conn struct {
 // connection. An error wrapping [ErrUnauthorized] means the handshake must be
 // refused with HTTP 401.
 func (a *App) HandleConnect(ctx context.Context, connID, endpoint, token string) (Principal, error) {
+	ctx, sp := a.startSpan(ctx, SpanConnect)
+	p, err := a.handleConnect(ctx, connID, endpoint, token)
+	spanConn(sp, connID)
+	endSpan(sp, err)
+	return p, err
+}
+
+func (a *App) handleConnect(ctx context.Context, connID, endpoint, token string) (Principal, error) {
 	if a.cfg.Authenticator == nil {
 		return Principal{}, errors.New("streamer: Config.Authenticator is required to accept connections")
 	}
@@ -231,10 +239,17 @@ func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
 		Principal: *conn.Principal, ConnectionID: conn.ID,
 	}
 	if a.mode(rt, req) == ModeSync {
-		a.runSync(ctx, conn, rt, req)
+		sctx, sp := a.startClientSpan(ctx, SpanSync, f.Metadata)
+		spanAttrs(sp, id, f.Action)
+		a.runSync(sctx, conn, rt, req)
+		endSpan(sp, nil)
 		return nil
 	}
-	return a.admit(ctx, conn, rt, req)
+	actx, sp := a.startClientSpan(ctx, SpanAdmit, f.Metadata)
+	spanAttrs(sp, id, f.Action)
+	err := a.admit(actx, conn, rt, req)
+	endSpan(sp, err)
+	return err
 }
 
 // available lists the actions p may call (it holds every scope they
@@ -548,6 +563,7 @@ func (a *App) store(ctx context.Context, ad *admission, req *Request) error {
 		Status: storage.StatusQueued, NotBefore: ad.notBefore,
 		CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(a.cfg.Retention),
 	}
+	sr.TraceParent = a.traceParent(ctx) // continued by the processor
 	undo, qerr := a.admitPending(key)
 	if qerr != nil {
 		// Over the quota, unless this is a re-send of a stored request.

@@ -137,7 +137,11 @@ func (a *App) Submit(ctx context.Context, p Principal, action string, payload an
 
 	req.Stage = StageAdmit
 	ad := &admission{app: a, notBefore: notBefore, route: rt, checked: true}
-	if _, err := a.serve(context.WithValue(ctx, admitKey{}, ad), Chain(admitTerminal, rt.mw...), req, Discard); err != nil {
+	actx, sp := a.startSpan(ctx, SpanAdmit) // a child of the caller's span
+	spanAttrs(sp, id, action)
+	_, err = a.serve(context.WithValue(actx, admitKey{}, ad), Chain(admitTerminal, rt.mw...), req, Discard)
+	endSpan(sp, err)
+	if err != nil {
 		return SubmitResult{ID: id}, a.submitError(ctx, req, err)
 	}
 	if ad.ack == nil {

@@ -217,6 +217,11 @@ type Request struct {
 	ConnectionID string
 	// Endpoint is the transport endpoint of ConnectionID, if any.
 	Endpoint string
+	// TraceParent is the W3C traceparent of the request's admission
+	// ("00-<trace id>-<span id>-<flags>"), "" when it was admitted without
+	// tracing. The processor continues that trace, so a request is one
+	// trace across the queue. Set at creation and never changed.
+	TraceParent string
 
 	Status Status
 	// Attempt counts claims: 0 while never run, 1 during the first run. It

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamer-go/streamer"
@@ -113,6 +114,10 @@ type Config struct {
 	// API Gateway.
 	NewConnectionsPerPrincipal string
 	NewConnectionsPerIP        string
+	// Tracer is the handlers' tracer provider (lambdaapp.Options.Tracer),
+	// in place of the one STREAMER_TRACING would build; nil: tracing is
+	// off.
+	Tracer trace.TracerProvider
 }
 
 // Run serves the AWS path on this machine until ctx is canceled: the local
@@ -245,6 +250,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		lcfg.LocalDynamoDB = true
 		opts.AWS, opts.Logger, opts.Lease = &dbCfg, &cfg.Logger, cfg.Lease
+		opts.Tracer = cfg.Tracer
 		// One gateway: post to its Management API as it is now, not at
 		// an address a connection stored before a restart.
 		opts.WrapSender = func(s transport.Sender) transport.Sender { return currentEndpoint{s} }

@@ -78,6 +78,8 @@ func wantEnv() map[string]any {
 		"STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "100",
 		"STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL": "20/s,burst=100",
 		"STREAMER_NEW_CONNECTIONS_PER_IP":        "100/s,burst=200",
+		"STREAMER_TRACING":                       "off",
+		"STREAMER_TRACE_CLIENT":                  "false",
 	}
 }
 

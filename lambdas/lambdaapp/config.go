@@ -88,6 +88,15 @@ const (
 	// connections (RATE/UNIT[,burst=N], or "off"; default
 	// [DefaultNewConnectionsPerIP]). Read by the connect function.
 	EnvNewConnectionsPerIP = "STREAMER_NEW_CONNECTIONS_PER_IP"
+	// EnvTracing turns OpenTelemetry tracing on: "otlp" exports spans
+	// with OTLP over HTTP as the OTEL_EXPORTER_OTLP_* variables say (the
+	// ADOT layer's collector by default); "off" (the default) records
+	// none (docs/tracing.md).
+	EnvTracing = "STREAMER_TRACING"
+	// EnvTraceClient ("true" or "false", the default) makes a client's
+	// W3C traceparent, sent in a frame's metadata, the parent of the
+	// request's trace (streamer.Config.TrustClientTrace).
+	EnvTraceClient = "STREAMER_TRACE_CLIENT"
 )
 
 // DefaultKeyConcurrency is the default of STREAMER_KEY_CONCURRENCY: a
@@ -127,7 +136,7 @@ var EnvVars = []string{
 	EnvTable, EnvJWTSecret, EnvJWTSecretSSM, EnvJWTSecretARN, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
 	EnvStallTimeout, EnvMaxStalls, EnvLease, EnvBucket, EnvMaxContinuations, EnvMaxCheckpoint,
-	EnvRateLimit, EnvMaxPending, EnvKeyConcurrency, EnvMaxConnectionsPerPrincipal, EnvNewConnectionsPerPrincipal, EnvNewConnectionsPerIP,
+	EnvRateLimit, EnvMaxPending, EnvKeyConcurrency, EnvMaxConnectionsPerPrincipal, EnvNewConnectionsPerPrincipal, EnvNewConnectionsPerIP, EnvTracing, EnvTraceClient,
 }
 
 // Config is a Lambda's configuration, read by [ConfigFromEnv].
@@ -252,6 +261,12 @@ type Config struct {
 	// [DefaultNewConnectionsPerIP]); a zero Rate ("off") means no limit.
 	// Checked before the token, 429 over it.
 	NewConnectionsPerIP ratelimit.Rule
+	// Tracing is STREAMER_TRACING: [TracingOff] (the default) or
+	// [TracingOTLP].
+	Tracing string
+	// TraceClient is STREAMER_TRACE_CLIENT: trust the traceparent a
+	// client sends in a frame's metadata (default false).
+	TraceClient bool
 	// FunctionName is the processor's own function name, which it invokes
 	// asynchronously to run each request in an invocation of its own
 	// (AWS_LAMBDA_FUNCTION_NAME, which Lambda sets; required by the
@@ -457,6 +472,20 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 			continue
 		}
 		*r.into = rule
+	}
+	switch cfg.Tracing = getenv(EnvTracing); cfg.Tracing {
+	case "":
+		cfg.Tracing = TracingOff
+	case TracingOff, TracingOTLP:
+	default:
+		errs = append(errs, fmt.Errorf("%s=%q: want %s or %s", EnvTracing, cfg.Tracing, TracingOff, TracingOTLP))
+	}
+	if v := getenv(EnvTraceClient); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want true or false", EnvTraceClient, v))
+		}
+		cfg.TraceClient = b
 	}
 	if cfg.Bucket = getenv(EnvBucket); cfg.Bucket != "" && !validBucket(cfg.Bucket) {
 		errs = append(errs, fmt.Errorf("%s=%q: want an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit", EnvBucket, cfg.Bucket))

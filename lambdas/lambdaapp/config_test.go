@@ -42,6 +42,8 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	require.Equal(t, 100, cfg.MaxConnectionsPerPrincipal)
 	require.Equal(t, ratelimit.Rule{Rate: 20, Per: time.Second, Burst: 100}, cfg.NewConnectionsPerPrincipal)
 	require.Equal(t, ratelimit.Rule{Rate: 100, Per: time.Second, Burst: 200}, cfg.NewConnectionsPerIP)
+	require.Equal(t, lambdaapp.TracingOff, cfg.Tracing, "tracing is opt-in")
+	require.False(t, cfg.TraceClient, "clients cannot pick trace ids by default")
 }
 
 func TestConfigFromEnvRefusesBadLimits(t *testing.T) {
@@ -108,6 +110,8 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		"STREAMER_MAX_CONNECTIONS_PER_PRINCIPAL": "7",
 		"STREAMER_NEW_CONNECTIONS_PER_PRINCIPAL": "1/s,burst=2",
 		"STREAMER_NEW_CONNECTIONS_PER_IP":        "3/m,burst=4",
+		"STREAMER_TRACING":                       "otlp",
+		"STREAMER_TRACE_CLIENT":                  "true",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, lambdaapp.Config{
@@ -122,6 +126,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		MaxConnectionsPerPrincipal: 7,
 		NewConnectionsPerPrincipal: ratelimit.Rule{Rate: 1, Per: time.Second, Burst: 2},
 		NewConnectionsPerIP:        ratelimit.Rule{Rate: 3, Per: time.Minute, Burst: 4},
+		Tracing:                    lambdaapp.TracingOTLP, TraceClient: true,
 	}, cfg)
 }
 
@@ -211,6 +216,8 @@ func TestConfigFromEnvNamesTheVariable(t *testing.T) {
 		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_ENDPOINT": "ftp://host/prod"}, "STREAMER_ENDPOINT"},
 		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_JWT_ALGORITHMS": "none"}, "STREAMER_JWT_ALGORITHMS"},
 		{lambdaapp.Connect, map[string]string{"STREAMER_TABLE": "t", "STREAMER_JWT_SECRET": secret, "STREAMER_JWT_ALGORITHMS": "RS256"}, "STREAMER_JWT_ALGORITHMS"},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_TRACING": "xray"}, "STREAMER_TRACING="},
+		{lambdaapp.Router, map[string]string{"STREAMER_TABLE": "t", "STREAMER_TRACE_CLIENT": "maybe"}, "STREAMER_TRACE_CLIENT="},
 	}
 	for _, bucket := range []string{"ab", strings.Repeat("a", 64), "My-Bucket", "a_b", "-ab", "ab-", ".ab", "a..b", "192.168.1.1", "a b", "s3://b"} {
 		cases = append(cases, struct {

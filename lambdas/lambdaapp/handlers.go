@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/internal/awsretry"
@@ -43,6 +44,9 @@ type Handlers struct {
 	// connLimiter takes the tokens of the connect function's rate limits
 	// (nil when both are off, and in the other functions).
 	connLimiter ratelimit.Limiter
+	// flusher exports the spans of an invocation at its end; nil when
+	// tracing is off.
+	flusher flusher
 }
 
 // Options are optional dependencies of [New], for tests and the local AWS
@@ -68,6 +72,11 @@ type Options struct {
 	// Management API, whatever endpoint a connection stored in an earlier
 	// run of the process.
 	WrapSender func(transport.Sender) transport.Sender
+	// Tracer replaces the tracer provider of STREAMER_TRACING (it becomes
+	// streamer.Config.Tracer). When it has a ForceFlush method (as the
+	// SDK's provider has), the handlers of [Handlers.Handler] call it at
+	// the end of each invocation.
+	Tracer trace.TracerProvider
 }
 
 // New builds the handlers: AWS clients from config.LoadDefaultConfig (so
@@ -159,6 +168,11 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		MaxContinuations: cfg.MaxContinuations, MaxCheckpoint: cfg.MaxCheckpoint,
 		MaxPending: cfg.MaxPending,
 	}
+	tp, fl, err := tracerProvider(ctx, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	appCfg.Tracer, appCfg.TrustClientTrace = tp, cfg.TraceClient
 	if cfg.Function == Connect {
 		// Once per cold start: the secret is kept in the verifier.
 		if err := ResolveJWTSecret(ctx, &cfg, awsCfg); err != nil {
@@ -176,7 +190,7 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: %w", err)
 	}
-	h := &Handlers{cfg: cfg, app: app, log: log, invoker: opts.Invoker, connLimiter: connLimiter}
+	h := &Handlers{cfg: cfg, app: app, log: log, invoker: opts.Invoker, connLimiter: connLimiter, flusher: fl}
 	if h.invoker == nil && cfg.Function == Processor {
 		h.invoker = lambda.NewFromConfig(awsCfg)
 	}

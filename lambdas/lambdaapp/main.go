@@ -89,15 +89,15 @@ func Env(cfg Config, awsCfg aws.Config) (streamer.Env, error) {
 func (h *Handlers) Handler() (any, error) {
 	switch h.cfg.Function {
 	case Connect:
-		return h.Connect, nil
+		return flushed(h, h.Connect), nil
 	case Disconnect:
-		return h.Disconnect, nil
+		return flushed(h, h.Disconnect), nil
 	case Router:
-		return h.Route, nil
+		return flushed(h, h.Route), nil
 	case Processor:
-		return h.Handle, nil
+		return flushed(h, h.Handle), nil
 	case Reaper:
-		return h.Reap, nil
+		return flushed(h, h.Reap), nil
 	}
 	return nil, fmt.Errorf("lambdaapp: unknown function %q (want one of %v)", h.cfg.Function, Functions)
 }

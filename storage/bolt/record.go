@@ -45,6 +45,7 @@ type requestRecord struct {
 	Principal    []byte            `json:"principal,omitempty"`
 	ConnectionID string            `json:"connection_id,omitempty"`
 	Endpoint     string            `json:"endpoint,omitempty"`
+	TraceParent  string            `json:"trace_parent,omitempty"`
 	Status       storage.Status    `json:"status"`
 	Attempt      int               `json:"attempt,omitempty"`
 	Stalls       int               `json:"stalls,omitempty"` // absent in files written before stalls were counted
@@ -71,6 +72,7 @@ func fromRequest(r storage.Request) requestRecord {
 		Principal:    r.Principal,
 		ConnectionID: r.ConnectionID,
 		Endpoint:     r.Endpoint,
+		TraceParent:  r.TraceParent,
 		Status:       r.Status,
 		Attempt:      r.Attempt,
 		Stalls:       r.Stalls,
@@ -107,6 +109,7 @@ func (rec requestRecord) request(k storage.Key) storage.Request {
 		Principal:     rec.Principal,
 		ConnectionID:  rec.ConnectionID,
 		Endpoint:      rec.Endpoint,
+		TraceParent:   rec.TraceParent,
 		Status:        rec.Status,
 		Attempt:       rec.Attempt,
 		Stalls:        rec.Stalls,

@@ -35,6 +35,7 @@ const (
 	attrPrincipal    = "principal"
 	attrConnID       = "conn_id"
 	attrEndpoint     = "endpoint"
+	attrTraceParent  = "trace_parent" // projected into no index
 	attrStatus       = "status"
 	attrClaimStatus  = "claim_status"
 	attrClaimShard   = "claim_shard"
@@ -192,6 +193,7 @@ func encodeRequest(r storage.Request) item {
 	b.bin(attrPrincipal, r.Principal)
 	b.str(attrConnID, r.ConnectionID)
 	b.str(attrEndpoint, r.Endpoint)
+	b.str(attrTraceParent, r.TraceParent)
 	b.str(attrStatus, string(r.Status))
 	if r.Status == storage.StatusCanceling {
 		it[attrClaimStatus] = str(canceling)
@@ -423,6 +425,7 @@ func decodeRequest(it item) (storage.Request, error) {
 		Principal:     r.bin(attrPrincipal),
 		ConnectionID:  r.str(attrConnID),
 		Endpoint:      r.str(attrEndpoint),
+		TraceParent:   r.str(attrTraceParent),
 		Status:        storage.Status(r.str(attrStatus)),
 		Attempt:       int(r.int(attrAttempt)),
 		Stalls:        int(r.int(attrStalls)),

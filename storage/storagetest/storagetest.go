@@ -71,6 +71,7 @@ func groups() []group {
 		}},
 		{"Request", []testCase{
 			{"CreateGet", testReqCreateGet},
+			{"TraceParentKept", testReqTraceParentKept},
 			{"CreateMinimal", testReqCreateMinimal},
 			{"CreateExists", testReqCreateExists},
 			{"GetMissing", testReqGetMissing},
@@ -218,6 +219,7 @@ func (e *env) request(k storage.Key) storage.Request {
 		Payload:      json.RawMessage(`{"startDate": "2024-01-01", "n": [1, 2, 3]}`),
 		Metadata:     map[string]string{"k": "v", "trace": "abc"},
 		Fingerprint:  "fp-" + k.ID,
+		TraceParent:  "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		Principal:    []byte{0, 1, 2, 0xfe, 0xff},
 		ConnectionID: e.conn("origin"),
 		Endpoint:     "https://abc.execute-api.eu-west-1.amazonaws.com/dev",
@@ -720,6 +722,7 @@ func testReqCreateGet(t *testing.T, e *env) {
 		Payload:      json.RawMessage("{\"a\" : [1, 2.50, \"x\"],\n \"b\": null }"),
 		Metadata:     map[string]string{"k": "v", "empty": "", "uni": "héllo ✓"},
 		Fingerprint:  "sha256:abc",
+		TraceParent:  "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		Principal:    []byte{0, 0xff, 'p', 0},
 		ConnectionID: e.conn("origin"),
 		Endpoint:     "https://abc.execute-api.eu-west-1.amazonaws.com/dev",
@@ -750,6 +753,40 @@ func testReqCreateGet(t *testing.T, e *env) {
 	} {
 		require.True(t, tm[0].Equal(tm[1]), "time %v != %v", tm[0], tm[1])
 	}
+}
+
+// testReqTraceParentKept checks that the trace context stored with a
+// request comes back from every read and outlives every state change, so
+// that each run continues the admission's trace.
+func testReqTraceParentKept(t *testing.T, e *env) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	k := e.key("traced")
+	r := e.request(k)
+	r.TraceParent = tp
+	require.NoError(t, e.s.CreateRequest(e.ctx, r))
+	require.Equal(t, tp, e.get(t, k).TraceParent)
+	claimed := e.claim(t, k, 0)
+	require.Equal(t, tp, claimed.TraceParent, "the claim returns it")
+	require.NoError(t, e.s.RequeueRequest(e.ctx, k, claimed.Attempt, e.now))
+	again, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(time.Second), LeaseUntil: e.at(time.Minute)})
+	require.NoError(t, err)
+	require.Equal(t, tp, again.TraceParent, "a requeued request keeps it")
+	require.NoError(t, e.s.ContinueRequest(e.ctx, k, again.Attempt, e.at(time.Second)))
+	third, err := e.s.ClaimRequest(e.ctx, k, storage.Claim{Now: e.at(2 * time.Second), LeaseUntil: e.at(time.Minute)})
+	require.NoError(t, err)
+	require.Equal(t, tp, third.TraceParent, "a continued request keeps it")
+	require.NoError(t, e.s.FinishRequest(e.ctx, k, storage.Finish{
+		Attempt: third.Attempt, Status: storage.StatusSucceeded, Now: e.at(3 * time.Second),
+		Event: storage.Event{Seq: 1, Type: "complete", Data: []byte(`{}`), CreatedAt: e.at(3 * time.Second)},
+	}))
+	require.Equal(t, tp, e.get(t, k).TraceParent, "a finished request keeps it")
+
+	// A request stored without one has none.
+	k2 := e.key("untraced")
+	r2 := e.request(k2)
+	r2.TraceParent = ""
+	require.NoError(t, e.s.CreateRequest(e.ctx, r2))
+	require.Empty(t, e.get(t, k2).TraceParent)
 }
 
 func testReqCreateMinimal(t *testing.T, e *env) {
