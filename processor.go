@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/streamer-go/streamer/metrics"
 	"github.com/streamer-go/streamer/progress"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/transport"
@@ -201,6 +202,11 @@ type runState struct {
 	// to that connection (its subscribers' own subscriptions end with
 	// their tokens).
 	senderUntil time.Time
+	// runStart is when this run claimed the request (zero when it is
+	// not a run, or its end was measured); progressed is set at its
+	// first stored progress event. For the metrics (metrics.go).
+	runStart   time.Time
+	progressed bool
 }
 
 func (a *App) newRunState(ctx context.Context, r storage.Request) (*runState, error) {
@@ -228,6 +234,7 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 		}
 		return err
 	}
+	a.mClaimed(st, a.now())
 	if r.Status == storage.StatusCanceling {
 		return st.finishCanceled()
 	}
@@ -324,6 +331,7 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	st.mu.Unlock()
 	switch {
 	case lost || errors.Is(cause, errLost):
+		st.mRunEnd(outcomeLost)
 		return nil
 	case errors.Is(cause, ErrCanceled):
 		return st.finishCanceled()
@@ -343,8 +351,11 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	if body.Retryable && req.Attempt < rt.action.Options.Retry.maxAttempts() {
 		next := a.now().Add(rt.action.Options.Retry.backoff(req.Attempt))
 		if err := st.retrying(req.Attempt, next, body); errors.Is(err, errLost) {
+			st.mRunEnd(outcomeLost)
 			return nil
 		}
+		a.metrics.Add(metrics.Retries, metrics.Dims{Action: a.actionDim(req.Action), Code: body.Code}, 1)
+		st.mRunEnd(outcomeRetry)
 		return st.requeue(next)
 	}
 	return st.finishError(body)
@@ -493,6 +504,8 @@ func (st *runState) continueLater(at time.Time) error {
 	if st.req.Continuations >= st.app.cfg.MaxContinuations {
 		return st.finishError(continuationsError(st.req.Continuations + 1))
 	}
+	st.app.metrics.Add(metrics.Continuations, metrics.Dims{Action: st.app.actionDim(st.req.Action)}, 1)
+	st.mRunEnd(outcomeContinued)
 	return st.handBack(at, st.app.cfg.Store.ContinueRequest)
 }
 
@@ -545,6 +558,7 @@ func (r *eventReporter) Report(ctx context.Context, u Update) error {
 func (r *eventReporter) close() {
 	_ = r.co.Flush()
 	r.co.Close()
+	r.st.mCoalesced(r.co.Dropped())
 }
 
 // clampPercentage keeps p within [last, 100]; NaN counts as last.
@@ -593,6 +607,7 @@ func (st *runState) emitProgressWith(u Update, checkpoint json.RawMessage) error
 	if err := st.append(ev); err != nil {
 		return err
 	}
+	st.mProgressStored()
 	st.fanout(data, false)
 	return nil
 }
@@ -783,7 +798,9 @@ func (st *runState) fanout(data []byte, terminal bool) {
 		err := a.cfg.Sender.Send(st.opsCtx, endpoint, id, data)
 		switch {
 		case err == nil:
+			a.mPost(outcomeOK)
 		case errors.Is(err, transport.ErrGone):
+			a.mPost(outcomeGone)
 			st.mu.Lock()
 			if st.dropped == nil {
 				st.dropped = map[string]bool{}
@@ -794,6 +811,7 @@ func (st *runState) fanout(data []byte, terminal bool) {
 				a.log.Warn().Err(derr).Str("connection_id", id).Msg("dropping a gone connection failed")
 			}
 		default:
+			a.mPost(outcomeError)
 			a.log.Warn().Err(err).Str("connection_id", id).Str("request_id", st.key.ID).Msg("sending an event failed")
 		}
 	}
@@ -903,6 +921,7 @@ func (st *runState) finish(f storage.Finish) error {
 	st.mu.Lock()
 	st.seq = f.Event.Seq
 	st.mu.Unlock()
+	st.mFinished(f.Error)
 	a.finishPending(st.key)
 	st.fanout(f.Event.Data, true)
 	return nil

@@ -207,6 +207,7 @@ func (a *App) lookupPrincipal(ctx context.Context, connID string) (Principal, er
 func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
 	rt, ok := a.routes[f.Action]
 	if !ok {
+		a.mRequest(f.Action, outcomeRefused, CodeInvalidAction)
 		a.replyError(ctx, conn, f.ID, unknownAction(f.Action, a.available(conn.Principal)))
 		return nil
 	}
@@ -217,6 +218,7 @@ func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
 	// The action's own rate limit: before the middleware, the estimate and
 	// anything that reads the payload.
 	if e := a.take(ctx, rt.limit, conn.Principal, conn.ID); e != nil {
+		a.mRefusedFrame(f.Action, e.Code)
 		a.replyError(ctx, conn, id, e)
 		if isStoreError(e) {
 			return e
@@ -410,27 +412,35 @@ func (a *App) runSync(ctx context.Context, conn Conn, rt *route, req *Request) {
 	defer cancel()
 	rep := a.newLiveReporter(ctx, conn, req.ID)
 	sr := &syncRun{}
+	start := time.Now()
+	outcome, code := outcomeOK, ""
+	defer func() { a.mSync(req.Action, outcome, code, start) }()
 	res, err := a.serve(context.WithValue(hctx, syncKey{}, sr), rt.chain, req, rep)
 	rep.close()
 	if err != nil && !sr.started {
 		// Refused before the handler ran: an error message, as every
 		// refusal before a handler (protocol section 4).
 		body := a.handlerError(hctx, req, err, CodeInternal)
+		outcome, code = outcomeRefused, body.Code
 		a.logRefused(conn, req.ID, body)
 		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: body, Timestamp: a.now().UnixMilli()})
 		return
 	}
 	if err != nil {
-		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: a.handlerError(hctx, req, err, CodeInternal)})
+		body := a.handlerError(hctx, req, err, CodeInternal)
+		outcome, code = outcomeError, body.Code
+		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: body})
 		return
 	}
 	data, err := marshalResult(res)
 	if err != nil {
+		outcome, code = outcomeError, CodeInternal
 		a.log.Error().Err(err).Str("request_id", req.ID).Str("action", req.Action).Msg("result is not JSON")
 		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: Body(NewError(CodeInternal, "internal error"), CodeInternal)})
 		return
 	}
 	if qerr := a.checkResultSize(data); qerr != nil {
+		outcome, code = outcomeError, CodeQuotaExceeded
 		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: Body(qerr, CodeQuotaExceeded)})
 		return
 	}
@@ -511,6 +521,7 @@ func (a *App) admit(ctx context.Context, conn Conn, rt *route, req *Request) err
 	_, err := a.serve(context.WithValue(ctx, admitKey{}, ad), Chain(admitTerminal, rt.mw...), req, Discard)
 	if err != nil {
 		body := a.handlerError(ctx, req, err, CodeInternal)
+		a.mRequest(req.Action, outcomeRefused, body.Code)
 		a.logRefused(conn, req.ID, body)
 		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: body, Timestamp: a.now().UnixMilli()})
 		var se *Error
@@ -519,6 +530,7 @@ func (a *App) admit(ctx context.Context, conn Conn, rt *route, req *Request) err
 		}
 		return nil
 	}
+	a.mRequest(req.Action, outcomeAccepted, "")
 	if ad.ack != nil {
 		a.reply(ctx, conn, ad.ack)
 	}
