@@ -75,6 +75,7 @@ func wantEnv() map[string]any {
 		"STREAMER_RATE_LIMIT":         "",
 		"STREAMER_MAX_PENDING":        "1000",
 		"STREAMER_KEY_CONCURRENCY":    "100",
+		"STREAMER_METRICS_NAMESPACE":  "Streamer",
 	}
 }
 

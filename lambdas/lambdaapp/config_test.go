@@ -16,6 +16,7 @@ import (
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
+	"github.com/streamer-go/streamer/metrics"
 	"github.com/streamer-go/streamer/ratelimit"
 )
 
@@ -39,6 +40,15 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	require.Zero(t, cfg.RateLimit, "rate limits are opt-in")
 	require.Equal(t, streamer.DefaultMaxPending, cfg.MaxPending, "the tenant limits are on by default")
 	require.Equal(t, lambdaapp.DefaultKeyConcurrency, cfg.KeyConcurrency)
+	require.Equal(t, metrics.DefaultNamespace, cfg.MetricsNamespace)
+}
+
+func TestConfigFromEnvRefusesBadMetricsNamespace(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"AWS/Lambda", "a\"b", strings.Repeat("n", 256), "   ", "é"} {
+		_, err := lambdaapp.ConfigFromEnv(lambdaapp.Router, env(map[string]string{"STREAMER_TABLE": "t", "STREAMER_METRICS_NAMESPACE": bad}))
+		require.ErrorContains(t, err, "STREAMER_METRICS_NAMESPACE=", bad)
+	}
 }
 
 func TestConfigFromEnvRefusesBadLimits(t *testing.T) {
@@ -76,6 +86,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		"STREAMER_RATE_LIMIT":         "10/s,burst=20",
 		"STREAMER_MAX_PENDING":        "50",
 		"STREAMER_KEY_CONCURRENCY":    "off",
+		"STREAMER_METRICS_NAMESPACE":  "Acme/Streamer",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, lambdaapp.Config{
@@ -86,7 +97,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		StallTimeout: 90 * time.Second, MaxStalls: 5, Lease: 30 * time.Second, Bucket: "my-files.example-1",
 		MaxContinuations: 7, MaxCheckpoint: 1000,
 		RateLimit:  ratelimit.Rule{Rate: 10, Per: time.Second, Burst: 20},
-		MaxPending: 50, KeyConcurrency: -1,
+		MaxPending: 50, KeyConcurrency: -1, MetricsNamespace: "Acme/Streamer",
 	}, cfg)
 }
 

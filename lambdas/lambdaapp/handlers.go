@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/internal/awsretry"
+	"github.com/streamer-go/streamer/metrics"
 	"github.com/streamer-go/streamer/middleware"
 	rldynamodb "github.com/streamer-go/streamer/ratelimit/dynamodb"
 	"github.com/streamer-go/streamer/storage"
@@ -64,6 +66,10 @@ type Options struct {
 	// Management API, whatever endpoint a connection stored in an earlier
 	// run of the process.
 	WrapSender func(transport.Sender) transport.Sender
+	// MetricsOutput replaces standard output, where the handlers write
+	// their metrics as CloudWatch Embedded Metric Format lines
+	// (metrics.EMF).
+	MetricsOutput io.Writer
 }
 
 // New builds the handlers: AWS clients from config.LoadDefaultConfig (so
@@ -137,8 +143,17 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("lambdaapp: rate limiter: %w", err)
 	}
+	metricsOut := opts.MetricsOutput
+	if metricsOut == nil {
+		metricsOut = os.Stdout
+	}
+	ns := cfg.MetricsNamespace
+	if ns == "" {
+		ns = metrics.DefaultNamespace
+	}
 	appCfg := streamer.Config{
-		Store: st, Sender: sender, Plugins: plugins, Logger: log,
+		Metrics: &metrics.EMF{W: metricsOut, Namespace: ns, Function: string(cfg.Function)},
+		Store:   st, Sender: sender, Plugins: plugins, Logger: log,
 		Middleware: mw, Limiter: limiter, RateLimit: streamer.RateLimit{Rule: cfg.RateLimit},
 		SyncThreshold: cfg.SyncThreshold, Retention: cfg.Retention,
 		SubscriberRefresh: cfg.SubscriberRefresh, CancelPoll: cfg.CancelPoll, Endpoint: cfg.Endpoint,
