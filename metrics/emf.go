@@ -15,8 +15,9 @@ const DefaultNamespace = "Streamer"
 // CloudWatch Embedded Metric Format JSON to W: on Lambda, standard output,
 // from which CloudWatch Logs extracts the metrics (no API call, no
 // goroutine: each line is written before Add or Observe returns). Each
-// line carries the metric's dimensions plus "function" (when Function is
-// set), as one dimension set. Counters and gauges have unit Count,
+// line carries the metric's dimensions that have a value (CloudWatch
+// refuses empty ones: a request answered "ok" has no code) plus
+// "function" (when Function is set), as one dimension set. Counters and gauges have unit Count,
 // histograms Seconds.
 //
 // Lines are written whole, one Write each, under a lock.
@@ -72,6 +73,9 @@ func (e *EMF) write(name Name, dims Dims, v float64, unit string) {
 		first = false
 	}
 	for _, d := range names {
+		if dims.Get(d) == "" {
+			continue
+		}
 		if !first {
 			b = append(b, ',')
 		}
@@ -90,6 +94,9 @@ func (e *EMF) write(name Name, dims Dims, v float64, unit string) {
 		b = appendJSONString(b, e.Function)
 	}
 	for _, d := range names {
+		if dims.Get(d) == "" {
+			continue
+		}
 		b = append(b, ',')
 		b = appendJSONString(b, d)
 		b = append(b, ':')
