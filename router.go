@@ -381,6 +381,7 @@ func (a *App) serve(ctx context.Context, h Handler, req *Request, rep Reporter) 
 			res, err = nil, NewError(CodeInternal, "internal error")
 		}
 	}()
+	ctx = a.requestLogContext(ctx, req)
 	return h.Serve(WithRequest(ctx, req), req, rep)
 }
 
