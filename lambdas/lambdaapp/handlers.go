@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -41,6 +42,8 @@ type Handlers struct {
 	app     *streamer.App
 	log     zerolog.Logger
 	invoker InvokeAPI
+	// invoked is set by the first invocation (cold_start in the logs).
+	invoked atomic.Bool
 }
 
 // Options are optional dependencies of [New], for tests and the local AWS
@@ -94,6 +97,8 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if opts.Logger != nil {
 		log = *opts.Logger
 	}
+	// Lines logged with an invocation's context say which invocation.
+	log = log.Hook(lambdaHook{})
 	var awsCfg aws.Config
 	if opts.AWS != nil {
 		awsCfg = *opts.AWS
@@ -204,6 +209,7 @@ func (h *Handlers) endpoint(rc events.APIGatewayWebsocketProxyRequestContext) st
 // API Gateway refuses the upgrade; a storage failure is returned as the
 // invocation's error (API Gateway answers 500).
 func (h *Handlers) Connect(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	ctx = h.invocation(ctx)
 	headers := ev.Headers
 	if len(headers) == 0 {
 		headers = first(ev.MultiValueHeaders)
@@ -217,7 +223,7 @@ func (h *Handlers) Connect(ctx context.Context, ev events.APIGatewayWebsocketPro
 	_, err := h.app.HandleConnect(ctx, connID, h.endpoint(ev.RequestContext), token)
 	switch {
 	case errors.Is(err, streamer.ErrUnauthorized):
-		h.log.Info().Err(err).Str("connection_id", connID).Msg("connection refused")
+		h.log.Info().Ctx(ctx).Err(err).Str("connection_id", connID).Msg("connection refused")
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusUnauthorized, Body: "unauthorized"}, nil
 	case err != nil:
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, fmt.Errorf("lambdaapp: connect %s: %w", connID, err)
@@ -239,6 +245,7 @@ func first(m map[string][]string) map[string]string {
 // Disconnect is the $disconnect route: it forgets the connection. Its
 // requests keep running, and their events stay stored for a resume.
 func (h *Handlers) Disconnect(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	ctx = h.invocation(ctx)
 	if err := h.app.HandleDisconnect(ctx, ev.RequestContext.ConnectionID); err != nil {
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, fmt.Errorf("lambdaapp: %w", err)
 	}
@@ -252,9 +259,10 @@ func (h *Handlers) Disconnect(ctx context.Context, ev events.APIGatewayWebsocket
 // answered UNAVAILABLE to the client) are returned as the invocation's
 // error.
 func (h *Handlers) Route(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	ctx = h.invocation(ctx)
 	data, binary, err := body(ev)
 	if err != nil {
-		h.log.Warn().Err(err).Str("connection_id", ev.RequestContext.ConnectionID).Msg("unreadable message")
+		h.log.Warn().Ctx(ctx).Err(err).Str("connection_id", ev.RequestContext.ConnectionID).Msg("unreadable message")
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusBadRequest}, nil
 	}
 	conn := streamer.Conn{ID: ev.RequestContext.ConnectionID, Endpoint: h.endpoint(ev.RequestContext)}
@@ -324,6 +332,7 @@ type ReapResult struct {
 // the invocation's error, after the others are handled; the next run tries
 // again.
 func (h *Handlers) Reap(ctx context.Context, _ events.EventBridgeEvent) (ReapResult, error) {
+	ctx = h.invocation(ctx)
 	start := time.Now()
 	n, err := h.app.Reap(ctx)
 	lev := h.log.Debug()
@@ -333,7 +342,7 @@ func (h *Handlers) Reap(ctx context.Context, _ events.EventBridgeEvent) (ReapRes
 	if err != nil {
 		lev = h.log.Error().Err(err)
 	}
-	lev.Int("reaped", n).Dur("took", time.Since(start)).Msg("reaper run")
+	lev.Ctx(ctx).Int("reaped", n).Dur("took", time.Since(start)).Msg("reaper run")
 	if err != nil {
 		return ReapResult{Reaped: n}, fmt.Errorf("lambdaapp: %w", err)
 	}
