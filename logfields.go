@@ -65,3 +65,35 @@ func (a *App) requestLogContext(ctx context.Context, req *Request) context.Conte
 func quiet(l *zerolog.Logger) bool {
 	return l.GetLevel() == zerolog.Disabled || reflect.ValueOf(*l).IsZero()
 }
+
+// rlog is the App's logger with the fields of the request st runs (the
+// stage is process; the principal, from the request's key, is hashed),
+// for the processor's own lines about it. They are rare (failures), so it
+// is built for each.
+func (st *runState) rlog() *zerolog.Logger {
+	base := st.app.log
+	if st.opsCtx != nil {
+		base = base.With().Ctx(st.opsCtx).Logger()
+	}
+	l := base.With().
+		Str(LogRequestID, st.key.ID).
+		Str(LogAction, st.req.Action).
+		Str(LogPrincipal, PrincipalHash(&Principal{Tenant: st.key.Tenant, Subject: st.key.Subject})).
+		Stringer(LogStage, StageProcess).
+		Int(LogAttempt, attemptNumber(st.req)).
+		Logger()
+	return &l
+}
+
+// reqLog is the App's logger with the fields of req, for the router's own
+// lines about it (rare: failures).
+func (a *App) reqLog(ctx context.Context, req *Request) *zerolog.Logger {
+	l := a.log.With().Ctx(ctx).
+		Str(LogRequestID, req.ID).
+		Str(LogAction, req.Action).
+		Str(LogPrincipal, PrincipalHash(&req.Principal)).
+		Stringer(LogStage, req.Stage).
+		Int(LogAttempt, req.Attempt).
+		Logger()
+	return &l
+}

@@ -60,12 +60,17 @@ func TestRequestLogFields(t *testing.T) {
 	b.send(t, `{"action":"logged","id":"lg1"}`)
 	require.NoError(t, b.app.Process(context.Background(), storage.Key{Tenant: "t1", Subject: "alice", ID: "lg1"}))
 	b.waitTerminal(t, "lg1")
+	// The framework's own lines about a request have the fields too: a
+	// panicking handler, in the processor.
+	b.send(t, `{"action":"panic","id":"pn1"}`)
+	require.NoError(t, b.app.Process(context.Background(), storage.Key{Tenant: "t1", Subject: "alice", ID: "pn1"}))
+	b.waitTerminal(t, "pn1")
 
 	want := streamer.PrincipalHash(b.conn.Principal)
 	stages := map[string]int{}
 	handler := 0
 	for _, l := range buf.lines(t) {
-		if l["message"] != "request" && l["message"] != "in the handler" {
+		if l["request_id"] == "pn1" || (l["message"] != "request" && l["message"] != "in the handler") {
 			continue
 		}
 		require.Equal(t, "lg1", l["request_id"], l)
@@ -80,6 +85,20 @@ func TestRequestLogFields(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, handler)
+	panicked := 0
+	for _, l := range buf.lines(t) {
+		if l["request_id"] != "pn1" {
+			continue
+		}
+		require.Equal(t, "panic", l["action"], l)
+		require.Equal(t, want, l["principal"], l)
+		require.Contains(t, l, "stage", l)
+		require.Contains(t, l, "attempt", l)
+		if l["message"] == "handler panicked" {
+			panicked++
+		}
+	}
+	require.Equal(t, 1, panicked)
 	require.Equal(t, map[string]int{"admit": 1, "process": 2}, stages, "admission and run lines of the middleware, and the handler's")
 	raw := func() string { buf.mu.Lock(); defer buf.mu.Unlock(); return buf.b.String() }()
 	require.NotContains(t, raw, "alice", "the subject is never logged")

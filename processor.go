@@ -230,7 +230,7 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 		// it to its lease.
 		st = &runState{app: a, key: r.Key, req: r, opsCtx: ops}
 		if rerr := st.continueLater(a.now().Add(time.Second)); rerr != nil {
-			a.log.Warn().Err(rerr).Str("request_id", r.Key.ID).Msg("re-queueing after a failed start failed")
+			st.rlog().Warn().Err(rerr).Msg("re-queueing after a failed start failed")
 		}
 		return err
 	}
@@ -302,7 +302,7 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 			// A store that panics (a damaged page) stops this run, which
 			// is continued, rather than the process.
 			if p := recover(); p != nil {
-				a.log.Error().Str("request_id", r.Key.ID).Str("panic", fmt.Sprint(p)).
+				st.rlog().Error().Str("panic", fmt.Sprint(p)).
 					Bytes("stack", debug.Stack()).Msg("renewing the lease panicked; stopping the handler")
 				cancel(errStorage)
 			}
@@ -444,11 +444,11 @@ func (st *runState) watch(hctx context.Context, done <-chan struct{}) {
 				st.cancel(errLost)
 				return
 			case !a.now().Add(retry).Before(leaseUntil):
-				a.log.Error().Err(err).Str("request_id", st.key.ID).Msg("the lease could not be renewed before it ran out; stopping the handler")
+				st.rlog().Error().Err(err).Msg("the lease could not be renewed before it ran out; stopping the handler")
 				st.cancel(errLeaseUnrenewed)
 				return
 			default:
-				a.log.Warn().Err(err).Str("request_id", st.key.ID).Msg("renewing the lease failed; retrying")
+				st.rlog().Warn().Err(err).Msg("renewing the lease failed; retrying")
 				renew.Reset(retry)
 			}
 		case <-poll:
@@ -726,7 +726,7 @@ func (st *runState) append(ev storage.Event) error {
 		}
 		return errLost
 	default:
-		st.app.log.Error().Err(err).Str("request_id", st.key.ID).Msg("storing an event failed; the request will be re-queued")
+		st.rlog().Error().Err(err).Msg("storing an event failed; the request will be re-queued")
 		if st.cancel != nil {
 			st.cancel(errStorage)
 		}
@@ -747,7 +747,7 @@ func (st *runState) subscribers(fresh bool) []string {
 	if fresh || !st.haveSubs || refresh {
 		subs, err := a.cfg.Store.Subscribers(st.opsCtx, st.key)
 		if err != nil {
-			a.log.Warn().Err(err).Str("request_id", st.key.ID).Msg("reading subscribers failed")
+			st.rlog().Warn().Err(err).Msg("reading subscribers failed")
 		} else {
 			st.subs, st.subsAt, st.haveSubs = subs, now, true
 		}
@@ -808,11 +808,11 @@ func (st *runState) fanout(data []byte, terminal bool) {
 			st.dropped[id] = true
 			st.mu.Unlock()
 			if derr := a.cfg.Store.DeleteConnection(st.opsCtx, id); derr != nil {
-				a.log.Warn().Err(derr).Str("connection_id", id).Msg("dropping a gone connection failed")
+				st.rlog().Warn().Err(derr).Str("connection_id", id).Msg("dropping a gone connection failed")
 			}
 		default:
 			a.mPost(outcomeError)
-			a.log.Warn().Err(err).Str("connection_id", id).Str("request_id", st.key.ID).Msg("sending an event failed")
+			st.rlog().Warn().Err(err).Str("connection_id", id).Msg("sending an event failed")
 		}
 	}
 }
@@ -823,7 +823,7 @@ func (st *runState) finishResult(res any) error {
 	a := st.app
 	data, err := marshalResult(res)
 	if err != nil {
-		a.log.Error().Err(err).Str("request_id", st.key.ID).Msg("result is not JSON")
+		st.rlog().Error().Err(err).Msg("result is not JSON")
 		return st.finishError(&ErrorBody{Code: CodeInternal, Message: "internal error"})
 	}
 	if qerr := a.checkResultSize(data); qerr != nil {
@@ -896,7 +896,7 @@ func (st *runState) finish(f storage.Finish) error {
 	wait := 50 * time.Millisecond
 	deadline := time.Now().Add(a.cfg.Lease) // real time: it paces real retries
 	for err != nil && !errors.Is(err, storage.ErrConflict) {
-		a.log.Warn().Err(err).Str("request_id", st.key.ID).Msg("storing the terminal event failed; checking whether it was stored")
+		st.rlog().Warn().Err(err).Msg("storing the terminal event failed; checking whether it was stored")
 		if !time.Now().Before(deadline) {
 			return fmt.Errorf("streamer: finish %s: %w", st.key.ID, err)
 		}

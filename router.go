@@ -376,7 +376,7 @@ func (a *App) timeout(rt *route, mode Mode) time.Duration {
 func (a *App) serve(ctx context.Context, h Handler, req *Request, rep Reporter) (res any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			a.log.Error().Str("request_id", req.ID).Str("action", req.Action).
+			a.reqLog(ctx, req).Error().
 				Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("handler panicked")
 			res, err = nil, NewError(CodeInternal, "internal error")
 		}
@@ -399,7 +399,7 @@ func (a *App) handlerError(ctx context.Context, req *Request, err error, fallbac
 	}
 	b := Body(err, fallback)
 	if se == nil || b.Code == CodeInternal || b.Code == CodeProcessingFailed {
-		a.log.Warn().Err(err).Str("request_id", req.ID).Str("action", req.Action).Str("code", b.Code).Msg("handler failed")
+		a.reqLog(ctx, req).Warn().Err(err).Str("code", b.Code).Msg("handler failed")
 	}
 	return b
 }
@@ -436,7 +436,7 @@ func (a *App) runSync(ctx context.Context, conn Conn, rt *route, req *Request) {
 	data, err := marshalResult(res)
 	if err != nil {
 		outcome, code = outcomeError, CodeInternal
-		a.log.Error().Err(err).Str("request_id", req.ID).Str("action", req.Action).Msg("result is not JSON")
+		a.reqLog(ctx, req).Error().Err(err).Msg("result is not JSON")
 		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: Body(NewError(CodeInternal, "internal error"), CodeInternal)})
 		return
 	}
