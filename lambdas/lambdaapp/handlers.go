@@ -73,6 +73,9 @@ type Options struct {
 	// their metrics as CloudWatch Embedded Metric Format lines
 	// (metrics.EMF).
 	MetricsOutput io.Writer
+	// Metrics, when set, replaces the EMF recorder: the local AWS runtime
+	// gives the Prometheus one of `streamer dev`, or none.
+	Metrics metrics.Recorder
 }
 
 // New builds the handlers: AWS clients from config.LoadDefaultConfig (so
@@ -156,8 +159,12 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if ns == "" {
 		ns = metrics.DefaultNamespace
 	}
+	var rec metrics.Recorder = &metrics.EMF{W: metricsOut, Namespace: ns, Function: string(cfg.Function)}
+	if opts.Metrics != nil {
+		rec = opts.Metrics
+	}
 	appCfg := streamer.Config{
-		Metrics: &metrics.EMF{W: metricsOut, Namespace: ns, Function: string(cfg.Function)},
+		Metrics: rec,
 		Store:   st, Sender: sender, Plugins: plugins, Logger: log,
 		Middleware: mw, Limiter: limiter, RateLimit: streamer.RateLimit{Rule: cfg.RateLimit},
 		SyncThreshold: cfg.SyncThreshold, Retention: cfg.Retention,
