@@ -415,7 +415,8 @@ func validNamespace(ns string) bool {
 	}
 	for i := 0; i < len(ns); i++ {
 		c := ns[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".-_/#: ", c) >= 0) {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && strings.IndexByte(".-_/#: ", c) < 0 {
 			return false
 		}
 	}
