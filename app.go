@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/streamer-go/streamer/metrics"
 	"github.com/streamer-go/streamer/progress"
 	"github.com/streamer-go/streamer/ratelimit"
 	rlmemory "github.com/streamer-go/streamer/ratelimit/memory"
@@ -48,6 +49,13 @@ type Config struct {
 	Middleware []Middleware
 	// Logger receives the framework's logs. The zero value is quiet.
 	Logger zerolog.Logger
+	// Metrics receives the App's measurements (package metrics lists
+	// them: requests by action and outcome, latencies, queue lag,
+	// progress stored and coalesced, posts, retries, continuations,
+	// rate-limit refusals). Nil means metrics.Discard, which costs no
+	// allocation. The Lambdas write CloudWatch EMF lines (metrics.EMF);
+	// `streamer dev` serves Prometheus' /metrics (metrics/prom).
+	Metrics metrics.Recorder
 
 	// SyncThreshold decides ModeAuto actions: sync when the estimate is at
 	// most this. Default 5s.
@@ -192,9 +200,10 @@ type Config struct {
 // runs queued requests in-process ([App.Run]). An App is safe for concurrent
 // use.
 type App struct {
-	cfg    Config
-	log    zerolog.Logger
-	routes map[string]*route
+	cfg     Config
+	log     zerolog.Logger
+	metrics metrics.Recorder
+	routes  map[string]*route
 
 	mu sync.Mutex
 	// local holds the Process calls in flight in this App, by key.
@@ -271,6 +280,9 @@ func New(cfg Config) (*App, error) {
 	}
 	a := &App{cfg: cfg, log: cfg.Logger, routes: map[string]*route{}, local: map[string][]*localRun{}}
 	a.tracing = newTracing(&cfg)
+	if a.metrics = cfg.Metrics; a.metrics == nil {
+		a.metrics = metrics.Discard
+	}
 	if err := a.compileLimits(); err != nil {
 		return nil, err
 	}

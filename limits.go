@@ -153,6 +153,7 @@ func (a *App) limitFrame(ctx context.Context, conn Conn, f *Frame) (bool, error)
 	if e == nil {
 		return true, nil
 	}
+	a.mRefusedFrame(f.Action, e.Code)
 	a.replyError(ctx, conn, refusalID(f), e)
 	if isStoreError(e) {
 		return false, e

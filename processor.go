@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/streamer-go/streamer/metrics"
 	"github.com/streamer-go/streamer/progress"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/transport"
@@ -204,6 +205,11 @@ type runState struct {
 	// to that connection (its subscribers' own subscriptions end with
 	// their tokens).
 	senderUntil time.Time
+	// runStart is when this run claimed the request (zero when it is
+	// not a run, or its end was measured); progressed is set at its
+	// first stored progress event. For the metrics (metrics.go).
+	runStart   time.Time
+	progressed bool
 }
 
 func (a *App) newRunState(ctx context.Context, r storage.Request) (*runState, error) {
@@ -227,10 +233,11 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 		// it to its lease.
 		st = &runState{app: a, key: r.Key, req: r, opsCtx: ops}
 		if rerr := st.continueLater(a.now().Add(time.Second)); rerr != nil {
-			a.log.Warn().Err(rerr).Str("request_id", r.Key.ID).Msg("re-queueing after a failed start failed")
+			st.rlog().Warn().Err(rerr).Msg("re-queueing after a failed start failed")
 		}
 		return err
 	}
+	a.mClaimed(st, a.now())
 	if r.Status == storage.StatusCanceling {
 		return st.finishCanceled()
 	}
@@ -298,7 +305,7 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 			// A store that panics (a damaged page) stops this run, which
 			// is continued, rather than the process.
 			if p := recover(); p != nil {
-				a.log.Error().Str("request_id", r.Key.ID).Str("panic", fmt.Sprint(p)).
+				st.rlog().Error().Str("panic", fmt.Sprint(p)).
 					Bytes("stack", debug.Stack()).Msg("renewing the lease panicked; stopping the handler")
 				cancel(errStorage)
 			}
@@ -327,6 +334,7 @@ func (a *App) run(ctx, rctx context.Context, r storage.Request) error {
 	st.mu.Unlock()
 	switch {
 	case lost || errors.Is(cause, errLost):
+		st.mRunEnd(outcomeLost)
 		return nil
 	case errors.Is(cause, ErrCanceled):
 		return st.finishCanceled()
@@ -438,11 +446,11 @@ func (st *runState) watch(hctx context.Context, done <-chan struct{}) {
 				st.cancel(errLost)
 				return
 			case !a.now().Add(retry).Before(leaseUntil):
-				a.log.Error().Err(err).Str("request_id", st.key.ID).Msg("the lease could not be renewed before it ran out; stopping the handler")
+				st.rlog().Error().Err(err).Msg("the lease could not be renewed before it ran out; stopping the handler")
 				st.cancel(errLeaseUnrenewed)
 				return
 			default:
-				a.log.Warn().Err(err).Str("request_id", st.key.ID).Msg("renewing the lease failed; retrying")
+				st.rlog().Warn().Err(err).Msg("renewing the lease failed; retrying")
 				renew.Reset(retry)
 			}
 		case <-poll:
@@ -490,8 +498,11 @@ func (p RetryPolicy) backoff(attempt int) time.Duration {
 // request to run again at next.
 func (st *runState) retry(attempt int, next time.Time, body *ErrorBody) error {
 	if err := st.retrying(attempt, next, body); errors.Is(err, errLost) {
+		st.mRunEnd(outcomeLost)
 		return nil
 	}
+	st.app.metrics.Add(metrics.Retries, metrics.Dims{Action: st.app.actionDim(st.req.Action), Code: body.Code}, 1)
+	st.mRunEnd(outcomeRetry)
 	return st.requeue(next)
 }
 
@@ -507,6 +518,8 @@ func (st *runState) continueLater(at time.Time) error {
 	if st.req.Continuations >= st.app.cfg.MaxContinuations {
 		return st.finishError(continuationsError(st.req.Continuations + 1))
 	}
+	st.app.metrics.Add(metrics.Continuations, metrics.Dims{Action: st.app.actionDim(st.req.Action)}, 1)
+	st.mRunEnd(outcomeContinued)
 	return st.handBack(at, st.app.cfg.Store.ContinueRequest)
 }
 
@@ -559,6 +572,7 @@ func (r *eventReporter) Report(ctx context.Context, u Update) error {
 func (r *eventReporter) close() {
 	_ = r.co.Flush()
 	r.co.Close()
+	r.st.mCoalesced(r.co.Dropped())
 }
 
 // clampPercentage keeps p within [last, 100]; NaN counts as last.
@@ -607,6 +621,7 @@ func (st *runState) emitProgressWith(u Update, checkpoint json.RawMessage) error
 	if err := st.append(ev); err != nil {
 		return err
 	}
+	st.mProgressStored()
 	st.fanout(data, false)
 	return nil
 }
@@ -733,7 +748,7 @@ func (st *runState) appendEvent(ev storage.Event) error {
 		}
 		return errLost
 	default:
-		st.app.log.Error().Err(err).Str("request_id", st.key.ID).Msg("storing an event failed; the request will be re-queued")
+		st.rlog().Error().Err(err).Msg("storing an event failed; the request will be re-queued")
 		if st.cancel != nil {
 			st.cancel(errStorage)
 		}
@@ -754,7 +769,7 @@ func (st *runState) subscribers(fresh bool) []string {
 	if fresh || !st.haveSubs || refresh {
 		subs, err := a.cfg.Store.Subscribers(st.opsCtx, st.key)
 		if err != nil {
-			a.log.Warn().Err(err).Str("request_id", st.key.ID).Msg("reading subscribers failed")
+			st.rlog().Warn().Err(err).Msg("reading subscribers failed")
 		} else {
 			st.subs, st.subsAt, st.haveSubs = subs, now, true
 		}
@@ -808,7 +823,9 @@ func (st *runState) fanout(data []byte, terminal bool) {
 		endSpan(sp, err)
 		switch {
 		case err == nil:
+			a.mPost(outcomeOK)
 		case errors.Is(err, transport.ErrGone):
+			a.mPost(outcomeGone)
 			st.mu.Lock()
 			if st.dropped == nil {
 				st.dropped = map[string]bool{}
@@ -816,10 +833,11 @@ func (st *runState) fanout(data []byte, terminal bool) {
 			st.dropped[id] = true
 			st.mu.Unlock()
 			if derr := a.cfg.Store.DeleteConnection(st.opsCtx, id); derr != nil {
-				a.log.Warn().Err(derr).Str("connection_id", id).Msg("dropping a gone connection failed")
+				st.rlog().Warn().Err(derr).Str("connection_id", id).Msg("dropping a gone connection failed")
 			}
 		default:
-			a.log.Warn().Err(err).Str("connection_id", id).Str("request_id", st.key.ID).Msg("sending an event failed")
+			a.mPost(outcomeError)
+			st.rlog().Warn().Err(err).Str("connection_id", id).Msg("sending an event failed")
 		}
 	}
 }
@@ -830,7 +848,7 @@ func (st *runState) finishResult(res any) error {
 	a := st.app
 	data, err := marshalResult(res)
 	if err != nil {
-		a.log.Error().Err(err).Str("request_id", st.key.ID).Msg("result is not JSON")
+		st.rlog().Error().Err(err).Msg("result is not JSON")
 		return st.finishError(&ErrorBody{Code: CodeInternal, Message: "internal error"})
 	}
 	if qerr := a.checkResultSize(data); qerr != nil {
@@ -911,7 +929,7 @@ func (st *runState) finishWrite(f storage.Finish) error {
 	wait := 50 * time.Millisecond
 	deadline := time.Now().Add(a.cfg.Lease) // real time: it paces real retries
 	for err != nil && !errors.Is(err, storage.ErrConflict) {
-		a.log.Warn().Err(err).Str("request_id", st.key.ID).Msg("storing the terminal event failed; checking whether it was stored")
+		st.rlog().Warn().Err(err).Msg("storing the terminal event failed; checking whether it was stored")
 		if !time.Now().Before(deadline) {
 			return fmt.Errorf("streamer: finish %s: %w", st.key.ID, err)
 		}
@@ -936,6 +954,7 @@ func (st *runState) finishWrite(f storage.Finish) error {
 	st.mu.Lock()
 	st.seq = f.Event.Seq
 	st.mu.Unlock()
+	st.mFinished(f.Error)
 	a.finishPending(st.key)
 	st.fanout(f.Event.Data, true)
 	return nil

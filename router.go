@@ -215,6 +215,7 @@ func (a *App) lookupPrincipal(ctx context.Context, connID string) (Principal, er
 func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
 	rt, ok := a.routes[f.Action]
 	if !ok {
+		a.mRequest(f.Action, outcomeRefused, CodeInvalidAction)
 		a.replyError(ctx, conn, f.ID, unknownAction(f.Action, a.available(conn.Principal)))
 		return nil
 	}
@@ -225,6 +226,7 @@ func (a *App) dispatch(ctx context.Context, conn Conn, f *Frame) error {
 	// The action's own rate limit: before the middleware, the estimate and
 	// anything that reads the payload.
 	if e := a.take(ctx, rt.limit, conn.Principal, conn.ID); e != nil {
+		a.mRefusedFrame(f.Action, e.Code)
 		a.replyError(ctx, conn, id, e)
 		if isStoreError(e) {
 			return e
@@ -389,11 +391,12 @@ func (a *App) timeout(rt *route, mode Mode) time.Duration {
 func (a *App) serve(ctx context.Context, h Handler, req *Request, rep Reporter) (res any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			a.log.Error().Str("request_id", req.ID).Str("action", req.Action).
+			a.reqLog(ctx, req).Error().
 				Str("panic", fmt.Sprint(p)).Bytes("stack", debug.Stack()).Msg("handler panicked")
 			res, err = nil, NewError(CodeInternal, "internal error")
 		}
 	}()
+	ctx = a.requestLogContext(ctx, req)
 	return h.Serve(WithRequest(ctx, req), req, rep)
 }
 
@@ -411,7 +414,7 @@ func (a *App) handlerError(ctx context.Context, req *Request, err error, fallbac
 	}
 	b := Body(err, fallback)
 	if se == nil || b.Code == CodeInternal || b.Code == CodeProcessingFailed {
-		a.log.Warn().Err(err).Str("request_id", req.ID).Str("action", req.Action).Str("code", b.Code).Msg("handler failed")
+		a.reqLog(ctx, req).Warn().Err(err).Str("code", b.Code).Msg("handler failed")
 	}
 	return b
 }
@@ -425,27 +428,35 @@ func (a *App) runSync(ctx context.Context, conn Conn, rt *route, req *Request) {
 	defer cancel()
 	rep := a.newLiveReporter(ctx, conn, req.ID)
 	sr := &syncRun{}
+	start := time.Now()
+	outcome, code := outcomeOK, ""
+	defer func() { a.mSync(req.Action, outcome, code, start) }()
 	res, err := a.serve(context.WithValue(hctx, syncKey{}, sr), rt.chain, req, rep)
 	rep.close()
 	if err != nil && !sr.started {
 		// Refused before the handler ran: an error message, as every
 		// refusal before a handler (protocol section 4).
 		body := a.handlerError(hctx, req, err, CodeInternal)
+		outcome, code = outcomeRefused, body.Code
 		a.logRefused(conn, req.ID, body)
 		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: body, Timestamp: a.now().UnixMilli()})
 		return
 	}
 	if err != nil {
-		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: a.handlerError(hctx, req, err, CodeInternal)})
+		body := a.handlerError(hctx, req, err, CodeInternal)
+		outcome, code = outcomeError, body.Code
+		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: body})
 		return
 	}
 	data, err := marshalResult(res)
 	if err != nil {
-		a.log.Error().Err(err).Str("request_id", req.ID).Str("action", req.Action).Msg("result is not JSON")
+		outcome, code = outcomeError, CodeInternal
+		a.reqLog(ctx, req).Error().Err(err).Msg("result is not JSON")
 		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: Body(NewError(CodeInternal, "internal error"), CodeInternal)})
 		return
 	}
 	if qerr := a.checkResultSize(data); qerr != nil {
+		outcome, code = outcomeError, CodeQuotaExceeded
 		a.reply(ctx, conn, &Message{Type: TypeResponse, RequestID: req.ID, Error: Body(qerr, CodeQuotaExceeded)})
 		return
 	}
@@ -526,6 +537,7 @@ func (a *App) admit(ctx context.Context, conn Conn, rt *route, req *Request) err
 	_, err := a.serve(context.WithValue(ctx, admitKey{}, ad), Chain(admitTerminal, rt.mw...), req, Discard)
 	if err != nil {
 		body := a.handlerError(ctx, req, err, CodeInternal)
+		a.mRequest(req.Action, outcomeRefused, body.Code)
 		a.logRefused(conn, req.ID, body)
 		a.reply(ctx, conn, &Message{Type: TypeError, RequestID: req.ID, Error: body, Timestamp: a.now().UnixMilli()})
 		var se *Error
@@ -534,6 +546,7 @@ func (a *App) admit(ctx context.Context, conn Conn, rt *route, req *Request) err
 		}
 		return nil
 	}
+	a.mRequest(req.Action, outcomeAccepted, "")
 	if ad.ack != nil {
 		a.reply(ctx, conn, ad.ack)
 	}

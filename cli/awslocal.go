@@ -16,12 +16,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/cli/web"
 	"github.com/streamer-go/streamer/lambdas/awslocal"
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
+	"github.com/streamer-go/streamer/metrics"
+	"github.com/streamer-go/streamer/metrics/prom"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
@@ -68,11 +72,19 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsF
 	if err != nil {
 		return fmt.Errorf("building the plugins: %w", err)
 	}
+	// The functions' metrics are served at /metrics, as `streamer dev`
+	// serves its own, rather than written as EMF lines on stdout.
+	reg := prometheus.NewRegistry()
+	rec, err := prom.New(reg, metrics.ConnectionsOpen)
+	if err != nil {
+		return err
+	}
 	queueFile := filepath.Join(cfg.dataDir, failureQueueFile)
 	return awslocal.Run(ctx, awslocal.Config{
 		Listener: ln, DynamoDBEndpoint: endpoint, Table: cfg.table, Secret: secret,
-		Plugins: plugs, Logger: log, OnJobFailure: failureQueue(queueFile, log),
-		IdleTimeout: cfg.idle, MaxLifetime: cfg.lifetime, Concurrency: cfg.lambdaConcurrency, Faults: cfg.faults,
+		Plugins: plugs, Logger: log, Metrics: rec,
+		OnJobFailure: failureQueue(queueFile, log),
+		IdleTimeout:  cfg.idle, MaxLifetime: cfg.lifetime, Concurrency: cfg.lambdaConcurrency, Faults: cfg.faults,
 		RateLimit: cfg.rateLimit,
 		// As for the embedded runtime: a negative cap turns the rate of
 		// new connections per principal off too.
@@ -80,7 +92,8 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsF
 		NewConnectionsPerPrincipal: offString(cfg.maxConns < 0),
 		NewConnectionsPerIP:        offString(cfg.noIPRate),
 		Handlers: map[string]http.Handler{
-			"/": http.FileServerFS(web.FS),
+			"/":        http.FileServerFS(web.FS),
+			"/metrics": promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		},
 		Ready: func(info devserver.Info) {
 			info.SecretFile = secretFile

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -89,13 +90,17 @@ func faultsFromEnv() (awslocal.Faults, error) {
 	return f, nil
 }
 
+// envLogLevel is the default of `streamer dev --log-level`, as it is the
+// Lambdas' level (lambdaapp.EnvLogLevel).
+const envLogLevel = "STREAMER_LOG_LEVEL"
+
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, plugins streamer.PluginsFunc) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := devConfig{}
 	fs.StringVar(&cfg.addr, "addr", devserver.DefaultAddr, "address to listen on (port 0 picks a free one)")
 	fs.StringVar(&cfg.dataDir, "data-dir", devserver.DefaultDataDir, "directory of the embedded database and report files")
-	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug (also logs refused frames with their code), info, warn, error or disabled")
+	fs.StringVar(&cfg.logLevel, "log-level", cmp.Or(os.Getenv(envLogLevel), "info"), "log level: debug (also logs refused frames with their code), info, warn, error or disabled (default $"+envLogLevel+", else info)")
 	fs.DurationVar(&cfg.idle, "idle-timeout", 10*time.Minute, "close connections idle this long (API Gateway: 10m)")
 	fs.DurationVar(&cfg.lifetime, "max-lifetime", 2*time.Hour, "close connections this old (API Gateway: 2h)")
 	fs.IntVar(&cfg.maxConns, "max-conns-per-principal", 100, "refuse (HTTP 429) a principal's connections beyond this many open ones; negative for no cap, nor a rate of new ones per principal (20/s, burst 100)")
@@ -113,8 +118,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 		return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
 	}
 	level, err := zerolog.ParseLevel(cfg.logLevel)
-	if err != nil || cfg.logLevel == "" {
-		return usageError{fmt.Sprintf("--log-level %q: use debug, info, warn, error or disabled", cfg.logLevel)}
+	if err != nil || cfg.logLevel == "" || level == zerolog.NoLevel {
+		return usageError{fmt.Sprintf("--log-level (or %s) %q: use debug, info, warn, error or disabled", envLogLevel, cfg.logLevel)}
 	}
 	if cfg.idle <= 0 || cfg.lifetime <= 0 {
 		return usageError{"--idle-timeout and --max-lifetime must be positive"}

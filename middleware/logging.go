@@ -12,8 +12,11 @@ import (
 
 // Logging writes one line per request that passes through it, after the
 // rest of the chain returns, with the attributes request_id, action, stage,
-// sub, tenant (when set), attempt, duration_ms and, on failure, code,
-// retryable (when set) and error. Successes log at info level, failures at
+// principal, attempt, duration_ms and, on failure, code, retryable (when
+// set) and error. The principal is [streamer.PrincipalHash] of the
+// request's: the subject and tenant themselves are never logged. The
+// event carries the request's context, for the logger's hooks (the
+// Lambdas' adds lambda_request_id and cold_start). Successes log at info level, failures at
 // warn. The message is "request"; everything else is attributes. The zero
 // logger logs nothing.
 //
@@ -34,14 +37,12 @@ func Logging(logger zerolog.Logger) streamer.Middleware {
 			if ev == nil {
 				return res, err
 			}
-			ev = ev.Str("request_id", req.ID).
-				Str("action", req.Action).
-				Stringer("stage", req.Stage).
-				Str("sub", req.Principal.Subject)
-			if req.Principal.Tenant != "" {
-				ev = ev.Str("tenant", req.Principal.Tenant)
-			}
-			ev = ev.Int("attempt", req.Attempt).
+			ev = ev.Ctx(ctx).
+				Str(streamer.LogRequestID, req.ID).
+				Str(streamer.LogAction, req.Action).
+				Stringer(streamer.LogStage, req.Stage).
+				Str(streamer.LogPrincipal, streamer.PrincipalHash(&req.Principal)).
+				Int(streamer.LogAttempt, req.Attempt).
 				Float64("duration_ms", float64(elapsed.Microseconds())/1000)
 			if err != nil {
 				ev = ev.Str("code", codeOf(ctx, req, err)).Err(err)

@@ -57,8 +57,10 @@ func TestLogging(t *testing.T) {
 		assert.Equal(t, "r-7", l["request_id"])
 		assert.Equal(t, "report", l["action"])
 		assert.Equal(t, "process", l["stage"])
-		assert.Equal(t, "alice", l["sub"])
-		assert.Equal(t, "acme", l["tenant"])
+		assert.Equal(t, streamer.PrincipalHash(&req.Principal), l["principal"])
+		assert.Len(t, l["principal"], 16)
+		assert.NotContains(t, l, "sub")
+		assert.NotContains(t, l, "tenant")
 		assert.InDelta(t, 2, l["attempt"], 0)
 		assert.Contains(t, l, "duration_ms")
 		assert.Equal(t, "request", l["message"])
@@ -73,6 +75,8 @@ func TestLogging(t *testing.T) {
 	assert.Equal(t, "warn", lines[2]["level"])
 	assert.Equal(t, streamer.CodeProcessingFailed, lines[2]["code"])
 	assert.Equal(t, "disk on fire", lines[2]["error"])
+	assert.NotContains(t, buf.String(), "alice", "the subject is never logged")
+	assert.NotContains(t, buf.String(), "acme", "nor the tenant")
 }
 
 func TestLoggingTimeoutCode(t *testing.T) {
@@ -86,5 +90,5 @@ func TestLoggingTimeoutCode(t *testing.T) {
 	lines := logLines(t, &buf)
 	require.Len(t, lines, 1)
 	assert.Equal(t, streamer.CodeTimeout, lines[0]["code"])
-	assert.NotContains(t, lines[0], "tenant", "no tenant attribute without a tenant")
+	assert.NotContains(t, lines[0], "tenant", "no tenant attribute")
 }

@@ -29,6 +29,7 @@ type Coalescer[T any] struct {
 	errMu    sync.Mutex     // guards err; never held while taking mu
 	err      error          // first emit error
 	timers   sync.WaitGroup // timer callbacks armed or running
+	dropped  int64          // updates accepted and never emitted
 }
 
 // NewCoalescer returns a coalescer that calls emit at most once per interval.
@@ -53,6 +54,10 @@ func (c *Coalescer[T]) Add(u T) error {
 		return err
 	}
 	now := c.clock.Now()
+	if c.has {
+		// The pending update is replaced, now or below: never emitted.
+		c.dropped++
+	}
 	if c.interval <= 0 || !c.emitted || now.Sub(c.last) >= c.interval {
 		c.stopTimer()
 		c.has = false
@@ -164,6 +169,9 @@ func (c *Coalescer[T]) Close() {
 	c.mu.Lock()
 	c.closed = true
 	c.stopTimer()
+	if c.has {
+		c.dropped++
+	}
 	var zero T
 	c.pending, c.has = zero, false
 	c.mu.Unlock()
@@ -187,4 +195,12 @@ func (c *Coalescer[T]) firstErr() error {
 	c.errMu.Lock()
 	defer c.errMu.Unlock()
 	return c.err
+}
+
+// Dropped returns how many accepted updates were never emitted: replaced
+// by a later one within the interval, or pending at Close.
+func (c *Coalescer[T]) Dropped() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dropped
 }

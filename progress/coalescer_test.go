@@ -187,3 +187,24 @@ func TestFlushWith(t *testing.T) {
 	require.ErrorIs(t, c.Add(6), fail, "an error with a pending update is kept")
 	c.Close()
 }
+
+// Dropped counts the updates that were accepted and never emitted:
+// replaced within the interval, or pending at Close.
+func TestDroppedCountsCoalescedUpdates(t *testing.T) {
+	t.Parallel()
+	clk, rec, c := setup(t)
+	for i := 1; i <= 5; i++ {
+		require.NoError(t, c.Add(i))
+	}
+	require.Equal(t, int64(3), c.Dropped(), "2, 3 and 4 were replaced")
+	clk.Advance(100 * time.Millisecond)
+	require.Equal(t, []int{1, 5}, rec.values())
+	clk.Advance(100 * time.Millisecond)
+	require.NoError(t, c.Add(6))
+	require.NoError(t, c.Add(7))
+	c.Close()
+	require.Equal(t, []int{1, 5, 6}, rec.values())
+	require.Equal(t, int64(4), c.Dropped(), "7 was pending at Close")
+	require.NoError(t, c.Add(8))
+	require.Equal(t, int64(4), c.Dropped(), "updates refused after Close are not counted")
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/internal/awsretry"
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
+	"github.com/streamer-go/streamer/metrics"
 	"github.com/streamer-go/streamer/middleware"
 	"github.com/streamer-go/streamer/storage/dynamodb"
 	"github.com/streamer-go/streamer/transport"
@@ -50,7 +51,12 @@ type Config struct {
 	// Plugins are served by the router and the processor.
 	Plugins []streamer.Plugin
 	// Handlers are extra HTTP routes, as in devserver.
-	Handlers    map[string]http.Handler
+	Handlers map[string]http.Handler
+	// Metrics receives the functions' metrics (lambdaapp.Options.Metrics)
+	// instead of EMF lines on standard output; nil: none
+	// (metrics.Discard). `streamer dev --aws-local` gives the Prometheus
+	// recorder it serves at /metrics.
+	Metrics     metrics.Recorder
 	Logger      zerolog.Logger
 	IdleTimeout time.Duration
 	MaxLifetime time.Duration
@@ -251,6 +257,10 @@ func Run(ctx context.Context, cfg Config) error {
 		lcfg.LocalDynamoDB = true
 		opts.AWS, opts.Logger, opts.Lease = &dbCfg, &cfg.Logger, cfg.Lease
 		opts.Tracer = cfg.Tracer
+		opts.Metrics = cfg.Metrics
+		if opts.Metrics == nil {
+			opts.Metrics = metrics.Discard
+		}
 		// One gateway: post to its Management API as it is now, not at
 		// an address a connection stored before a restart.
 		opts.WrapSender = func(s transport.Sender) transport.Sender { return currentEndpoint{s} }

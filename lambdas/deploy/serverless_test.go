@@ -80,6 +80,7 @@ func wantEnv() map[string]any {
 		"STREAMER_NEW_CONNECTIONS_PER_IP":        "100/s,burst=200",
 		"STREAMER_TRACING":                       "off",
 		"STREAMER_TRACE_CLIENT":                  "false",
+		"STREAMER_METRICS_NAMESPACE":             "Streamer",
 	}
 }
 

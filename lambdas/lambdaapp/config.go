@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/streamer-go/streamer"
+	"github.com/streamer-go/streamer/metrics"
 	"github.com/streamer-go/streamer/middleware"
 	"github.com/streamer-go/streamer/ratelimit"
 )
@@ -97,6 +98,10 @@ const (
 	// W3C traceparent, sent in a frame's metadata, the parent of the
 	// request's trace (streamer.Config.TrustClientTrace).
 	EnvTraceClient = "STREAMER_TRACE_CLIENT"
+	// EnvMetricsNamespace is the CloudWatch namespace of the metrics the
+	// Lambdas write as Embedded Metric Format lines on standard output
+	// (default metrics.DefaultNamespace, "Streamer").
+	EnvMetricsNamespace = "STREAMER_METRICS_NAMESPACE"
 )
 
 // DefaultKeyConcurrency is the default of STREAMER_KEY_CONCURRENCY: a
@@ -136,7 +141,7 @@ var EnvVars = []string{
 	EnvTable, EnvJWTSecret, EnvJWTSecretSSM, EnvJWTSecretARN, EnvJWTPublicKey, EnvJWTJWKSURL, EnvJWTAlgorithms, EnvJWTIssuer, EnvJWTAudience,
 	EnvEndpoint, EnvLogLevel, EnvRetention, EnvSyncThreshold, EnvSubscriberRefresh, EnvCancelPoll,
 	EnvStallTimeout, EnvMaxStalls, EnvLease, EnvBucket, EnvMaxContinuations, EnvMaxCheckpoint,
-	EnvRateLimit, EnvMaxPending, EnvKeyConcurrency, EnvMaxConnectionsPerPrincipal, EnvNewConnectionsPerPrincipal, EnvNewConnectionsPerIP, EnvTracing, EnvTraceClient,
+	EnvRateLimit, EnvMaxPending, EnvKeyConcurrency, EnvMaxConnectionsPerPrincipal, EnvNewConnectionsPerPrincipal, EnvNewConnectionsPerIP, EnvTracing, EnvTraceClient, EnvMetricsNamespace,
 }
 
 // Config is a Lambda's configuration, read by [ConfigFromEnv].
@@ -267,6 +272,13 @@ type Config struct {
 	// TraceClient is STREAMER_TRACE_CLIENT: trust the traceparent a
 	// client sends in a frame's metadata (default false).
 	TraceClient bool
+	// MetricsNamespace is the CloudWatch namespace of the metrics,
+	// written as Embedded Metric Format lines on standard output, with
+	// the dimension function set to the Lambda's
+	// (STREAMER_METRICS_NAMESPACE; default metrics.DefaultNamespace:
+	// 1 to 255 letters, digits and . - _ / # : or space, not starting
+	// with "AWS/").
+	MetricsNamespace string
 	// FunctionName is the processor's own function name, which it invokes
 	// asynchronously to run each request in an invocation of its own
 	// (AWS_LAMBDA_FUNCTION_NAME, which Lambda sets; required by the
@@ -487,6 +499,13 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 		}
 		cfg.TraceClient = b
 	}
+	cfg.MetricsNamespace = metrics.DefaultNamespace
+	if v := getenv(EnvMetricsNamespace); v != "" {
+		if !validNamespace(v) {
+			errs = append(errs, fmt.Errorf("%s=%q: want a CloudWatch namespace: 1 to 255 letters, digits and . - _ / # : or space, not starting with AWS/", EnvMetricsNamespace, v))
+		}
+		cfg.MetricsNamespace = v
+	}
 	if cfg.Bucket = getenv(EnvBucket); cfg.Bucket != "" && !validBucket(cfg.Bucket) {
 		errs = append(errs, fmt.Errorf("%s=%q: want an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit", EnvBucket, cfg.Bucket))
 	}
@@ -494,6 +513,22 @@ func ConfigFromEnv(fn Function, getenv func(string) string) (Config, error) {
 		return cfg, fmt.Errorf("lambdaapp: bad configuration of %s: %w", fn, errors.Join(errs...))
 	}
 	return cfg, nil
+}
+
+// validNamespace reports whether ns is a CloudWatch namespace a custom
+// metric may use.
+func validNamespace(ns string) bool {
+	if len(ns) > 255 || strings.HasPrefix(ns, "AWS/") || strings.TrimSpace(ns) == "" {
+		return false
+	}
+	for i := 0; i < len(ns); i++ {
+		c := ns[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && strings.IndexByte(".-_/#: ", c) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func countSet(bs ...bool) int {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
+	"github.com/streamer-go/streamer/metrics"
 	"github.com/streamer-go/streamer/ratelimit"
 )
 
@@ -44,6 +45,15 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	require.Equal(t, ratelimit.Rule{Rate: 100, Per: time.Second, Burst: 200}, cfg.NewConnectionsPerIP)
 	require.Equal(t, lambdaapp.TracingOff, cfg.Tracing, "tracing is opt-in")
 	require.False(t, cfg.TraceClient, "clients cannot pick trace ids by default")
+	require.Equal(t, metrics.DefaultNamespace, cfg.MetricsNamespace)
+}
+
+func TestConfigFromEnvRefusesBadMetricsNamespace(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"AWS/Lambda", "a\"b", strings.Repeat("n", 256), "   ", "é"} {
+		_, err := lambdaapp.ConfigFromEnv(lambdaapp.Router, env(map[string]string{"STREAMER_TABLE": "t", "STREAMER_METRICS_NAMESPACE": bad}))
+		require.ErrorContains(t, err, "STREAMER_METRICS_NAMESPACE=", bad)
+	}
 }
 
 func TestConfigFromEnvRefusesBadLimits(t *testing.T) {
@@ -112,6 +122,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		"STREAMER_NEW_CONNECTIONS_PER_IP":        "3/m,burst=4",
 		"STREAMER_TRACING":                       "otlp",
 		"STREAMER_TRACE_CLIENT":                  "true",
+		"STREAMER_METRICS_NAMESPACE":             "Acme/Streamer",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, lambdaapp.Config{
@@ -122,7 +133,7 @@ func TestConfigFromEnvReadsEveryVariable(t *testing.T) {
 		StallTimeout: 90 * time.Second, MaxStalls: 5, Lease: 30 * time.Second, Bucket: "my-files.example-1",
 		MaxContinuations: 7, MaxCheckpoint: 1000,
 		RateLimit:  ratelimit.Rule{Rate: 10, Per: time.Second, Burst: 20},
-		MaxPending: 50, KeyConcurrency: -1,
+		MaxPending: 50, KeyConcurrency: -1, MetricsNamespace: "Acme/Streamer",
 		MaxConnectionsPerPrincipal: 7,
 		NewConnectionsPerPrincipal: ratelimit.Rule{Rate: 1, Per: time.Second, Burst: 2},
 		NewConnectionsPerIP:        ratelimit.Rule{Rate: 3, Per: time.Minute, Burst: 4},

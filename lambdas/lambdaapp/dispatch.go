@@ -48,6 +48,7 @@ func NewJob(k storage.Key) Job { return Job{Job: &JobKey{Key: k.String()}} }
 // event the function receives: a DynamoDB stream batch, which it dispatches
 // ([Handlers.Dispatch]), and a [Job], which it runs ([Handlers.Run]).
 func (h *Handlers) Handle(ctx context.Context, payload json.RawMessage) (any, error) {
+	ctx = h.invocation(ctx)
 	var probe struct {
 		Job     json.RawMessage `json:"streamer_job"`
 		Records json.RawMessage `json:"Records"`
@@ -81,6 +82,7 @@ func (h *Handlers) Handle(ctx context.Context, payload json.RawMessage) (any, er
 // the function's concurrency waits in Lambda's queue, not in the stream.
 // Duplicate dispatches are harmless: a request runs once, under its claim.
 func (h *Handlers) Dispatch(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
+	ctx = h.invocation(ctx)
 	if h.invoker == nil || h.cfg.FunctionName == "" {
 		return events.DynamoDBEventResponse{}, fmt.Errorf("lambdaapp: dispatch: the processor has no function to invoke (%s)", EnvFunctionName)
 	}
@@ -114,6 +116,7 @@ func (h *Handlers) dispatch(ctx context.Context, k storage.Key) error {
 // due before the invocation's deadline less [streamer.StopMargin], and
 // reported as failed otherwise, so the stream delivers it again.
 func (h *Handlers) Process(ctx context.Context, ev events.DynamoDBEvent) (events.DynamoDBEventResponse, error) {
+	ctx = h.invocation(ctx)
 	return h.eachQueued(ctx, ev, ProcessConcurrency, func(ctx context.Context, k storage.Key) error {
 		return h.process(ctx, k, false)
 	})
@@ -170,6 +173,7 @@ func (h *Handlers) eachQueued(ctx context.Context, ev events.DynamoDBEvent, limi
 // An error makes Lambda retry the job (the function's async retry
 // settings), then send it to the on-failure destination.
 func (h *Handlers) Run(ctx context.Context, job Job) error {
+	ctx = h.invocation(ctx)
 	if job.Job == nil {
 		return errors.New("lambdaapp: run: the job names no request")
 	}

@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/internal/awsretry"
+	"github.com/streamer-go/streamer/metrics"
 	"github.com/streamer-go/streamer/middleware"
 	"github.com/streamer-go/streamer/ratelimit"
 	rldynamodb "github.com/streamer-go/streamer/ratelimit/dynamodb"
@@ -47,6 +50,8 @@ type Handlers struct {
 	// flusher exports the spans of an invocation at its end; nil when
 	// tracing is off.
 	flusher flusher
+	// invoked is set by the first invocation (cold_start in the logs).
+	invoked atomic.Bool
 }
 
 // Options are optional dependencies of [New], for tests and the local AWS
@@ -77,6 +82,13 @@ type Options struct {
 	// SDK's provider has), the handlers of [Handlers.Handler] call it at
 	// the end of each invocation.
 	Tracer trace.TracerProvider
+	// MetricsOutput replaces standard output, where the handlers write
+	// their metrics as CloudWatch Embedded Metric Format lines
+	// (metrics.EMF).
+	MetricsOutput io.Writer
+	// Metrics, when set, replaces the EMF recorder: the local AWS runtime
+	// gives the Prometheus one of `streamer dev`, or none.
+	Metrics metrics.Recorder
 }
 
 // New builds the handlers: AWS clients from config.LoadDefaultConfig (so
@@ -101,6 +113,8 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 	if opts.Logger != nil {
 		log = *opts.Logger
 	}
+	// Lines logged with an invocation's context say which invocation.
+	log = log.Hook(lambdaHook{})
 	var awsCfg aws.Config
 	if opts.AWS != nil {
 		awsCfg = *opts.AWS
@@ -159,8 +173,21 @@ func New(ctx context.Context, cfg Config, plugins []streamer.Plugin, opts Option
 		}
 		st = admitting(st, store, cfg, connLimiter)
 	}
+	metricsOut := opts.MetricsOutput
+	if metricsOut == nil {
+		metricsOut = os.Stdout
+	}
+	ns := cfg.MetricsNamespace
+	if ns == "" {
+		ns = metrics.DefaultNamespace
+	}
+	var rec metrics.Recorder = &metrics.EMF{W: metricsOut, Namespace: ns, Function: string(cfg.Function)}
+	if opts.Metrics != nil {
+		rec = opts.Metrics
+	}
 	appCfg := streamer.Config{
-		Store: st, Sender: sender, Plugins: plugins, Logger: log,
+		Metrics: rec,
+		Store:   st, Sender: sender, Plugins: plugins, Logger: log,
 		Middleware: mw, Limiter: limiter, RateLimit: streamer.RateLimit{Rule: cfg.RateLimit},
 		SyncThreshold: cfg.SyncThreshold, Retention: cfg.Retention,
 		SubscriberRefresh: cfg.SubscriberRefresh, CancelPoll: cfg.CancelPoll, Endpoint: cfg.Endpoint,
@@ -234,6 +261,7 @@ func (h *Handlers) Connect(ctx context.Context, ev events.APIGatewayWebsocketPro
 	} else if err != nil {
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, fmt.Errorf("lambdaapp: connect %s: %w", connID, err)
 	}
+	ctx = h.invocation(ctx)
 	headers := ev.Headers
 	if len(headers) == 0 {
 		headers = first(ev.MultiValueHeaders)
@@ -249,7 +277,7 @@ func (h *Handlers) Connect(ctx context.Context, ev events.APIGatewayWebsocketPro
 		h.log.Info().Str("connection_id", connID).Msg("connection refused: " + ref.reason)
 		return ref.response(), nil
 	case errors.Is(err, streamer.ErrUnauthorized):
-		h.log.Info().Err(err).Str("connection_id", connID).Msg("connection refused")
+		h.log.Info().Ctx(ctx).Err(err).Str("connection_id", connID).Msg("connection refused")
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusUnauthorized, Body: "unauthorized"}, nil
 	case err != nil:
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, fmt.Errorf("lambdaapp: connect %s: %w", connID, err)
@@ -271,6 +299,7 @@ func first(m map[string][]string) map[string]string {
 // Disconnect is the $disconnect route: it forgets the connection. Its
 // requests keep running, and their events stay stored for a resume.
 func (h *Handlers) Disconnect(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	ctx = h.invocation(ctx)
 	if err := h.app.HandleDisconnect(ctx, ev.RequestContext.ConnectionID); err != nil {
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusInternalServerError}, fmt.Errorf("lambdaapp: %w", err)
 	}
@@ -284,9 +313,10 @@ func (h *Handlers) Disconnect(ctx context.Context, ev events.APIGatewayWebsocket
 // answered UNAVAILABLE to the client) are returned as the invocation's
 // error.
 func (h *Handlers) Route(ctx context.Context, ev events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
+	ctx = h.invocation(ctx)
 	data, binary, err := body(ev)
 	if err != nil {
-		h.log.Warn().Err(err).Str("connection_id", ev.RequestContext.ConnectionID).Msg("unreadable message")
+		h.log.Warn().Ctx(ctx).Err(err).Str("connection_id", ev.RequestContext.ConnectionID).Msg("unreadable message")
 		return events.APIGatewayProxyResponse{StatusCode: http.StatusBadRequest}, nil
 	}
 	conn := streamer.Conn{ID: ev.RequestContext.ConnectionID, Endpoint: h.endpoint(ev.RequestContext)}
@@ -356,6 +386,7 @@ type ReapResult struct {
 // the invocation's error, after the others are handled; the next run tries
 // again.
 func (h *Handlers) Reap(ctx context.Context, _ events.EventBridgeEvent) (ReapResult, error) {
+	ctx = h.invocation(ctx)
 	start := time.Now()
 	n, err := h.app.Reap(ctx)
 	lev := h.log.Debug()
@@ -365,7 +396,7 @@ func (h *Handlers) Reap(ctx context.Context, _ events.EventBridgeEvent) (ReapRes
 	if err != nil {
 		lev = h.log.Error().Err(err)
 	}
-	lev.Int("reaped", n).Dur("took", time.Since(start)).Msg("reaper run")
+	lev.Ctx(ctx).Int("reaped", n).Dur("took", time.Since(start)).Msg("reaper run")
 	if err != nil {
 		return ReapResult{Reaped: n}, fmt.Errorf("lambdaapp: %w", err)
 	}

@@ -28,11 +28,16 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/blob/localblob"
+	"github.com/streamer-go/streamer/metrics"
+	"github.com/streamer-go/streamer/metrics/prom"
 	"github.com/streamer-go/streamer/middleware"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/bolt"
@@ -91,8 +96,16 @@ type Config struct {
 	RateLimit         streamer.RateLimit
 	ReservedRateLimit streamer.RateLimit
 	// Handlers are extra HTTP routes (patterns as for http.ServeMux), such
-	// as a file server for results. "/ws" and "/@connections/" are taken.
+	// as a file server for results. "/ws", "/metrics" and "/@connections/"
+	// are taken.
 	Handlers map[string]http.Handler
+	// MetricsRegistry receives the App's metrics (package metrics/prom:
+	// streamer_requests_total and the rest) and the gauge
+	// streamer_connections_open, all served in Prometheus' text format
+	// at /metrics, with whatever else the program registered there. Nil:
+	// a registry of the server's own, with the Go runtime and process
+	// collectors.
+	MetricsRegistry *prometheus.Registry
 	// Logger receives the logs. The zero value logs at info level to
 	// stderr, as `streamer dev` does (see [NewLogger]); pass zerolog.Nop()
 	// for no logs. At debug level, frames refused before any middleware
@@ -245,9 +258,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	reg, rec, err := newMetrics(cfg.MetricsRegistry, gw)
+	if err != nil {
+		return err
+	}
 	mw := append([]streamer.Middleware{middleware.Logging(cfg.Logger), middleware.Auth(middleware.AuthOptions{Leeway: cfg.TokenLeeway})}, cfg.Middleware...)
 	app, err := streamer.New(streamer.Config{
-		Store: store, Sender: gw, Authenticator: auth, TokenLeeway: cfg.TokenLeeway,
+		Metrics: rec,
+		Store:   store, Sender: gw, Authenticator: auth, TokenLeeway: cfg.TokenLeeway,
 		Plugins: plugins, Middleware: mw, Logger: cfg.Logger,
 		RateLimit: cfg.RateLimit, ReservedRateLimit: cfg.ReservedRateLimit,
 	})
@@ -257,6 +275,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	h.app = app
 
 	mux.Handle("/ws", gw)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/@connections/", local.ManagementRefused())
 	for pattern, handler := range cfg.Handlers {
 		mux.Handle(pattern, handler)
@@ -395,4 +414,26 @@ func (h *gatewayHandler) Disconnect(ctx context.Context, c *local.Conn) {
 		log := h.app.Logger()
 		log.Warn().Err(err).Str("connection_id", c.ID).Msg("disconnect failed")
 	}
+}
+
+// newMetrics registers the App's metrics and the open connections of gw
+// with reg (a new registry when nil).
+func newMetrics(reg *prometheus.Registry, gw *local.Gateway) (*prometheus.Registry, *prom.Recorder, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	rec, err := prom.New(reg, metrics.ConnectionsOpen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("devserver: MetricsRegistry: %w", err)
+	}
+	for _, m := range metrics.All() {
+		if m.Name == metrics.ConnectionsOpen {
+			g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: prom.MetricName(m), Help: m.Help}, func() float64 { return float64(gw.Connections()) })
+			if err := reg.Register(g); err != nil {
+				return nil, nil, fmt.Errorf("devserver: MetricsRegistry: %w", err)
+			}
+		}
+	}
+	return reg, rec, nil
 }

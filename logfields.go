@@ -1,0 +1,99 @@
+package streamer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"reflect"
+
+	"github.com/rs/zerolog"
+)
+
+// Log fields of a request: every line logged through the logger of a
+// request's context (zerolog.Ctx, see [App] and middleware.Logging) has
+// them. The principal is never logged as it is: [PrincipalHash] stands
+// for it.
+const (
+	LogRequestID = "request_id"
+	LogAction    = "action"
+	LogPrincipal = "principal"
+	LogStage     = "stage"
+	LogAttempt   = "attempt"
+)
+
+// PrincipalHash is what logs say instead of a principal's subject and
+// tenant: the first 16 hex digits of the SHA-256 of the tenant, a zero
+// byte and the subject. It tells one principal's lines from another's
+// and finds them all, without writing who it is; it does not hide a
+// subject that can be guessed (an email address), whose hash anyone can
+// compute, so logs stay as confidential as the rest of the operator's
+// data.
+func PrincipalHash(p *Principal) string {
+	h := sha256.New()
+	h.Write([]byte(p.Tenant))
+	h.Write([]byte{0})
+	h.Write([]byte(p.Subject))
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:8])
+}
+
+// requestLogContext returns ctx with a logger for req (zerolog.Ctx): the
+// logger ctx already carries, or the App's, with the fields request_id,
+// action, principal (a hash, see [PrincipalHash]), stage and attempt,
+// and ctx itself for the logger's hooks (lambdaapp's adds the Lambda
+// request id). Handlers log through it. When both loggers are disabled,
+// ctx is returned as it is, at no cost.
+func (a *App) requestLogContext(ctx context.Context, req *Request) context.Context {
+	base := zerolog.Ctx(ctx)
+	if quiet(base) {
+		base = &a.log
+	}
+	if quiet(base) {
+		return ctx
+	}
+	l := base.With().Ctx(ctx).
+		Str(LogRequestID, req.ID).
+		Str(LogAction, req.Action).
+		Str(LogPrincipal, PrincipalHash(&req.Principal)).
+		Stringer(LogStage, req.Stage).
+		Int(LogAttempt, req.Attempt).
+		Logger()
+	return l.WithContext(ctx)
+}
+
+// quiet reports whether l logs nothing: disabled, or the zero Logger.
+func quiet(l *zerolog.Logger) bool {
+	return l.GetLevel() == zerolog.Disabled || reflect.ValueOf(*l).IsZero()
+}
+
+// rlog is the App's logger with the fields of the request st runs (the
+// stage is process; the principal, from the request's key, is hashed),
+// for the processor's own lines about it. They are rare (failures), so it
+// is built for each.
+func (st *runState) rlog() *zerolog.Logger {
+	base := st.app.log
+	if st.opsCtx != nil {
+		base = base.With().Ctx(st.opsCtx).Logger()
+	}
+	l := base.With().
+		Str(LogRequestID, st.key.ID).
+		Str(LogAction, st.req.Action).
+		Str(LogPrincipal, PrincipalHash(&Principal{Tenant: st.key.Tenant, Subject: st.key.Subject})).
+		Stringer(LogStage, StageProcess).
+		Int(LogAttempt, attemptNumber(st.req)).
+		Logger()
+	return &l
+}
+
+// reqLog is the App's logger with the fields of req, for the router's own
+// lines about it (rare: failures).
+func (a *App) reqLog(ctx context.Context, req *Request) *zerolog.Logger {
+	l := a.log.With().Ctx(ctx).
+		Str(LogRequestID, req.ID).
+		Str(LogAction, req.Action).
+		Str(LogPrincipal, PrincipalHash(&req.Principal)).
+		Stringer(LogStage, req.Stage).
+		Int(LogAttempt, req.Attempt).
+		Logger()
+	return &l
+}
