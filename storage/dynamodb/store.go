@@ -737,13 +737,8 @@ func (s *Store) requeue(ctx context.Context, op string, k storage.Key, attempt i
 		cond, txs := s.release(e, cond, h, false, s.now())
 		return e, cond, txs
 	}
-	h := s.assumed(ctx, k, false)
-	it, err := s.updateReleasing(ctx, op, k, build, h, false)
-	if errors.Is(err, errWrongGuess) {
-		h = holdsOf(it, false)
-		it, err = s.updateReleasing(ctx, op, k, build, h, false)
-	}
-	if errors.Is(err, errRejected) || errors.Is(err, errWrongGuess) {
+	h, it, err := s.updateHolding(ctx, op, k, build, false)
+	if errors.Is(err, errRejected) {
 		return s.rejection(op, k, it)
 	}
 	if err != nil {
@@ -770,6 +765,23 @@ func (s *Store) requestUpdate(k storage.Key, e *expr, cond string) *types.Update
 // errWrongGuess is a release refused because the request holds other
 // counters than guessed; the old item tells which.
 var errWrongGuess = errors.New("the request holds other counters")
+
+// updateHolding runs build's update of request k for what k is guessed to
+// hold (see assumed), and once more for what the refused item shows when
+// the guess was wrong. It returns what the request held, and the old item
+// with errRejected when the update was refused.
+func (s *Store) updateHolding(ctx context.Context, op string, k storage.Key, build func(holds) (*expr, string, []types.TransactWriteItem), withPending bool) (holds, item, error) {
+	h := s.assumed(ctx, k, withPending)
+	it, err := s.updateReleasing(ctx, op, k, build, h, withPending)
+	if errors.Is(err, errWrongGuess) {
+		h = holdsOf(it, withPending)
+		it, err = s.updateReleasing(ctx, op, k, build, h, withPending)
+	}
+	if errors.Is(err, errWrongGuess) {
+		err = errRejected // it changed again meanwhile
+	}
+	return h, it, err
+}
 
 // updateReleasing runs the request update that build makes for the guess
 // h: one UpdateItem when it releases no counter, else a transaction with
@@ -869,13 +881,8 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 		// The event's Put is the transaction's second item (transactError).
 		return e, cond, append([]types.TransactWriteItem{{Put: s.putEvent(ev, now)}}, txs...)
 	}
-	h := s.assumed(ctx, k, true)
-	old, err := s.updateReleasing(ctx, op, k, build, h, true)
-	if errors.Is(err, errWrongGuess) {
-		h = holdsOf(old, true)
-		old, err = s.updateReleasing(ctx, op, k, build, h, true)
-	}
-	if errors.Is(err, errRejected) || errors.Is(err, errWrongGuess) {
+	h, old, err := s.updateHolding(ctx, op, k, build, true)
+	if errors.Is(err, errRejected) {
 		return s.rejection(op, k, old)
 	}
 	if err != nil {
