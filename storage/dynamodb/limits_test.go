@@ -238,6 +238,24 @@ func TestConcurrencyLimitParksAndWakes(t *testing.T) {
 	_, err = s.ClaimRequest(ctx, other, claimAt(now))
 	require.NoError(t, err, "another tenant has slots of its own")
 
+	// An operator's listing of queued requests shows the parked ones (the
+	// index is eventually consistent: poll).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		page, err := s.ListByStatus(ctx, storage.StatusQuery{Status: storage.StatusQueued, Tenant: keys[0].Tenant, Limit: 10})
+		require.NoError(t, err)
+		var ids []string
+		for _, r := range page.Requests {
+			ids = append(ids, r.Key.ID)
+		}
+		if len(ids) == 2 {
+			require.ElementsMatch(t, []string{keys[1].ID, keys[2].ID}, ids)
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "queued listing shows %v", ids)
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// The first run ends: the oldest parked request (keys[1]) is woken,
 	// the other stays parked.
 	require.NoError(t, s.FinishRequest(ctx, keys[0], finishOK(a.Attempt, 1, now)))

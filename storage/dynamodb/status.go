@@ -78,16 +78,32 @@ func (s *Store) ListByStatus(ctx context.Context, q storage.StatusQuery) (storag
 		hi = min(hi, after.MS)
 	}
 	limit := q.PageSize()
-	results := make([]shardResult, StatusShards)
-	errs := make([]error, StatusShards)
+	parts := make([]string, 0, StatusShards)
+	for n := range StatusShards {
+		parts = append(parts, shardOf(string(q.Status), n))
+	}
+	if q.Status == storage.StatusQueued {
+		// Requests parked by the tenant limits are queued too: they are in
+		// the waiting partitions of the keys marked in waiting_keys (one
+		// more query).
+		marked, err := s.queryDue(ctx, partitionWaitingKeys, math.MaxInt64, 0, s.now())
+		if err != nil {
+			return storage.StatusPage{}, fmt.Errorf("dynamodb: %s: %w", op, err)
+		}
+		for _, d := range marked {
+			parts = append(parts, prefixWaiting+d.pk)
+		}
+	}
+	results := make([]shardResult, len(parts))
+	errs := make([]error, len(parts))
 	sem := make(chan struct{}, dueWorkers)
 	var wg sync.WaitGroup
 	if lo <= hi {
-		for n := range StatusShards {
+		for n, part := range parts {
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
-				results[n], errs[n] = s.queryStatus(ctx, shardOf(string(q.Status), n), q, after, lo, hi, limit)
+				results[n], errs[n] = s.queryStatus(ctx, part, q, after, lo, hi, limit)
 			})
 		}
 	}
