@@ -267,6 +267,14 @@ func (s *Store) claimCounted(ctx context.Context, k storage.Key, c storage.Claim
 		if it == nil {
 			return nil, errRejected
 		}
+		// The claim found the request queued and made it running; a
+		// cancel that landed between the transaction and this read made
+		// it canceling since. The claim returns the request as claimed
+		// (as a single UpdateItem's ALL_NEW would), so the run opens as
+		// any run does and then notices the cancel.
+		if (&reader{it: it}).str(attrStatus) == canceling {
+			it[attrStatus] = str(running)
+		}
 		return it, nil
 	}
 	reasons, ok := canceledReasons(err)

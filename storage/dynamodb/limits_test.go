@@ -493,3 +493,44 @@ func TestConcurrentClaimsStayWithinTheLimit(t *testing.T) {
 	require.LessOrEqual(t, peak, limit, "never more than the limit at once")
 	require.Equal(t, "0", counter(t, runningOf(keys[0]), "running"))
 }
+
+// cancelBeforeRead cancels a request just before the store's first
+// GetItem, as a client's cancel landing between a counted claim's
+// transaction and its read-back would.
+type cancelBeforeRead struct {
+	dynamodb.API
+	once   sync.Once
+	cancel func()
+}
+
+func (c *cancelBeforeRead) GetItem(ctx context.Context, in *ddb.GetItemInput, opts ...func(*ddb.Options)) (*ddb.GetItemOutput, error) {
+	c.once.Do(c.cancel)
+	return c.API.GetItem(ctx, in, opts...)
+}
+
+// TestClaimReturnsTheRequestAsClaimed: a cancel between the claim's
+// transaction and its read-back does not make the claim look like the
+// claim of a canceled request: the run opens (started event) and then sees
+// the cancel, as with a single-write claim.
+func TestClaimReturnsTheRequestAsClaimed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := dynamodb.Limits{KeyConcurrency: 5, MaxPending: 5}
+	other := limitedStore(t, l, nil)
+	k := tenantKeys(t, 1, false)[0]
+	now := time.Now()
+	require.NoError(t, other.CreateRequest(ctx, newRequest(k, now)))
+	cb := &cancelBeforeRead{}
+	cb.cancel = func() {
+		_, err := other.CancelRequest(ctx, k, now)
+		require.NoError(t, err)
+	}
+	s := limitedStore(t, l, func(api dynamodb.API) dynamodb.API { cb.API = api; return cb })
+	r, err := s.ClaimRequest(ctx, k, claimAt(now))
+	require.NoError(t, err)
+	require.Equal(t, storage.StatusRunning, r.Status, "as claimed")
+	require.Equal(t, 1, r.Attempt)
+	got, err := other.GetRequest(ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, storage.StatusCanceling, got.Status, "the cancel is stored")
+}
