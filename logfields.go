@@ -51,13 +51,7 @@ func (a *App) requestLogContext(ctx context.Context, req *Request) context.Conte
 	if quiet(base) {
 		return ctx
 	}
-	l := base.With().Ctx(ctx).
-		Str(LogRequestID, req.ID).
-		Str(LogAction, req.Action).
-		Str(LogPrincipal, PrincipalHash(&req.Principal)).
-		Stringer(LogStage, req.Stage).
-		Int(LogAttempt, req.Attempt).
-		Logger()
+	l := requestFields(base.With().Ctx(ctx), req.ID, req.Action, &req.Principal, req.Stage, req.Attempt).Logger()
 	return l.WithContext(ctx)
 }
 
@@ -75,25 +69,24 @@ func (st *runState) rlog() *zerolog.Logger {
 	if st.opsCtx != nil {
 		base = base.With().Ctx(st.opsCtx).Logger()
 	}
-	l := base.With().
-		Str(LogRequestID, st.key.ID).
-		Str(LogAction, st.req.Action).
-		Str(LogPrincipal, PrincipalHash(&Principal{Tenant: st.key.Tenant, Subject: st.key.Subject})).
-		Stringer(LogStage, StageProcess).
-		Int(LogAttempt, attemptNumber(st.req)).
-		Logger()
+	l := requestFields(base.With(), st.key.ID, st.req.Action, &Principal{Tenant: st.key.Tenant, Subject: st.key.Subject},
+		StageProcess, attemptNumber(st.req)).Logger()
 	return &l
 }
 
 // reqLog is the App's logger with the fields of req, for the router's own
 // lines about it (rare: failures).
 func (a *App) reqLog(ctx context.Context, req *Request) *zerolog.Logger {
-	l := a.log.With().Ctx(ctx).
-		Str(LogRequestID, req.ID).
-		Str(LogAction, req.Action).
-		Str(LogPrincipal, PrincipalHash(&req.Principal)).
-		Stringer(LogStage, req.Stage).
-		Int(LogAttempt, req.Attempt).
-		Logger()
+	l := requestFields(a.log.With().Ctx(ctx), req.ID, req.Action, &req.Principal, req.Stage, req.Attempt).Logger()
 	return &l
+}
+
+// requestFields adds the fields of a request's log lines to c: the
+// request id, action, principal (hashed), stage and attempt.
+func requestFields(c zerolog.Context, id, action string, p *Principal, stage Stage, attempt int) zerolog.Context {
+	return c.Str(LogRequestID, id).
+		Str(LogAction, action).
+		Str(LogPrincipal, PrincipalHash(p)).
+		Stringer(LogStage, stage).
+		Int(LogAttempt, attempt)
 }
