@@ -130,6 +130,16 @@ func TestMetricsOfAScriptedWorkload(t *testing.T) {
 	defer cancel()
 	require.NoError(t, b.app.Process(dctx, key("h1")))
 
+	// App.Submit counts as requests too: one accepted, one refused (a
+	// sync action cannot be submitted), and not as replies (it has no
+	// connection).
+	_, err := b.app.Submit(ctx, *b.conn.Principal, "coded", nil, streamer.SubmitOptions{IdempotencyKey: "sub1"})
+	require.NoError(t, err)
+	_, err = b.app.Submit(ctx, *b.conn.Principal, "echo", nil, streamer.SubmitOptions{})
+	require.Error(t, err)
+
+	// Replies: one per frame sent (16), c2's ack included (its
+	// connection went away after it).
 	// Posts: s1 and s2 each started, 2 progress events, complete (8); c1
 	// started and error (2); f1 three times started, twice retrying, then
 	// complete (6); h1 started and its progress (2). c2's first post
@@ -149,8 +159,10 @@ func TestMetricsOfAScriptedWorkload(t *testing.T) {
 		"queue_lag_seconds{action=steps,outcome=,code=} #3",
 		"rate_limited{action=limited,outcome=,code=} 1",
 		"rate_limited{action=ping,outcome=,code=} 1",
-		"requests{action=coded,outcome=accepted,code=} 2",
+		"replies{action=,outcome=ok,code=} 16",
+		"requests{action=coded,outcome=accepted,code=} 3",
 		"requests{action=echo,outcome=ok,code=} 3",
+		"requests{action=echo,outcome=refused,code=INVALID_ACTION} 1",
 		"requests{action=flaky,outcome=accepted,code=} 1",
 		"requests{action=limited,outcome=ok,code=} 1",
 		"requests{action=limited,outcome=refused,code=RATE_LIMITED} 1",

@@ -14,7 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamer-go/streamer/metrics"
 	"github.com/streamer-go/streamer/storage"
+	"github.com/streamer-go/streamer/transport"
 )
 
 // Conn identifies the connection a message came from.
@@ -93,9 +95,24 @@ func (a *App) reply(ctx context.Context, conn Conn, m *Message) {
 }
 
 func (a *App) send(ctx context.Context, conn Conn, typ string, b []byte) {
-	if err := a.cfg.Sender.Send(ctx, conn.Endpoint, conn.ID, b); err != nil {
+	if err := a.sendReply(ctx, conn, b); err != nil {
 		a.log.Debug().Err(err).Str("connection_id", conn.ID).Str("type", typ).Msg("reply not delivered")
 	}
+}
+
+// sendReply sends b to the connection that sent a frame, and counts it
+// (metrics.Replies).
+func (a *App) sendReply(ctx context.Context, conn Conn, b []byte) error {
+	err := a.cfg.Sender.Send(ctx, conn.Endpoint, conn.ID, b)
+	outcome := outcomeOK
+	switch {
+	case errors.Is(err, transport.ErrGone):
+		outcome = outcomeGone
+	case err != nil:
+		outcome = outcomeError
+	}
+	a.metrics.Add(metrics.Replies, metrics.Dims{Outcome: outcome}, 1)
+	return err
 }
 
 func putBuf(bp *[]byte) {
@@ -776,7 +793,7 @@ func (a *App) handleResume(ctx context.Context, conn Conn, f *Frame) error {
 			return fmt.Errorf("streamer: read events of %s: %w", key.ID, err)
 		}
 		for _, ev := range evs {
-			if err := a.cfg.Sender.Send(ctx, conn.Endpoint, conn.ID, ev.Data); err != nil {
+			if err := a.sendReply(ctx, conn, ev.Data); err != nil {
 				// The connection is gone or failing: the client resumes
 				// again when it reconnects, so this is not an error.
 				a.log.Debug().Err(err).Str("connection_id", conn.ID).Str("request_id", key.ID).Msg("replay stopped")

@@ -80,6 +80,22 @@ type SubmitResult struct {
 // again), or the code a middleware chose; another middleware error becomes
 // INTERNAL_ERROR, wrapping it.
 func (a *App) Submit(ctx context.Context, p Principal, action string, payload any, opts SubmitOptions) (SubmitResult, error) {
+	res, err := a.submit(ctx, p, action, payload, opts)
+	if err != nil {
+		code := CodeInternal
+		var se *Error
+		if errors.As(err, &se) {
+			code = se.Code
+		}
+		a.mRequest(action, outcomeRefused, code)
+	} else {
+		a.mRequest(action, outcomeAccepted, "")
+	}
+	return res, err
+}
+
+// submit is Submit but for its metric.
+func (a *App) submit(ctx context.Context, p Principal, action string, payload any, opts SubmitOptions) (SubmitResult, error) {
 	if p.Subject == "" {
 		return SubmitResult{}, NewError(CodeUnauthorized, "the principal has no subject")
 	}

@@ -30,8 +30,9 @@ const (
 
 // The metrics the App reports.
 const (
-	// Requests counts the frames of actions (reserved actions are not
-	// counted) by action, outcome and code. Outcome is "ok" (a sync
+	// Requests counts the requests of actions, the frames' and those of
+	// App.Submit (reserved actions are not counted), by action, outcome
+	// and code. Outcome is "ok" (a sync
 	// request answered with a result), "accepted" (an async request
 	// stored, or attached to the stored one of the same id), "refused"
 	// (refused before the handler ran: a rate limit, a validation, a
@@ -68,6 +69,10 @@ const (
 	// by outcome: "ok", "gone" (the connection was gone; it is dropped)
 	// or "error".
 	Posts Name = "posts"
+	// Replies counts the messages the router sent to connections in
+	// answer to their frames (acknowledgements, sync results, errors,
+	// pongs, statuses), by outcome: "ok", "gone" or "error".
+	Replies Name = "replies"
 	// Retries counts failed attempts re-queued to be tried again, by
 	// action and code.
 	Retries Name = "retries"
@@ -108,7 +113,7 @@ type Info struct {
 func All() []Info {
 	ac, aoc, ao := []string{DimAction, DimCode}, []string{DimAction, DimOutcome, DimCode}, []string{DimAction, DimOutcome}
 	return []Info{
-		{Requests, Counter, aoc, "Frames of actions by action, outcome (ok, accepted, refused, error) and code."},
+		{Requests, Counter, aoc, "Requests of actions (frames and App.Submit) by action, outcome (ok, accepted, refused, error) and code."},
 		{SyncDuration, Histogram, ao, "Duration of sync requests in seconds."},
 		{QueueLag, Histogram, []string{DimAction}, "Seconds between an async request being due and its claim."},
 		{RunDuration, Histogram, ao, "Duration of one run of an async request in seconds, by outcome (ok, error, retry, continued, lost)."},
@@ -116,6 +121,7 @@ func All() []Info {
 		{Finished, Counter, aoc, "Async requests ended, by action, outcome (ok, error) and code."},
 		{ProgressEvents, Counter, ao, "Progress reports of async handlers, stored or coalesced away."},
 		{Posts, Counter, []string{DimOutcome}, "Messages posted to connections by the processor, by outcome (ok, gone, error)."},
+		{Replies, Counter, []string{DimOutcome}, "Messages the router sent to connections in answer to frames, by outcome (ok, gone, error)."},
 		{Retries, Counter, ac, "Failed attempts re-queued to be tried again."},
 		{Continuations, Counter, []string{DimAction}, "Runs handed back to continue from their checkpoint."},
 		{RateLimited, Counter, []string{DimAction}, "Frames refused with RATE_LIMITED."},

@@ -137,6 +137,7 @@ func TestLambdasWriteEMFMetrics(t *testing.T) {
 		"Test/Streamer processor queue_lag_seconds{action=fail} #1",
 		"Test/Streamer processor run_duration_seconds{action=delay,outcome=ok} #2",
 		"Test/Streamer processor run_duration_seconds{action=fail,outcome=error} #1",
+		"Test/Streamer router replies{outcome=ok} 7", // 3 results, 1 refusal, 3 acks
 		"Test/Streamer router requests{action=delay,outcome=accepted} 2",
 		"Test/Streamer router requests{action=delay,outcome=refused,code=VALIDATION_ERROR} 1",
 		"Test/Streamer router requests{action=echo,outcome=ok} 3",

@@ -122,6 +122,8 @@ func TestMetricsEndpointCountsAWorkload(t *testing.T) {
 		`streamer_run_duration_seconds_count{action="fail",outcome="error"}`:               1,
 		`streamer_first_progress_seconds_count{action="job"}`:                              2,
 		`streamer_connections_open`:                                                        1,
+		// The router's answers: 4 echo, 3 acks, 2 limited.
+		`streamer_replies_total{outcome="ok"}`: 9,
 	} {
 		require.Equal(t, want, m[series], series)
 	}
