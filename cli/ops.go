@@ -27,6 +27,7 @@ import (
 	"github.com/streamer-go/streamer/storage/bolt"
 	"github.com/streamer-go/streamer/storage/dynamodb"
 	"github.com/streamer-go/streamer/transport"
+	"github.com/streamer-go/streamer/transport/apigateway"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
@@ -46,11 +47,16 @@ Store (one of):
                    its read-only /ops page (the URL it prints).
   --table NAME     a DynamoDB table; endpoint, region and credentials come from the
                    AWS_* environment (AWS_ENDPOINT_URL_DYNAMODB, AWS_REGION, ...).
+  --endpoint URL   with --table: the Management API endpoint cancel posts its
+                   terminal event to (default: the one each connection stored; for
+                   streamer dev --aws-local, the management URL its banner prints).
 
 list: --status is queued, retrying (queued after a run), running, canceling,
 succeeded, failed or canceled (default running); --within keeps those whose
 status time (due for live, finished for final ones) is that recent.
-cancel: as a client's cancel, exactly one terminal event.
+cancel: as a client's cancel, exactly one terminal event. With --table, a request
+still queued is settled here and its event posted to the connections following it
+(through the API Gateway Management API); a running one ends in its processor.
 retry: a failed request becomes a new request ID:retry-1 (same principal, action,
 payload); retrying again finds the same retry.
 redrive: reads failure-queue message bodies (the processor's SQS queue): one JSON
@@ -63,13 +69,14 @@ keeps its failed jobs in DATA-DIR/failure-queue.jsonl, in the same format.
 
 // opsFlags are the store flags of every ops command.
 type opsFlags struct {
-	dataDir, table string
-	asJSON         bool
+	dataDir, table, endpoint string
+	asJSON                   bool
 }
 
 func (f *opsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dataDir, "data-dir", devserver.DefaultDataDir, "the embedded runtime's data dir (its bolt file streamer.db)")
 	fs.StringVar(&f.table, "table", "", "a DynamoDB table instead of the data dir (AWS_* environment)")
+	fs.StringVar(&f.endpoint, "endpoint", "", "with --table: the Management API endpoint to post events to (default: each connection's own)")
 	fs.BoolVar(&f.asJSON, "json", false, "print JSON")
 }
 
@@ -134,6 +141,8 @@ func runOps(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 		return usage("--limit %d: must be 1 to %d", q.Limit, storage.MaxListLimit)
 	case within < 0:
 		return usage("--within %v: must be positive", within)
+	case of.endpoint != "" && of.table == "":
+		return usage("--endpoint needs --table: the embedded runtime's connections end with its streamer dev")
 	case function != "" && of.table == "":
 		return usage("--function needs --table: the embedded runtime has no processor function (its worker resumes live requests when streamer dev starts)")
 	}
@@ -203,6 +212,7 @@ func openOps(ctx context.Context, of opsFlags, plugins streamer.PluginsFunc, wit
 		store   storage.Store
 		closeFn = func() {}
 		blobDir string
+		sender  transport.Sender = transport.SenderFunc(func(context.Context, string, string, []byte) error { return nil })
 	)
 	if of.table != "" {
 		awsCfg, err := config.LoadDefaultConfig(ctx)
@@ -218,6 +228,9 @@ func openOps(ctx context.Context, of opsFlags, plugins streamer.PluginsFunc, wit
 		}
 		store = s
 		if withApp {
+			if sender, err = managementSender(awsCfg, of.endpoint); err != nil {
+				return nil, nil, err
+			}
 			if blobDir, err = os.MkdirTemp("", "streamer-ops-"); err != nil {
 				return nil, nil, err
 			}
@@ -240,7 +253,7 @@ func openOps(ctx context.Context, of opsFlags, plugins streamer.PluginsFunc, wit
 	if !withApp {
 		return ops.New(store, nil), closeFn, nil
 	}
-	app, err := opsApp(ctx, store, plugins, blobDir)
+	app, err := opsApp(ctx, store, sender, plugins, blobDir)
 	if err != nil {
 		closeFn()
 		return nil, nil, err
@@ -249,9 +262,8 @@ func openOps(ctx context.Context, of opsFlags, plugins streamer.PluginsFunc, wit
 }
 
 // opsApp builds the App cancel and retry act through: the plugins on the
-// store, sending nothing (clients following a request read its events when
-// they resume; see the ops package).
-func opsApp(ctx context.Context, store storage.Store, plugins streamer.PluginsFunc, blobDir string) (*streamer.App, error) {
+// store, posting with sender.
+func opsApp(ctx context.Context, store storage.Store, sender transport.Sender, plugins streamer.PluginsFunc, blobDir string) (*streamer.App, error) {
 	blobs, err := localblob.New(localblob.Config{Dir: blobDir, BaseURL: "http://127.0.0.1/blobs/"})
 	if err != nil {
 		return nil, err
@@ -260,8 +272,25 @@ func opsApp(ctx context.Context, store storage.Store, plugins streamer.PluginsFu
 	if err != nil {
 		return nil, fmt.Errorf("building the plugins: %w", err)
 	}
-	nop := transport.SenderFunc(func(context.Context, string, string, []byte) error { return nil })
-	return streamer.New(streamer.Config{Store: store, Sender: nop, Plugins: built})
+	return streamer.New(streamer.Config{Store: store, Sender: sender, Plugins: built})
+}
+
+// managementSender posts to connections through the API Gateway
+// Management API: to each connection's stored endpoint, or to endpoint
+// when it is set. On the data dir there is no sender: its connections end
+// with the streamer dev that holds the file, and a client reads what it
+// missed when it resumes.
+func managementSender(awsCfg aws.Config, endpoint string) (transport.Sender, error) {
+	s, err := apigateway.New(apigateway.Config{AWS: awsCfg, Endpoint: endpoint, MaxRetries: 2})
+	if err != nil {
+		return nil, fmt.Errorf("--endpoint: %w", err)
+	}
+	if endpoint == "" {
+		return s, nil
+	}
+	return transport.SenderFunc(func(ctx context.Context, _, connID string, data []byte) error {
+		return s.Send(ctx, endpoint, connID, data)
+	}), nil
 }
 
 func printOpsList(w io.Writer, page ops.Page, asJSON bool) {

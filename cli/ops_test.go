@@ -120,6 +120,7 @@ func TestOpsUsage(t *testing.T) {
 		{[]string{"list", "--limit", "0"}, "--limit 0: must be 1 to 100"},
 		{[]string{"list", "--within", "-1h"}, "--within -1h0m0s: must be positive"},
 		{[]string{"redrive", "--function", "p"}, "--function needs --table"},
+		{[]string{"cancel", "a|b|c", "--endpoint", "http://127.0.0.1:1"}, "--endpoint needs --table"},
 	} {
 		code, _, stderr := runOpsCmd(t, c.args...)
 		require.Equal(t, exitUsage, code, "%v", c.args)
