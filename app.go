@@ -121,7 +121,8 @@ type Config struct {
 	// tenant, or its subject when the principal has no tenant. Ready
 	// requests of different keys take turns, so one tenant's flood waits
 	// behind its own limit instead of holding every slot. Default: a
-	// quarter of Run's concurrency (16 of 64); negative: no limit. On AWS
+	// quarter of Run's concurrency, at most [DefaultKeyConcurrency] (100
+	// of the default 10,000); negative: no limit. On AWS
 	// the DynamoDB store enforces the same per-key limit across every
 	// processor (dynamodb.Limits.KeyConcurrency, STREAMER_KEY_CONCURRENCY;
 	// docs/fairness.md). An action's [ActionOptions.Concurrency] bounds

@@ -10,8 +10,18 @@ import (
 	"github.com/streamer-go/streamer/storage"
 )
 
-// DefaultConcurrency is how many requests [App.Run] runs at once by default.
-const DefaultConcurrency = 64
+// DefaultConcurrency is how many requests [App.Run] runs at once by
+// default. Most handlers of long requests wait on I/O, and a waiting run
+// costs a few KiB (BenchmarkWaitingJobs), so the default is high; the
+// per-key limit ([Config.KeyConcurrency]) keeps one tenant from taking
+// them all.
+const DefaultConcurrency = 10000
+
+// DefaultKeyConcurrency is the most requests of one concurrency key (a
+// tenant, or a subject without one) that run at once by default: on the
+// embedded worker, the smaller of it and a quarter of Run's concurrency;
+// on AWS, STREAMER_KEY_CONCURRENCY's default.
+const DefaultKeyConcurrency = 100
 
 // retryAfterError is how long the worker waits before it processes again a
 // request whose processing failed with an error (the store failed).
@@ -355,7 +365,7 @@ func (a *App) Run(ctx context.Context, concurrency int) error {
 	}
 	perKey := a.cfg.KeyConcurrency
 	if perKey == 0 {
-		perKey = max(1, concurrency/4)
+		perKey = min(DefaultKeyConcurrency, max(1, concurrency/4))
 	}
 	w := newWorker(perKey, a.actionLimits())
 	a.mu.Lock()

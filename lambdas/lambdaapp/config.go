@@ -107,7 +107,7 @@ const (
 // DefaultKeyConcurrency is the default of STREAMER_KEY_CONCURRENCY: a
 // tenant runs at most 100 requests at once, a tenth of an account's
 // default Lambda concurrency (1,000), so one tenant cannot take it all.
-const DefaultKeyConcurrency = 100
+const DefaultKeyConcurrency = streamer.DefaultKeyConcurrency
 
 // Defaults of the connection limits, the embedded runtime's
 // (transport/local).
