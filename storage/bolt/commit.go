@@ -63,6 +63,7 @@ type committer struct {
 	wake     chan struct{} // capacity 1: work or Close
 	stopped  chan struct{} // closed when the loop has returned
 	commits  atomic.Int64  // committed transactions, for tests and benchmarks
+	reruns   atomic.Int64  // batches rolled back for a failed apply, for tests
 
 	mu     sync.Mutex
 	queue  []*write
@@ -221,6 +222,7 @@ func (c *committer) commit(batch []*write) {
 			})
 		})
 		if failed != nil {
+			c.reruns.Add(1)
 			live = slices.DeleteFunc(live, func(w *write) bool { return w == failed })
 			continue
 		}
