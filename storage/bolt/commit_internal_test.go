@@ -273,8 +273,8 @@ func TestCloseWhileWritersWait(t *testing.T) {
 		require.Contains(t, err.Error(), "closed")
 	}
 	select {
-	case <-closed:
-		t.Fatal("Close returned before the commit in flight")
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) before the commit in flight", err)
 	default:
 	}
 	p.release()
