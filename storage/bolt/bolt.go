@@ -49,12 +49,24 @@ type Options struct {
 	// process before failing with ErrLocked. Zero or negative means
 	// DefaultTimeout (1s).
 	Timeout time.Duration
+	// MaxBatch is the most concurrent writes committed together in one
+	// transaction (one fsync). Zero means DefaultMaxBatch (1,000); 1
+	// commits every write in a transaction of its own. Negative is an
+	// error.
+	MaxBatch int
+	// MaxBatchBytes bounds the encoded bytes (about) of the writes
+	// committed together; a single larger write is committed alone. Zero
+	// means DefaultMaxBatchBytes (4 MiB). Negative is an error.
+	MaxBatchBytes int
 }
 
 // Store is a [storage.Store], [storage.Lister], [storage.DueLister] and
-// [storage.Sweeper] kept in a bbolt file. It is safe for concurrent use. Close it when done.
+// [storage.Sweeper] kept in a bbolt file. It is safe for concurrent use.
+// Concurrent writes are committed together (group commit; see the package
+// documentation). Close it when done.
 type Store struct {
 	db *bbolt.DB
+	gc *committer
 }
 
 // Open opens the database at path, creating the file (mode 0600, not its
@@ -68,6 +80,16 @@ func Open(path string, opts Options) (*Store, error) {
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
+	}
+	maxOps, maxBytes := opts.MaxBatch, opts.MaxBatchBytes
+	if maxOps < 0 || maxBytes < 0 {
+		return nil, fmt.Errorf("bolt: open %s: MaxBatch %d and MaxBatchBytes %d must not be negative", path, maxOps, maxBytes)
+	}
+	if maxOps == 0 {
+		maxOps = DefaultMaxBatch
+	}
+	if maxBytes == 0 {
+		maxBytes = DefaultMaxBatchBytes
 	}
 	db, err := openDB(path, &bbolt.Options{Timeout: timeout})
 	if errors.Is(err, bberrors.ErrTimeout) {
@@ -92,6 +114,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
+	st.gc = newCommitter(db, maxOps, maxBytes)
 	return st, nil
 }
 
@@ -129,9 +152,12 @@ func (f *foreignFile) Error() string {
 	return fmt.Sprintf("a bbolt file of some other program: it has a bucket %q and no Streamer format version", f.bucket)
 }
 
-// Close closes the database file, waiting for running transactions. Calls
-// after Close fail.
+// Close closes the database file. Writes still waiting for their commit
+// fail with [ErrClosed] and store nothing; Close waits for the commit in
+// flight and for running read transactions. Calls after Close fail (writes
+// with ErrClosed).
 func (s *Store) Close() error {
+	s.gc.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close: %w", err)
 	}
@@ -152,21 +178,19 @@ func (s *Store) view(ctx context.Context, op string, fn func(tx *bbolt.Tx) error
 	return nil
 }
 
-// update runs fn in a read-write transaction, failing first if ctx is done.
-// The transaction is rolled back when fn fails.
-func (s *Store) update(ctx context.Context, op string, fn func(tx *bbolt.Tx) error) error {
+// update runs a write through the group commit and returns once the
+// transaction that holds it has been committed (fsync'd), failing first if
+// ctx is done. check, when not nil, decides whether the write is refused:
+// it must write nothing. apply makes the change; its failure rolls the
+// batch back and the other writes are run again without it. Both may run
+// more than once, so they reset what they compute; check runs right before
+// apply, in the same transaction. size is about how many bytes the write
+// stores, for the batch's byte budget.
+func (s *Store) update(ctx context.Context, op string, size int, check, apply txFunc) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
-	err := s.guard(func() error {
-		return s.db.Update(func(tx *bbolt.Tx) error {
-			// The writer lock may have been a long wait.
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return fn(tx)
-		})
-	})
+	err := s.gc.do(&write{ctx: ctx, size: size, check: check, apply: apply})
 	if err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
@@ -195,7 +219,7 @@ func (s *Store) PutConnection(ctx context.Context, c storage.Connection) error {
 	if err != nil {
 		return fmt.Errorf("bolt: put connection %q: %w", c.ID, err)
 	}
-	return s.update(ctx, "put connection", func(tx *bbolt.Tx) error {
+	return s.update(ctx, "put connection", len(c.ID)+len(v), nil, func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketConns).Put([]byte(c.ID), v)
 	})
 }
@@ -237,7 +261,7 @@ func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
-	return s.update(ctx, "delete connection", func(tx *bbolt.Tx) error {
+	return s.update(ctx, "delete connection", len(id), nil, func(tx *bbolt.Tx) error {
 		return deleteConn(tx, []byte(id))
 	})
 }
@@ -308,7 +332,18 @@ func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string, exp
 		return errors.New("bolt: subscribe: empty connection id")
 	}
 	rk, cid, exp := []byte(k.String()), []byte(connID), subExpiry(expiresAt)
-	return s.update(ctx, "subscribe", func(tx *bbolt.Tx) error {
+	var r storage.Request
+	var found bool
+	check := func(tx *bbolt.Tx) error {
+		var err error
+		r, err = getRequest(tx, rk, time.Now())
+		found = err == nil
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	return s.update(ctx, "subscribe", 2*(len(rk)+len(cid)+len(exp)), check, func(tx *bbolt.Tx) error {
 		byReq, err := tx.Bucket(bucketSubsByReq).CreateBucketIfNotExists(rk)
 		if err != nil {
 			return err
@@ -323,12 +358,8 @@ func (s *Store) Subscribe(ctx context.Context, k storage.Key, connID string, exp
 		if err := byConn.Put(rk, exp); err != nil {
 			return err
 		}
-		r, err := getRequest(tx, rk, time.Now())
-		if errors.Is(err, storage.ErrNotFound) {
+		if !found {
 			return nil
-		}
-		if err != nil {
-			return err
 		}
 		r.SubsVersion++
 		return putRequest(tx, r)
@@ -341,7 +372,7 @@ func (s *Store) Unsubscribe(ctx context.Context, k storage.Key, connID string) e
 		return nil
 	}
 	rk, cid := []byte(k.String()), []byte(connID)
-	return s.update(ctx, "unsubscribe", func(tx *bbolt.Tx) error {
+	return s.update(ctx, "unsubscribe", len(rk)+len(cid), nil, func(tx *bbolt.Tx) error {
 		if err := deleteNested(tx.Bucket(bucketSubsByReq), rk, cid); err != nil {
 			return err
 		}
@@ -422,13 +453,24 @@ func (s *Store) CreateRequest(ctx context.Context, r storage.Request) error {
 	if err != nil {
 		return fmt.Errorf("bolt: create request %s: %w", r.Key, err)
 	}
-	return s.update(ctx, "create request", func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketRequests).Get(rk) != nil {
-			if _, err := getRequest(tx, rk, time.Now()); err == nil {
-				return fmt.Errorf("request %s: %w", r.Key, storage.ErrExists)
-			} else if !errors.Is(err, storage.ErrNotFound) {
-				return err
-			}
+	var replace bool // an expired request has the key
+	check := func(tx *bbolt.Tx) error {
+		replace = false
+		if tx.Bucket(bucketRequests).Get(rk) == nil {
+			return nil
+		}
+		_, err := getRequest(tx, rk, time.Now())
+		switch {
+		case err == nil:
+			return fmt.Errorf("request %s: %w", r.Key, storage.ErrExists)
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		replace = true
+		return nil
+	}
+	return s.update(ctx, "create request", len(rk)+len(v), check, func(tx *bbolt.Tx) error {
+		if replace {
 			if _, err := deleteRequest(tx, rk); err != nil {
 				return err
 			}
@@ -515,22 +557,28 @@ func (s *Store) GetRequest(ctx context.Context, k storage.Key) (storage.Request,
 }
 
 // modify runs fn on the live request k in a write transaction and stores
-// the request when fn returns nil.
+// the request when fn returns nil; an error of fn is a refusal that writes
+// nothing. fn may run more than once, each time on the request as read.
 func (s *Store) modify(ctx context.Context, op string, k storage.Key, fn func(r *storage.Request) error) (storage.Request, error) {
 	var r storage.Request
-	err := s.update(ctx, op, func(tx *bbolt.Tx) error {
+	rk := []byte(k.String())
+	check := func(tx *bbolt.Tx) error {
 		var err error
-		r, err = getRequest(tx, []byte(k.String()), time.Now())
+		r, err = getRequest(tx, rk, time.Now())
 		if err != nil {
 			return err
 		}
-		if err := fn(&r); err != nil {
-			return err
-		}
+		return fn(&r)
+	}
+	err := s.update(ctx, op, len(rk)+requestSize(0), check, func(tx *bbolt.Tx) error {
 		return putRequest(tx, r)
 	})
 	return r, err
 }
+
+// requestSize is about the encoded size of a request record with n bytes
+// of payload, result and checkpoint, for the batch byte budget.
+func requestSize(n int) int { return 512 + n }
 
 // errUnchanged stops modify without writing, with no error.
 var errUnchanged = errors.New("unchanged")
@@ -539,6 +587,7 @@ var errUnchanged = errors.New("unchanged")
 // sets UpdatedAt to c.Now.
 func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim) (storage.Request, error) {
 	return s.modify(ctx, "claim request", k, func(r *storage.Request) error {
+		stalled := c.Stalled
 		switch r.Status {
 		case storage.StatusQueued:
 			if r.NotBefore.After(c.Now) {
@@ -549,11 +598,11 @@ func (s *Store) ClaimRequest(ctx context.Context, k storage.Key, c storage.Claim
 			if !c.Now.After(r.LeaseUntil) {
 				return fmt.Errorf("request %s leased until %s: %w", k, r.LeaseUntil, storage.ErrConflict)
 			}
-			c.Stalled = true // the previous run's lease passed: it died
+			stalled = true // the previous run's lease passed: it died
 		default:
 			return fmt.Errorf("request %s is %s: %w", k, r.Status, storage.ErrConflict)
 		}
-		if c.Stalled {
+		if stalled {
 			r.Stalls++
 		}
 		if r.StartedAt.IsZero() {
@@ -651,9 +700,11 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 	if err != nil {
 		return fmt.Errorf("bolt: finish request %s: %w", k, err)
 	}
-	return s.update(ctx, "finish request", func(tx *bbolt.Tx) error {
-		rk := []byte(k.String())
-		r, err := getRequest(tx, rk, time.Now())
+	rk := []byte(k.String())
+	var r storage.Request
+	check := func(tx *bbolt.Tx) error {
+		var err error
+		r, err = getRequest(tx, rk, time.Now())
 		if err != nil {
 			return err
 		}
@@ -663,6 +714,10 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 		if r.Attempt != f.Attempt {
 			return fmt.Errorf("request %s is at attempt %d, not %d: %w", k, r.Attempt, f.Attempt, storage.ErrConflict)
 		}
+		return seqFree(tx, rk, f.Event.Seq)
+	}
+	size := len(rk) + len(ev) + requestSize(len(f.Result))
+	return s.update(ctx, "finish request", size, check, func(tx *bbolt.Tx) error {
 		if err := putEvent(tx, rk, f.Event.Seq, ev); err != nil {
 			return err
 		}
@@ -676,6 +731,14 @@ func (s *Store) FinishRequest(ctx context.Context, k storage.Key, f storage.Fini
 }
 
 // --- events ---------------------------------------------------------------
+
+// seqFree returns ErrConflict when the request rk has an event seq.
+func seqFree(tx *bbolt.Tx, rk []byte, seq int64) error {
+	if b := tx.Bucket(bucketEvents).Bucket(rk); b != nil && b.Get(seqKey(seq)) != nil {
+		return fmt.Errorf("request %s seq %d: %w", rk, seq, storage.ErrConflict)
+	}
+	return nil
+}
 
 // putEvent stores an encoded event, or fails with ErrConflict when its seq
 // is taken.
@@ -702,9 +765,11 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, e s
 	if err != nil {
 		return fmt.Errorf("bolt: append event %s: %w", k, err)
 	}
-	return s.update(ctx, "append event", func(tx *bbolt.Tx) error {
-		rk := []byte(k.String())
-		r, err := getRequest(tx, rk, time.Now())
+	rk := []byte(k.String())
+	var r storage.Request
+	check := func(tx *bbolt.Tx) error {
+		var err error
+		r, err = getRequest(tx, rk, time.Now())
 		if err != nil {
 			return err
 		}
@@ -717,6 +782,13 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, e s
 		if r.SubsVersion != subsVersion {
 			return &storage.SubscribersChangedError{Version: r.SubsVersion}
 		}
+		return seqFree(tx, rk, e.Seq)
+	}
+	size := len(rk) + len(v)
+	if e.Checkpoint != nil {
+		size += requestSize(len(e.Checkpoint))
+	}
+	return s.update(ctx, "append event", size, check, func(tx *bbolt.Tx) error {
 		if err := putEvent(tx, rk, e.Seq, v); err != nil {
 			return err
 		}
@@ -879,7 +951,7 @@ func (s *Store) ListDue(ctx context.Context, before time.Time, limit int) ([]sto
 // events and expired subscriptions it deleted. It reads every record.
 func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 	n := 0
-	err := s.update(ctx, "sweep", func(tx *bbolt.Tx) error {
+	err := s.update(ctx, "sweep", 0, nil, func(tx *bbolt.Tx) error {
 		n = 0
 		var conns, reqs [][]byte
 		err := tx.Bucket(bucketConns).ForEach(func(id, v []byte) error {

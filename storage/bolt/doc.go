@@ -2,10 +2,23 @@
 // go.etcd.io/bbolt. It is the default store of `streamer dev`.
 //
 // Every method runs in one bbolt transaction (a read-only one for reads), so
-// multi-item changes such as FinishRequest and DeleteConnection are atomic,
-// and bbolt fsyncs every write transaction before it returns: a write that
-// returned nil survives a crash. Writes are serialised by bbolt; reads run
-// concurrently with each other and with writes.
+// multi-item changes such as FinishRequest and DeleteConnection are atomic.
+// Reads run concurrently with each other and with writes.
+//
+// Writes use group commit: one goroutine of the Store commits them, in
+// order of arrival. A write that finds it idle is committed at once, alone;
+// the writes that arrive while that commit (its fsync) is in flight are
+// committed together in the next transaction, up to [Options.MaxBatch]
+// writes (default 1,000) and [Options.MaxBatchBytes] (default 4 MiB). So
+// under load many writes share one fsync, and a lone write waits for no
+// one. A write returns only once the transaction that holds it has been
+// committed and fsync'd: a write that returned nil survives a crash (of
+// the process or the machine). Each write's outcome is the one it would
+// have had alone, run in that order: a write refused by its condition (a
+// fenced AppendEvent, a taken seq, an existing request) stores nothing and
+// fails no other write of its batch. A write that fails while writing (a
+// bbolt error, a damaged page) makes the batch roll back and run again
+// without it. Close fails the writes still waiting with [ErrClosed].
 //
 // Only one process may open a database file at a time: [Open] waits up to
 // [Options.Timeout] for the file lock and then fails with [ErrLocked].
