@@ -190,16 +190,6 @@ type Conn struct {
 // [Conn.ExpiresAt], with status 1008.
 const ReasonTokenExpired = "token expired"
 
-// expiryTimer fires at c's ExpiresAt; its channel is nil (never ready) when
-// c has none.
-func expiryTimer(c *Conn) (<-chan time.Time, func()) {
-	if c.ExpiresAt.IsZero() {
-		return nil, func() {}
-	}
-	t := time.NewTimer(time.Until(c.ExpiresAt))
-	return t.C, func() { t.Stop() }
-}
-
 // Gateway is an embedded WebSocket gateway. Create it with [New], serve
 // WebSockets with [Gateway.ServeHTTP] and stop it with [Gateway.Close]. All
 // methods are safe for concurrent use.
@@ -394,7 +384,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(g.cfg.MaxMessageSize)
 
-	lc := newLiveConn(c, ws)
+	lc := newLiveConn(c, ws, g.log)
 	g.mu.Lock()
 	delete(g.pending, id)
 	closing := g.closed
@@ -470,15 +460,50 @@ func (g *Gateway) recoverHandler(c *Conn, method string) {
 	}
 }
 
-// serve runs the connection until it is closed and unregistered.
+// serve runs the connection until it is closed and unregistered. Its
+// idle timeout, maximum lifetime and token expiry are timers, and a
+// requested close runs its handshake on a goroutine of its own for the
+// few moments it takes: a connection holds no goroutine but its reader.
 func (g *Gateway) serve(lc *liveConn) {
-	readDone := make(chan struct{})
-	var sup sync.WaitGroup
-	sup.Go(func() { g.supervise(lc, readDone) })
+	stop := g.watch(lc)
 	g.readLoop(lc)
-	close(readDone)
+	stop()
 	g.unregister(lc)
-	sup.Wait()
+	select {
+	case <-lc.closing: // a requested close (or the reader stopped for one, a byte budget): wait for its handshake
+		<-lc.closed
+	default:
+		_ = lc.ws.CloseNow()
+	}
+}
+
+// watch arms the timers that close lc: its idle timeout, its maximum
+// lifetime and its token's expiry. The returned func disarms them.
+func (g *Gateway) watch(lc *liveConn) (stop func()) {
+	var idle *time.Timer
+	idle = time.AfterFunc(g.cfg.IdleTimeout, func() {
+		if left := g.cfg.IdleTimeout - lc.sinceActive(); left > 0 {
+			idle.Reset(left)
+			return
+		}
+		g.requestClose(lc, websocket.StatusGoingAway, "idle timeout")
+	})
+	life := time.AfterFunc(g.cfg.MaxLifetime-time.Since(lc.c.ConnectedAt), func() {
+		g.requestClose(lc, websocket.StatusGoingAway, "maximum connection lifetime reached")
+	})
+	var expiry *time.Timer
+	if !lc.c.ExpiresAt.IsZero() {
+		expiry = time.AfterFunc(time.Until(lc.c.ExpiresAt), func() {
+			g.requestClose(lc, websocket.StatusPolicyViolation, ReasonTokenExpired)
+		})
+	}
+	return func() {
+		idle.Stop()
+		life.Stop()
+		if expiry != nil {
+			expiry.Stop()
+		}
+	}
 }
 
 // readLoop reads messages and hands each to a Message call, at most
@@ -527,50 +552,6 @@ func (g *Gateway) readLoop(lc *liveConn) {
 			lc.inBytes.Add(-int64(len(m.Data)))
 			return
 		}
-	}
-}
-
-// supervise enforces the idle timeout and the maximum lifetime, and
-// performs requested closes. It returns once the connection is closed.
-func (g *Gateway) supervise(lc *liveConn, readDone <-chan struct{}) {
-	idle := time.NewTimer(g.cfg.IdleTimeout)
-	defer idle.Stop()
-	life := time.NewTimer(g.cfg.MaxLifetime - time.Since(lc.c.ConnectedAt))
-	defer life.Stop()
-	expired, stopExpiry := expiryTimer(lc.c)
-	defer stopExpiry()
-	for {
-		select {
-		case <-readDone:
-			select {
-			case <-lc.closing: // the reader stopped for a requested close (a byte budget): send its status
-				g.closeWith(lc)
-			default:
-				_ = lc.ws.CloseNow()
-			}
-			return
-		case <-lc.closing:
-			g.closeWith(lc)
-			return
-		case <-life.C:
-			g.requestClose(lc, websocket.StatusGoingAway, "maximum connection lifetime reached")
-		case <-expired:
-			g.requestClose(lc, websocket.StatusPolicyViolation, ReasonTokenExpired)
-		case <-idle.C:
-			if left := g.cfg.IdleTimeout - lc.sinceActive(); left > 0 {
-				idle.Reset(left)
-				continue
-			}
-			g.requestClose(lc, websocket.StatusGoingAway, "idle timeout")
-		}
-	}
-}
-
-// closeWith performs the close handshake with lc's requested status.
-func (g *Gateway) closeWith(lc *liveConn) {
-	code, reason := lc.closeStatus()
-	if err := lc.ws.Close(code, reason); err != nil {
-		g.log.Debug().Err(err).Str("connection_id", lc.c.ID).Msg("local: close")
 	}
 }
 
@@ -728,18 +709,21 @@ type liveConn struct {
 	outBytes atomic.Int64 // bytes of Send calls waiting for, or in, a write
 	inBytes  atomic.Int64 // bytes of inbound messages not yet handled
 
-	closeOnce   sync.Once
-	closing     chan struct{} // closed when a close is requested
-	closeCode   websocket.StatusCode
-	closeReason string
+	log zerolog.Logger
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed when a close is requested
+	closed    chan struct{} // closed when a requested close's handshake ended
 }
 
-func newLiveConn(c *Conn, ws *websocket.Conn) *liveConn {
+func newLiveConn(c *Conn, ws *websocket.Conn, log zerolog.Logger) *liveConn {
 	lc := &liveConn{
 		c:       c,
 		ws:      ws,
+		log:     log,
 		writeMu: make(chan struct{}, 1),
 		closing: make(chan struct{}),
+		closed:  make(chan struct{}),
 	}
 	lc.writeTimer = time.AfterFunc(time.Hour, func() {
 		if lc.writing.Load() {
@@ -761,16 +745,19 @@ func (lc *liveConn) lastActiveAt() time.Time {
 	return lc.c.ConnectedAt.Add(time.Duration(lc.lastActive.Load()))
 }
 
+// requestClose starts closing lc with code (the first request wins): the
+// close handshake runs on a goroutine that ends with it (coder/websocket
+// bounds it to a few seconds), and lc.closed is closed then.
 func (lc *liveConn) requestClose(code websocket.StatusCode, reason string) {
 	lc.closeOnce.Do(func() {
-		lc.closeCode, lc.closeReason = code, reason
 		close(lc.closing)
+		go func() {
+			defer close(lc.closed)
+			if err := lc.ws.Close(code, reason); err != nil {
+				lc.log.Debug().Err(err).Str("connection_id", lc.c.ID).Msg("local: close")
+			}
+		}()
 	})
-}
-
-// closeStatus is valid once lc.closing is closed.
-func (lc *liveConn) closeStatus() (websocket.StatusCode, string) {
-	return lc.closeCode, lc.closeReason
 }
 
 func isUpgrade(r *http.Request) bool {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -687,4 +688,40 @@ func TestConnectRefusedError(t *testing.T) {
 	require.Error(t, err)
 	require.NotNil(t, resp)
 	assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+}
+
+// An idle connection holds one goroutine of the gateway's, its reader: the
+// idle timeout, the lifetime and the token expiry are timers.
+func TestIdleConnectionHoldsOneGoroutine(t *testing.T) {
+	b := setup(t, nil, local.Config{})
+	const n = 20
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		ws, resp, err := websocket.Dial(ctx, b.url, nil)
+		cancel()
+		require.NoError(t, err)
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		t.Cleanup(func() { _ = ws.CloseNow() })
+	}
+	require.Eventually(t, func() bool { return b.gw.Connections() == n }, waitFor, time.Millisecond)
+	// Goroutines with a frame of the gateway's code, settled: a handshake
+	// may still be returning.
+	gatewayGoroutines := func() int {
+		buf := make([]byte, 1<<22)
+		buf = buf[:runtime.Stack(buf, true)]
+		count := 0
+		for g := range strings.SplitSeq(string(buf), "\n\n") {
+			if strings.Contains(g, "streamer/transport/local.(*Gateway)") {
+				count++
+			}
+		}
+		return count
+	}
+	deadline := time.Now().Add(waitFor)
+	for got := gatewayGoroutines(); got != n; got = gatewayGoroutines() {
+		require.True(t, time.Now().Before(deadline), "gateway goroutines for %d idle connections: %d", n, got)
+		time.Sleep(10 * time.Millisecond)
+	}
 }
