@@ -266,3 +266,31 @@ func TestRedriveErrors(t *testing.T) {
 	_, err = sqslocal.New(t.Context())
 	require.ErrorContains(t, err, "already open", "one goaws per process")
 }
+
+// sameMessage is a queue whose one message comes back at every receive,
+// as an SQS message does when its visibility timeout is shorter than a
+// run; it gives up after 50 receives.
+type sameMessage struct{ receives int }
+
+func (q *sameMessage) Receive(context.Context, int, time.Duration) ([]sqsredrive.Message, error) {
+	q.receives++
+	if q.receives > 50 {
+		return nil, errors.New("received 50 times: the run does not stop")
+	}
+	return []sqsredrive.Message{{ID: "m1", ReceiptHandle: fmt.Sprint("rh", q.receives), Body: jobRecord(key("l1"))}}, nil
+}
+
+func (q *sameMessage) Delete(context.Context, string) error { return errors.New("not deleted") }
+
+// TestRunStopsWhenTheQueueComesRound: a message this run left, received
+// again, ends the run; it is handled once.
+func TestRunStopsWhenTheQueueComesRound(t *testing.T) {
+	store := memory.New()
+	storeRequests(t, store)
+	q := &sameMessage{}
+	sum, err := sqsredrive.Run(t.Context(), sqsredrive.Config{Queue: q, Ops: newOps(t, store)})
+	require.NoError(t, err)
+	require.Len(t, sum.Results, 1)
+	require.Equal(t, ops.OutcomeLive, sum.Results[0].Redrive.Outcome)
+	require.Equal(t, 2, q.receives)
+}
