@@ -37,6 +37,16 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsF
 	if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
 		return fmt.Errorf("--data-dir %s: %w", cfg.dataDir, err)
 	}
+	var sqsQueue *sqsredrive.Queue
+	if cfg.failureQueueURL != "" {
+		awsCfg, err := awsConfig(ctx)
+		if err != nil {
+			return err
+		}
+		if sqsQueue, err = sqsredrive.NewQueue(sqsredrive.QueueConfig{URL: cfg.failureQueueURL, AWS: awsCfg, Endpoint: sqsEndpoint(awsCfg)}); err != nil {
+			return usageError{fmt.Sprintf("--failure-queue-url: %v", err)}
+		}
+	}
 	secret, secretFile := cfg.secret, ""
 	if secret == nil {
 		var err error
@@ -81,16 +91,6 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsF
 		return err
 	}
 	queueFile := filepath.Join(cfg.dataDir, failureQueueFile)
-	var sqsQueue *sqsredrive.Queue
-	if cfg.failureQueueURL != "" {
-		awsCfg, err := awsConfig(ctx)
-		if err != nil {
-			return err
-		}
-		if sqsQueue, err = sqsredrive.NewQueue(sqsredrive.QueueConfig{URL: cfg.failureQueueURL, AWS: awsCfg, Endpoint: sqsEndpoint(awsCfg)}); err != nil {
-			return usageError{fmt.Sprintf("--failure-queue-url: %v", err)}
-		}
-	}
 	return awslocal.Run(ctx, awslocal.Config{
 		Listener: ln, DynamoDBEndpoint: endpoint, Table: cfg.table, Secret: secret,
 		Plugins: plugs, Logger: log, Metrics: rec,

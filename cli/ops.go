@@ -500,7 +500,7 @@ func redriveQueue(ctx context.Context, o *ops.Ops, of opsFlags, rf redriveFlags,
 		fmt.Fprintf(stderr, "streamer ops redrive: %v\n", err)
 		code = exitFailed
 	}
-	if !of.asJSON {
+	if !of.asJSON && (err == nil || len(sum.Results) > 0) {
 		fmt.Fprintf(stdout, "%d messages: %d deleted, %d left on the queue\n", len(sum.Results), sum.Deleted, sum.Left)
 	}
 	return code

@@ -163,4 +163,8 @@ func TestOpsRedriveSQSUsage(t *testing.T) {
 	code = Run(t.Context(), []string{"dev", "--failure-queue-url", "http://127.0.0.1:1/0/q"}, &out, &errOut, opsPlugins)
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, errOut.String(), "--failure-queue-url needs --aws-local")
+	errOut.Reset()
+	code = Run(t.Context(), []string{"dev", "--aws-local", "--data-dir", t.TempDir(), "--failure-queue-url", "bogus"}, &out, &errOut, opsPlugins)
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut.String(), `--failure-queue-url: sqs: queue URL "bogus"`)
 }
