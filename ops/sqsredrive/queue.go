@@ -2,6 +2,7 @@ package sqsredrive
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/md5" //nolint:gosec // SQS's body checksum is MD5; it guards against corruption, not tampering
 	"crypto/sha256"
@@ -32,10 +33,10 @@ type QueueConfig struct {
 	// URL is the queue's URL, as SQS gives it
 	// (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME). Required.
 	URL string
-	// AWS gives the credentials and the region the requests are signed
-	// with (config.LoadDefaultConfig). Required: its Credentials must be
-	// set. An empty Region is taken from the queue URL's host
-	// (sqs.REGION.amazonaws.com), else us-east-1.
+	// AWS gives the credentials the requests are signed with
+	// (config.LoadDefaultConfig). Required: its Credentials must be set.
+	// The signing region is the queue URL's (sqs.REGION.amazonaws.com)
+	// when the requests go there; else AWS.Region, else us-east-1.
 	AWS aws.Config
 	// Endpoint, when set, is where the requests go instead of the queue
 	// URL's scheme and host (AWS_ENDPOINT_URL_SQS, such as a local
@@ -102,15 +103,12 @@ func NewQueue(cfg QueueConfig) (*Queue, error) {
 		}
 		endpoint = strings.TrimSuffix(cfg.Endpoint, "/")
 	}
-	region := cfg.AWS.Region
-	if region == "" {
-		// sqs.REGION.amazonaws.com[.cn]
-		if parts := strings.Split(u.Hostname(), "."); len(parts) >= 4 && parts[0] == "sqs" {
-			region = parts[1]
-		} else {
-			region = "us-east-1"
-		}
+	region := ""
+	// sqs.REGION.amazonaws.com[.cn]
+	if parts := strings.Split(u.Hostname(), "."); cfg.Endpoint == "" && len(parts) >= 4 && parts[0] == "sqs" && parts[2] == "amazonaws" {
+		region = parts[1]
 	}
+	region = cmp.Or(region, cfg.AWS.Region, "us-east-1")
 	httpc := cfg.HTTPClient
 	if httpc == nil {
 		httpc = &http.Client{Timeout: 60 * time.Second}
