@@ -3,6 +3,12 @@ module github.com/streamer-go/streamer
 go 1.26.6
 
 require (
+	// goaws: the local SQS-compatible server of the tests (ops/sqsredrive/sqslocal).
+	// It speaks only SQS's Query protocol. No aws-sdk-go-v2/service/sqs here: its
+	// last Query-protocol versions (v1.24.x-v1.26.0; v1.28+ speak JSON) fail with
+	// this SDK core ("not found: ComputePayloadHash"), so ops/sqsredrive makes the
+	// few Query calls itself. SQS still serves the Query protocol.
+	github.com/Admiral-Piett/goaws v0.4.5 // indirect
 	github.com/aws/aws-lambda-go v1.55.1 // indirect
 	github.com/aws/aws-lambda-runtime-interface-emulator v0.0.0-20261030222936-bef5c4ba774d // indirect
 	github.com/aws/aws-sdk-go-v2 v1.48.0 // indirect
@@ -31,8 +37,8 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/ssooidc v1.44.5 // indirect
 	github.com/aws/aws-sdk-go-v2/service/sts v1.52.0 // indirect
 	github.com/aws/smithy-go v1.28.9 // indirect
-	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/coder/websocket v1.8.15 // indirect
 	github.com/gabriel-vasile/mimetype v1.4.16 // indirect
@@ -45,6 +51,7 @@ require (
 	github.com/go-playground/validator/v10 v10.30.6 // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/google/uuid v1.6.0 // indirect
+	github.com/gorilla/mux v1.8.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
 	github.com/jessevdk/go-flags v1.5.0 // indirect
 	github.com/johannesboyne/gofakes3 v1.2.0 // indirect

@@ -26,6 +26,7 @@ import (
 	"github.com/streamer-go/streamer/lambdas/lambdaapp"
 	"github.com/streamer-go/streamer/metrics"
 	"github.com/streamer-go/streamer/metrics/prom"
+	"github.com/streamer-go/streamer/ops/sqsredrive"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
@@ -35,6 +36,16 @@ import (
 func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsFunc, stdout io.Writer, log zerolog.Logger) error {
 	if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
 		return fmt.Errorf("--data-dir %s: %w", cfg.dataDir, err)
+	}
+	var sqsQueue *sqsredrive.Queue
+	if cfg.failureQueueURL != "" {
+		awsCfg, err := awsConfig(ctx)
+		if err != nil {
+			return err
+		}
+		if sqsQueue, err = sqsredrive.NewQueue(sqsredrive.QueueConfig{URL: cfg.failureQueueURL, AWS: awsCfg, Endpoint: sqsEndpoint(awsCfg)}); err != nil {
+			return usageError{fmt.Sprintf("--failure-queue-url: %v", err)}
+		}
 	}
 	secret, secretFile := cfg.secret, ""
 	if secret == nil {
@@ -83,7 +94,7 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsF
 	return awslocal.Run(ctx, awslocal.Config{
 		Listener: ln, DynamoDBEndpoint: endpoint, Table: cfg.table, Secret: secret,
 		Plugins: plugs, Logger: log, Metrics: rec,
-		OnJobFailure: failureQueue(queueFile, log),
+		OnJobFailure: failureQueue(queueFile, sqsQueue, log),
 		IdleTimeout:  cfg.idle, MaxLifetime: cfg.lifetime, Concurrency: cfg.lambdaConcurrency, Faults: cfg.faults,
 		RateLimit: cfg.rateLimit,
 		// As for the embedded runtime: a negative cap turns the rate of
@@ -99,6 +110,12 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsF
 			info.SecretFile = secretFile
 			printBanner(stdout, cfg, info)
 			fmt.Fprintf(stdout, "  runtime:    aws-local (DynamoDB %s, table %s)\n", endpoint, cfg.table)
+			fmt.Fprintf(stdout, "  lambda:     %s (AWS_ENDPOINT_URL_LAMBDA of %s ops redrive --function processor)\n", info.LambdaURL, selfCommand())
+			if sqsQueue != nil {
+				fmt.Fprintf(stdout, "  failures:   sent to %s\n", sqsQueue.URL())
+			} else {
+				fmt.Fprintf(stdout, "  failures:   %s\n", queueFile)
+			}
 			if f := cfg.faults; f.DynamoDBThrottle > 0 {
 				fmt.Fprintf(stdout, "  faults:     %g%% of the DynamoDB calls throttled (%s, seed %d)\n", 100*f.DynamoDBThrottle, envFaultThrottle, f.Seed)
 			}
@@ -112,18 +129,31 @@ func serveAWSLocal(ctx context.Context, cfg devConfig, plugins streamer.PluginsF
 // redrive` reads.
 const failureQueueFile = "failure-queue.jsonl"
 
-// failureQueue logs each failed job and appends its failure record (as
-// Lambda would send it to the failure queue) to path.
-func failureQueue(path string, log zerolog.Logger) func(awslocal.Failure) {
+// failureQueue logs each failed job and sends its failure record (as
+// Lambda sends it to the failure queue) to queue, or appends it to path
+// when queue is nil or the sending fails.
+func failureQueue(path string, queue *sqsredrive.Queue, log zerolog.Logger) func(awslocal.Failure) {
 	var mu sync.Mutex
 	return func(f awslocal.Failure) {
-		log.Error().Err(f.Err).Str("function", f.Function).Int("attempts", f.Attempts).Str("condition", f.Condition).
-			RawJSON("payload", f.Payload).Str("failure_queue", path).Msg("awslocal: a job failed on every attempt; its failure record is in the failure queue file (streamer ops redrive)")
 		rec, err := awslocal.FailureRecord(f, "arn:aws:lambda:us-east-1:000000000000:function:"+f.Function, time.Now())
 		if err != nil {
 			log.Error().Err(err).Msg("awslocal: rendering a failure record")
 			return
 		}
+		if queue != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			id, err := queue.Send(ctx, string(rec))
+			cancel()
+			if err == nil {
+				log.Error().Err(f.Err).Str("function", f.Function).Int("attempts", f.Attempts).Str("condition", f.Condition).
+					RawJSON("payload", f.Payload).Str("failure_queue", queue.URL()).Str("message_id", id).
+					Msg("awslocal: a job failed on every attempt; its failure record is in the failure queue (streamer ops redrive --queue-url)")
+				return
+			}
+			log.Error().Err(err).Str("failure_queue", queue.URL()).Str("file", path).Msg("awslocal: sending a failure record to the failure queue failed; it goes to the file")
+		}
+		log.Error().Err(f.Err).Str("function", f.Function).Int("attempts", f.Attempts).Str("condition", f.Condition).
+			RawJSON("payload", f.Payload).Str("failure_queue", path).Msg("awslocal: a job failed on every attempt; its failure record is in the failure queue file (streamer ops redrive)")
 		mu.Lock()
 		defer mu.Unlock()
 		fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)

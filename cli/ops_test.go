@@ -337,7 +337,7 @@ func TestFailureQueueFile(t *testing.T) {
 	require.NoError(t, store.Close())
 
 	path := filepath.Join(dir, failureQueueFile)
-	add := failureQueue(path, zerolog.Nop())
+	add := failureQueue(path, nil, zerolog.Nop())
 	for _, id := range []string{"q1", "gone"} {
 		job, err := json.Marshal(map[string]any{"streamer_job": map[string]string{"key": opsKey(id).String()}})
 		require.NoError(t, err)

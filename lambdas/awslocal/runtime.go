@@ -354,7 +354,7 @@ func Run(ctx context.Context, cfg Config) error {
 				actions = append(actions, a.Name)
 			}
 		}
-		cfg.Ready(devserver.Info{Addr: addr, URL: base, WebSocketURL: "ws://" + addr + "/ws", ManagementURL: mgmtURL, Token: token, Actions: actions, App: h.App()})
+		cfg.Ready(devserver.Info{Addr: addr, URL: base, WebSocketURL: "ws://" + addr + "/ws", ManagementURL: mgmtURL, Token: token, Actions: actions, App: h.App(), LambdaURL: lambdaURL})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)

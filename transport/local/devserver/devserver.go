@@ -163,6 +163,11 @@ type Info struct {
 	SecretFile string
 	// Actions are the names of the actions served, in the plugins' order.
 	Actions []string
+	// LambdaURL is, under `streamer dev --aws-local` (package awslocal),
+	// the local Lambda service's endpoint, where the processor function
+	// ("processor") takes Invoke calls: AWS_ENDPOINT_URL_LAMBDA for
+	// `streamer ops redrive --function processor`. Empty otherwise.
+	LambdaURL string
 	// App is the server's App, for Go code in the same process to submit
 	// requests on behalf of a principal ([streamer.App.Submit]), which the
 	// principal's clients then follow with resume. The embedded worker
