@@ -27,7 +27,7 @@ func TestRecorderUpdatesCollectors(t *testing.T) {
 	rec.Add("no_such_metric", metrics.Dims{}, 1)
 
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP streamer_requests_total Frames of actions by action, outcome (ok, accepted, refused, error) and code.
+# HELP streamer_requests_total Requests of actions (frames and App.Submit) by action, outcome (ok, accepted, refused, error) and code.
 # TYPE streamer_requests_total counter
 streamer_requests_total{action="echo",code="",outcome="ok"} 2
 streamer_requests_total{action="echo",code="VALIDATION_ERROR",outcome="refused"} 1
