@@ -25,7 +25,8 @@ type benchServer struct {
 	url  string
 	pid  int
 	cmd  *exec.Cmd
-	done chan error
+	done chan struct{} // closed when the process exited, with err set
+	err  error
 }
 
 // startBenchServer starts this program with args, with secret in
@@ -45,7 +46,7 @@ func startBenchServer(ctx context.Context, secret string, args ...string) (*benc
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &benchServer{pid: cmd.Process.Pid, cmd: cmd, done: make(chan error, 1)}
+	s := &benchServer{pid: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -56,13 +57,14 @@ func startBenchServer(ctx context.Context, secret string, args ...string) (*benc
 			}
 		}
 		_, _ = io.Copy(io.Discard, out)
-		s.done <- cmd.Wait()
+		s.err = cmd.Wait()
+		close(s.done)
 	}()
 	select {
 	case s.url = <-found:
 		return s, nil
-	case err := <-s.done:
-		return nil, fmt.Errorf("%s exited before listening: %v", strings.Join(args, " "), err)
+	case <-s.done:
+		return nil, fmt.Errorf("%s exited before listening: %w", strings.Join(args, " "), s.err)
 	case <-time.After(60 * time.Second):
 		s.stop()
 		return nil, fmt.Errorf("%s printed no websocket URL in 60s", strings.Join(args, " "))

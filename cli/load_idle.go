@@ -62,7 +62,7 @@ func readRSS(pid int) (int64, error) {
 func pprofGCURL(wsURL string) (string, error) {
 	u, err := url.Parse(wsURL)
 	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-		return "", fmt.Errorf("--url %q: want ws://HOST:PORT/...", wsURL)
+		return "", fmt.Errorf("--url %q: want a ws:// or wss:// URL with a host", wsURL)
 	}
 	scheme := "http"
 	if u.Scheme == "wss" {

@@ -103,7 +103,7 @@ func TestLoadFlagErrors(t *testing.T) {
 		{[]string{"load", "push", "extra"}, `unexpected argument "extra"`},
 		{[]string{"load", "idle"}, "--pid"},
 		{[]string{"load", "idle", "--pid", "1", "--conns", "19501"}, "--conns 19501: must be 1-19500"},
-		{[]string{"load", "idle", "--pid", "1", "--url", "http://x"}, "want ws://"},
+		{[]string{"load", "idle", "--pid", "1", "--url", "http://x"}, "want a ws:// or wss:// URL"},
 		{[]string{"load", "connect", "--conns", "0"}, "--conns 0"},
 		{[]string{"load", "connect", "--parallel", "0"}, "--parallel 0"},
 		{[]string{"load", "bench", "--reps", "0"}, "--reps 0: must be 1-10"},
