@@ -82,6 +82,9 @@ func (s *benchServer) stop() {
 	}
 }
 
+// benchRunTimeout bounds one run of one scenario against one server.
+const benchRunTimeout = 5 * time.Minute
+
 // benchRow is one measure of one scenario, per repetition.
 type benchRow struct {
 	scenario, metric string
@@ -238,7 +241,9 @@ func runBenchCommand(ctx context.Context, args []string, stdout, stderr io.Write
 					_ = os.RemoveAll(dir)
 					return err
 				}
-				vals, err := sc.run(ctx, s, tokens)
+				runCtx, cancel := context.WithTimeout(ctx, benchRunTimeout)
+				vals, err := sc.run(runCtx, s, tokens)
+				cancel()
 				s.stop()
 				_ = os.RemoveAll(dir)
 				if err != nil {
