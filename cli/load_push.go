@@ -71,6 +71,9 @@ type pushConfig struct {
 	strict bool
 }
 
+// maxAnomalies bounds pushResult.anomalies.
+const maxAnomalies = 10
+
 // pushResult is what a push run measured.
 type pushResult struct {
 	jobs, completed, failedJobs  int
@@ -80,6 +83,9 @@ type pushResult struct {
 	elapsed                      time.Duration // first submit to last event
 	latencies                    []time.Duration
 	timedOut                     bool
+	// anomalies lists the first jobs that lost, repeated or reordered
+	// events, or failed (at most maxAnomalies).
+	anomalies []string
 }
 
 func (r pushResult) lost() int { return r.expected - r.delivered }
@@ -177,6 +183,7 @@ func runPushPayload(ctx context.Context, cfg pushConfig, payload string) (pushRe
 	defer cancel()
 	type connOut struct {
 		tallies []*jobTally
+		ids     []string
 		lat     []time.Duration
 		last    time.Time
 	}
@@ -197,6 +204,7 @@ func runPushPayload(ctx context.Context, cfg pushConfig, payload string) (pushRe
 			for _, j := range jobs {
 				t := newJobTally(n)
 				o.tallies = append(o.tallies, t)
+				o.ids = append(o.ids, "push-"+strconv.Itoa(j))
 				byID["push-"+strconv.Itoa(j)] = t
 			}
 			wg.Add(1)
@@ -257,7 +265,11 @@ func runPushPayload(ctx context.Context, cfg pushConfig, payload string) (pushRe
 		if o.last.After(last) {
 			last = o.last
 		}
-		for _, t := range o.tallies {
+		for k, t := range o.tallies {
+			if (t.lost() > 0 || t.duplicates > 0 || t.outOfOrder > 0 || t.bad > 0 || t.failed != "") && len(res.anomalies) < maxAnomalies {
+				res.anomalies = append(res.anomalies, fmt.Sprintf("%s: %d/%d delivered, %d duplicates, %d out of order, %d without index, done %t %s",
+					o.ids[k], t.delivered, t.expected, t.duplicates, t.outOfOrder, t.bad, t.done, t.failed))
+			}
 			res.delivered += t.delivered
 			res.duplicates += t.duplicates
 			res.outOfOrder += t.outOfOrder
@@ -294,6 +306,9 @@ func printPush(w io.Writer, cfg pushConfig, r pushResult) {
 	fmt.Fprintf(w, "delivered: %.0f events/s over %v\n", r.rate(), r.elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "latency (Report to receipt): p50 %v  p99 %v  max %v\n",
 		quantileOf(r.latencies, 0.5).Round(time.Microsecond), quantileOf(r.latencies, 0.99).Round(time.Microsecond), quantileOf(r.latencies, 1).Round(time.Microsecond))
+	for _, a := range r.anomalies {
+		fmt.Fprintf(w, "  job %s\n", a)
+	}
 	if r.timedOut {
 		fmt.Fprintf(w, "stopped at --timeout %v\n", cfg.timeout)
 	}

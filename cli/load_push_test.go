@@ -224,6 +224,9 @@ func TestPushRefusesBadPayloads(t *testing.T) {
 			if res.failedJobs != 1 || res.delivered != 0 {
 				t.Fatalf("a rate over the limit ran: %+v", res)
 			}
+			if len(res.anomalies) != 1 || !strings.Contains(res.anomalies[0], "push-0: 0/1 delivered") || !strings.Contains(res.anomalies[0], "VALIDATION_ERROR") {
+				t.Fatalf("the refused job is not listed: %q", res.anomalies)
+			}
 		})
 	}
 }
