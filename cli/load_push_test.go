@@ -273,3 +273,32 @@ func TestPprofLoopbackOnly(t *testing.T) {
 		t.Errorf("a 999 s CPU profile: %d, want 400", rec.Code)
 	}
 }
+
+// TestLoadpushOnlyWithBench: without --bench the dev stack does not serve
+// the push action.
+func TestLoadpushOnlyWithBench(t *testing.T) {
+	url, _ := startBenchDev(t)
+	cfg := pushConfig{url: url, tokens: subjectTokens(t, 1), action: loadpush.Action, jobs: 1, conns: 1, rate: 10, duration: 100 * time.Millisecond, timeout: time.Minute}
+	res, err := runPush(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.failedJobs != 1 || len(res.anomalies) != 1 || !strings.Contains(res.anomalies[0], "INVALID_ACTION") {
+		t.Fatalf("loadpush served without --bench: %+v", res)
+	}
+}
+
+func TestBenchTable(t *testing.T) {
+	r := &benchRow{scenario: "s", metric: "m", floor: []float64{10, 20, 0}, dev: []float64{5, 30, 1}}
+	if got := r.ratios(); len(got) != 2 || got[0] != 0.5 || got[1] != 1.5 {
+		t.Fatalf("ratios %v, want [0.5 1.5] (a zero floor skipped)", got)
+	}
+	var out bytes.Buffer
+	printBenchTable(&out, []*benchRow{r}, 3)
+	if !strings.Contains(out.String(), "| s | m | 10.0 | 5.00 | 1.00× | 0.50 1.50 |") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Fatalf("median of 3, 1, 2: %v", m)
+	}
+}
