@@ -59,7 +59,7 @@ bench: ## Benchmarks (no tests)
 
 BENCH_LOAD_FLAGS ?=
 
-bench-load: ## Issue 13's load table: dev stack against the bare floor, interleaved, 3 reps (about 15 min; not part of test)
+bench-load: ## Issue 13's load table: dev stack against the bare floor, interleaved, 3 reps (18 min on a loaded machine; not part of test)
 	$(GO) build -o .cache/streamer ./cmd/streamer
 	@echo "nproc $$(nproc), ulimit -n $$(ulimit -n), load average $$(cut -d' ' -f1-3 /proc/loadavg), $$(date -u +%FT%TZ)"
 	.cache/streamer load bench $(BENCH_LOAD_FLAGS)
