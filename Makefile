@@ -11,7 +11,7 @@ GOLANGCI_LINT ?= $(GOBIN)/golangci-lint
 FUZZTIME      ?= 30s
 FUZZ          ?= FuzzDecodeFrame
 
-.PHONY: help test tools browser dynamodb-local lint golangci-lint vet fmt-check bench fuzz clean package deploy
+.PHONY: help test tools browser dynamodb-local lint golangci-lint vet fmt-check bench bench-load fuzz clean package deploy
 
 STAGE  ?= dev
 REGION ?= us-east-1
@@ -56,6 +56,14 @@ deploy: tools package ## Deploy with osls: make deploy STAGE=prod REGION=eu-west
 
 bench: ## Benchmarks (no tests)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+BENCH_LOAD_FLAGS ?=
+
+bench-load: ## Issue 13's load table: dev stack against the bare floor, interleaved, 3 reps (18 min on a loaded machine; not part of test)
+	$(GO) build -o .cache/streamer ./cmd/streamer
+	@echo "nproc $$(nproc), ulimit -n $$(ulimit -n), load average $$(cut -d' ' -f1-3 /proc/loadavg), $$(date -u +%FT%TZ)"
+	.cache/streamer load bench $(BENCH_LOAD_FLAGS)
+	@echo "load average after: $$(cut -d' ' -f1-3 /proc/loadavg)"
 
 fuzz: ## Fuzz FuzzDecodeFrame in the root package for 30s (FUZZ=, FUZZTIME= override)
 	$(GO) test -run '^$$' -fuzz '^$(FUZZ)$$' -fuzztime $(FUZZTIME) .

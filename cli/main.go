@@ -12,7 +12,7 @@
 //	streamer actions                  list the actions the server serves
 //	streamer list                     list your requests, newest first
 //	streamer package                  build the Lambdas into dist/<function>.zip
-//	streamer load                     measure a server with closed-loop load
+//	streamer load [push|idle|connect] measure a server: echo, progress, memory, connects
 //	streamer ops list|inspect|...     operator commands over the store
 //
 // Run "streamer help" or "streamer COMMAND -h" for details.
@@ -36,7 +36,8 @@ const usage = `streamer: long-running requests over WebSocket, on AWS Lambda or 
 Usage:
   streamer new     DIR --module example.com/myapp [--replace PATH]
   streamer dev     [--addr 127.0.0.1:8080] [--data-dir DIR] [--log-level info]
-                   [--rate-limit 10/s,burst=20]
+                   [--rate-limit 10/s,burst=20] [--concurrency 64] [--coalesce-interval 100ms|off]
+                   [--pprof] [--bench]
   streamer token   --sub SUBJECT [--tenant T] [--scope "a b"] [--ttl 1h]
   streamer call    ACTION [JSON] [--url URL] [--token JWT] [--id ID] [--timeout D]
   streamer call    --resume ID [--url URL] [--token JWT]
@@ -46,7 +47,12 @@ Usage:
   streamer list    [--status running,queued] [--limit N] [--cursor C] [--all] [--json] [--url URL] [--token JWT]
   streamer package [--dir .] [--out dist]
   streamer ops     list|inspect|cancel|retry|redrive [--data-dir DIR | --table NAME] (streamer ops help)
-  streamer load    [--url URL] [--conns 200] [--requests 50] [--action echo] [--payload JSON]
+  streamer load    [echo] [--url URL] [--conns 200] [--requests 50] [--action echo] [--payload JSON]
+  streamer load    push [--jobs 100] [--conns N] [--rate 10] [--duration 10s] [--coalesce-off]
+  streamer load    idle --pid PID [--conns 1000] [--gc-url URL]
+  streamer load    connect [--conns 1000] [--parallel 8]
+  streamer load    floor [--addr 127.0.0.1:0]     the bare server the dev stack is measured against
+  streamer load    bench [--reps 3] [--quick] [--only NAME]   every scenario, floor and dev (make bench-load)
 
 Tokens: call, status, cancel, actions, list and load use --token, else $STREAMER_TOKEN,
 else mint one (subject "cli") with $STREAMER_JWT_SECRET, else with the secret

@@ -136,6 +136,16 @@ type Config struct {
 	MaxConnectionsPerPrincipal int
 	NewConnectionsPerPrincipal local.Rate
 	NewConnectionsPerIP        local.Rate
+	// Concurrency is how many requests the embedded worker runs at once;
+	// zero means [streamer.DefaultConcurrency] (64). Each tenant (or
+	// subject) runs at most a quarter of it at once (see
+	// [streamer.Config.KeyConcurrency]).
+	Concurrency int
+	// CoalesceInterval is the minimum time between two progress events of
+	// a request (see [streamer.Config.CoalesceInterval]): zero means the
+	// default, 100ms; negative turns coalescing off, so every Report is an
+	// event. `streamer dev --coalesce-interval` sets it.
+	CoalesceInterval time.Duration
 	// Ready, when set, is called once the server listens, before it serves
 	// anything. Its Info carries the App, with which the program submits
 	// requests from its own code (see [streamer.App.Submit]); Handlers may
@@ -190,6 +200,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
+	}
+	if cfg.Concurrency < 0 {
+		return errors.New("devserver: Concurrency must not be negative")
 	}
 	if cfg.IdleTimeout < 0 || cfg.MaxLifetime < 0 {
 		return errors.New("devserver: IdleTimeout and MaxLifetime must not be negative")
@@ -273,6 +286,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Store:   store, Sender: gw, Authenticator: auth, TokenLeeway: cfg.TokenLeeway,
 		Plugins: plugins, Middleware: mw, Logger: cfg.Logger,
 		RateLimit: cfg.RateLimit, ReservedRateLimit: cfg.ReservedRateLimit,
+		CoalesceInterval: cfg.CoalesceInterval,
 	})
 	if err != nil {
 		return err
@@ -323,7 +337,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		return nil
 	})
-	g.Go(func() error { return app.Run(workCtx, 0) })
+	g.Go(func() error { return app.Run(workCtx, cfg.Concurrency) })
 	g.Go(func() error {
 		<-gctx.Done()
 		cfg.Logger.Info().Msg("shutting down")
