@@ -168,7 +168,9 @@ func runIdleCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		*gcURL = u
 	}
-	tokens, err := loadTokens(*lf.token, *lf.dataDir, 1)
+	// One subject per connection when tokens are minted: a principal
+	// holds at most 100 connections by default.
+	tokens, err := loadTokens(*lf.token, *lf.dataDir, *n)
 	if err != nil {
 		return err
 	}
@@ -200,7 +202,9 @@ func runConnectCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 	case *parallel < 1 || *parallel > 1000:
 		return usageError{fmt.Sprintf("--parallel %d: must be 1-1000", *parallel)}
 	}
-	tokens, err := loadTokens(*lf.token, *lf.dataDir, 1)
+	// Subjects enough that no principal meets its new-connection rate
+	// (20 a second, bursts of 100) when tokens are minted.
+	tokens, err := loadTokens(*lf.token, *lf.dataDir, min(*n, 20000))
 	if err != nil {
 		return err
 	}
