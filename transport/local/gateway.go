@@ -439,7 +439,7 @@ func (g *Gateway) release(id string) {
 // Connect goes deep (a token's signature, the store), and a goroutine's
 // stack keeps the size its deepest call grew it to: run on the
 // connection's goroutine, it would leave every idle connection holding
-// twice the stack its reads need (BenchmarkIdleConnections).
+// twice the stack its reads need (streamer load idle).
 func (g *Gateway) connectApart(ctx context.Context, c *Conn) error {
 	errc := make(chan error, 1)
 	go func() { errc <- g.connect(ctx, c) }()
