@@ -19,7 +19,8 @@ type Coalescer[T any] struct {
 	emit     func(T) error
 
 	mu       sync.Mutex // guards the fields below
-	last     time.Time  // when the last emit started
+	last     time.Time  // when the last emit started, or was due (see fire)
+	due      time.Time  // when the armed timer is due
 	emitted  bool       // whether anything was emitted yet
 	pending  T
 	has      bool // pending holds an update
@@ -69,7 +70,8 @@ func (c *Coalescer[T]) Add(u T) error {
 	c.pending, c.has = u, true
 	if c.timer == nil {
 		c.timers.Add(1)
-		c.timer = c.clock.AfterFunc(c.interval-now.Sub(c.last), c.fire)
+		c.due = c.last.Add(c.interval)
+		c.timer = c.clock.AfterFunc(c.due.Sub(now), c.fire)
 	}
 	c.mu.Unlock()
 	return nil
@@ -89,7 +91,12 @@ func (c *Coalescer[T]) doEmit(u T) error {
 	return nil
 }
 
-// fire emits the pending update when its interval ends.
+// fire emits the pending update when its interval ends. The next interval
+// counts from when this emit was due, not from when the timer ran: a timer
+// that fires late (a busy machine) would otherwise push every later
+// update of a steady reporter behind a timer too, adding up to an
+// interval of delay to each. Emits stay at most one per interval on
+// average.
 func (c *Coalescer[T]) fire() {
 	defer c.timers.Done()
 	c.mu.Lock()
@@ -101,7 +108,7 @@ func (c *Coalescer[T]) fire() {
 	u := c.pending
 	var zero T
 	c.pending, c.has = zero, false
-	c.last, c.emitted = c.clock.Now(), true
+	c.last, c.emitted = c.due, true
 	c.emitting.Lock()
 	c.mu.Unlock()
 	_ = c.doEmit(u)

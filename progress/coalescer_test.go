@@ -208,3 +208,89 @@ func TestDroppedCountsCoalescedUpdates(t *testing.T) {
 	require.NoError(t, c.Add(8))
 	require.Equal(t, int64(4), c.Dropped(), "updates refused after Close are not counted")
 }
+
+// lateClock is a clock whose timers the test runs itself, as late as it
+// likes: a busy machine's timers.
+type lateClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*lateTimer
+}
+
+type lateTimer struct {
+	c     *lateClock
+	f     func()
+	fired bool
+}
+
+// Stop reports whether the timer was stopped before it ran.
+func (t *lateTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	if t.fired {
+		return false
+	}
+	t.fired = true
+	return true
+}
+
+func (c *lateClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *lateClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+func (c *lateClock) AfterFunc(_ time.Duration, f func()) progress.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &lateTimer{c: c, f: f}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+// fireAll runs the timers not stopped.
+func (c *lateClock) fireAll() {
+	c.mu.Lock()
+	var fs []func()
+	for _, t := range c.timers {
+		if !t.fired {
+			t.fired = true
+			fs = append(fs, t.f)
+		}
+	}
+	c.timers = nil
+	c.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
+}
+
+// A timer that fires late does not push the next interval back: a steady
+// reporter's next update, one interval after the late one was due, is
+// emitted at once instead of waiting for a timer of its own.
+func TestLateTimerDoesNotDelayTheNextUpdate(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(1000, 0)
+	clk := &lateClock{now: start}
+	rec := &recorder{}
+	c := progress.NewCoalescer(100*time.Millisecond, clk, rec.emit)
+	defer c.Close()
+	require.NoError(t, c.Add(1))
+	clk.set(start.Add(99 * time.Millisecond))
+	require.NoError(t, c.Add(2)) // held: due at 100 ms
+	clk.set(start.Add(130 * time.Millisecond))
+	clk.fireAll() // 30 ms late
+	require.Equal(t, []int{1, 2}, rec.values())
+	clk.set(start.Add(200 * time.Millisecond))
+	require.NoError(t, c.Add(3))
+	require.Equal(t, []int{1, 2, 3}, rec.values(), "an interval after 2 was due: emitted at once")
+	clk.set(start.Add(250 * time.Millisecond))
+	require.NoError(t, c.Add(4))
+	require.Equal(t, []int{1, 2, 3}, rec.values(), "within the interval after 3: held")
+}
