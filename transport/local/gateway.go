@@ -488,33 +488,34 @@ func (g *Gateway) serve(lc *liveConn) {
 	}
 }
 
-// watch arms the timers that close lc: its idle timeout, its maximum
-// lifetime and its token's expiry. The returned func disarms them.
+// watch arms the one timer that closes lc: at its idle timeout, its
+// maximum lifetime or its token's expiry, whichever comes first (an idle
+// timeout that passed while messages came in re-arms it). The returned
+// func disarms it.
 func (g *Gateway) watch(lc *liveConn) (stop func()) {
-	var idle *time.Timer
-	idle = time.AfterFunc(g.cfg.IdleTimeout, func() {
-		if left := g.cfg.IdleTimeout - lc.sinceActive(); left > 0 {
-			idle.Reset(left)
-			return
+	life := lc.c.ConnectedAt.Add(g.cfg.MaxLifetime)
+	next := func() time.Duration {
+		d := min(time.Until(life), g.cfg.IdleTimeout-lc.sinceActive())
+		if !lc.c.ExpiresAt.IsZero() {
+			d = min(d, time.Until(lc.c.ExpiresAt))
 		}
-		g.requestClose(lc, websocket.StatusGoingAway, "idle timeout")
-	})
-	life := time.AfterFunc(g.cfg.MaxLifetime-time.Since(lc.c.ConnectedAt), func() {
-		g.requestClose(lc, websocket.StatusGoingAway, "maximum connection lifetime reached")
-	})
-	var expiry *time.Timer
-	if !lc.c.ExpiresAt.IsZero() {
-		expiry = time.AfterFunc(time.Until(lc.c.ExpiresAt), func() {
+		return d
+	}
+	var t *time.Timer
+	t = time.AfterFunc(next(), func() {
+		now := time.Now()
+		switch {
+		case !lc.c.ExpiresAt.IsZero() && !now.Before(lc.c.ExpiresAt):
 			g.requestClose(lc, websocket.StatusPolicyViolation, ReasonTokenExpired)
-		})
-	}
-	return func() {
-		idle.Stop()
-		life.Stop()
-		if expiry != nil {
-			expiry.Stop()
+		case !now.Before(life):
+			g.requestClose(lc, websocket.StatusGoingAway, "maximum connection lifetime reached")
+		case lc.sinceActive() >= g.cfg.IdleTimeout:
+			g.requestClose(lc, websocket.StatusGoingAway, "idle timeout")
+		default:
+			t.Reset(next())
 		}
-	}
+	})
+	return func() { t.Stop() }
 }
 
 // readLoop reads messages and hands each to a Message call, at most
@@ -524,8 +525,12 @@ func (g *Gateway) watch(lc *liveConn) (stop func()) {
 // message. readLoop returns when the connection fails or closes, or a close
 // is requested; the workers end once their call returns.
 func (g *Gateway) readLoop(lc *liveConn) {
-	work := make(chan Inbound)
-	defer close(work)
+	var work chan Inbound // made with the first worker: an idle connection holds none
+	defer func() {
+		if work != nil {
+			close(work)
+		}
+	}()
 	workers := 0
 	for {
 		// A context that is never canceled costs coder/websocket no watcher
@@ -542,12 +547,15 @@ func (g *Gateway) readLoop(lc *liveConn) {
 		}
 		m := Inbound{Data: data, Binary: typ == websocket.MessageBinary}
 		select {
-		case work <- m: // an idle worker takes it
+		case work <- m: // an idle worker takes it (never with no worker: a nil channel)
 			continue
 		default:
 		}
 		if workers < g.cfg.MaxInFlight {
 			workers++
+			if work == nil {
+				work = make(chan Inbound)
+			}
 			g.wg.Go(func() {
 				g.handle(lc, m)
 				for next := range work {
@@ -631,7 +639,15 @@ func (g *Gateway) Send(ctx context.Context, endpoint, connID string, data []byte
 	// write, not a context: coder/websocket arms a context watcher for
 	// every write whose context can be canceled, and this is the hot path.
 	lc.writing.Store(true)
-	lc.writeTimer.Reset(g.cfg.WriteTimeout)
+	if lc.writeTimer == nil { // the first write: an idle connection holds no timer
+		lc.writeTimer = time.AfterFunc(g.cfg.WriteTimeout, func() {
+			if lc.writing.Load() {
+				_ = lc.ws.CloseNow() // the write in progress fails; Send reports the connection gone
+			}
+		})
+	} else {
+		lc.writeTimer.Reset(g.cfg.WriteTimeout)
+	}
 	err := lc.ws.Write(context.Background(), websocket.MessageText, data)
 	lc.writing.Store(false)
 	lc.writeTimer.Stop()
@@ -711,7 +727,8 @@ type liveConn struct {
 	writeMu chan struct{} // a lock whose wait honours ctx
 
 	// writeTimer closes the connection when a write takes longer than
-	// WriteTimeout; writing tells it a write is in progress.
+	// WriteTimeout; writing tells it a write is in progress. Made by the
+	// first write; guarded by writeMu.
 	writeTimer *time.Timer
 	writing    atomic.Bool
 
@@ -736,12 +753,6 @@ func newLiveConn(c *Conn, ws *websocket.Conn, log zerolog.Logger) *liveConn {
 		closing: make(chan struct{}),
 		closed:  make(chan struct{}),
 	}
-	lc.writeTimer = time.AfterFunc(time.Hour, func() {
-		if lc.writing.Load() {
-			_ = ws.CloseNow() // the write in progress fails; Send reports the connection gone
-		}
-	})
-	lc.writeTimer.Stop()
 	lc.touch()
 	return lc
 }
