@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -67,6 +68,12 @@ type Options struct {
 type Store struct {
 	db *bbolt.DB
 	gc *committer
+
+	// conns are the connections, kept in memory: a connection lives only
+	// as long as the process that serves it, so storing it would cost two
+	// fsync'd writes per connection for nothing (see PutConnection).
+	connMu sync.RWMutex
+	conns  map[string]storage.Connection
 }
 
 // Open opens the database at path, creating the file (mode 0600, not its
@@ -101,7 +108,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	st := &Store{db: db}
+	st := &Store{db: db, conns: map[string]storage.Connection{}}
 	err = st.guard(func() error { return db.Update(initBuckets) })
 	if err != nil {
 		_ = db.Close()
@@ -131,6 +138,16 @@ func initBuckets(tx *bbolt.Tx) error {
 	}
 	for _, name := range [][]byte{bucketMeta, bucketConns, bucketRequests, bucketEvents, bucketSubsByReq, bucketSubsByConn} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	// Connections live in memory (see PutConnection); an older version
+	// stored them, and those are stale now: drop them.
+	if k, _ := tx.Bucket(bucketConns).Cursor().First(); k != nil {
+		if err := tx.DeleteBucket(bucketConns); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(bucketConns); err != nil {
 			return err
 		}
 	}
@@ -210,56 +227,61 @@ func seqKey(seq int64) []byte {
 
 // --- connections ----------------------------------------------------------
 
-// PutConnection creates or replaces a connection.
+// PutConnection creates or replaces a connection. Connections are kept in
+// memory, not in the file: a WebSocket connection ends with the process
+// that serves it (the embedded runtime's), so one stored by an earlier
+// process could only be stale, and connecting costs no write. Open drops
+// the connections an older version stored.
 func (s *Store) PutConnection(ctx context.Context, c storage.Connection) error {
 	if c.ID == "" {
 		return errors.New("bolt: put connection: empty connection id")
 	}
-	v, err := json.Marshal(fromConn(c))
-	if err != nil {
-		return fmt.Errorf("bolt: put connection %q: %w", c.ID, err)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt: put connection: %w", err)
 	}
-	return s.update(ctx, "put connection", len(c.ID)+len(v), nil, func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketConns).Put([]byte(c.ID), v)
-	})
+	c.Principal = bytes.Clone(c.Principal)
+	s.connMu.Lock()
+	s.conns[c.ID] = c
+	s.connMu.Unlock()
+	return nil
 }
 
 // GetConnection returns the connection id, or [storage.ErrNotFound] when it
 // does not exist or has expired.
 func (s *Store) GetConnection(ctx context.Context, id string) (storage.Connection, error) {
-	var c storage.Connection
-	err := s.view(ctx, "get connection", func(tx *bbolt.Tx) error {
-		var err error
-		c, err = getConn(tx, id, time.Now())
-		return err
-	})
-	return c, err
-}
-
-func getConn(tx *bbolt.Tx, id string, now time.Time) (storage.Connection, error) {
-	if id == "" {
-		return storage.Connection{}, fmt.Errorf("connection %q: %w", id, storage.ErrNotFound)
+	if err := ctx.Err(); err != nil {
+		return storage.Connection{}, fmt.Errorf("bolt: get connection: %w", err)
 	}
-	v := tx.Bucket(bucketConns).Get([]byte(id))
-	if v == nil {
-		return storage.Connection{}, fmt.Errorf("connection %q: %w", id, storage.ErrNotFound)
+	s.connMu.RLock()
+	c, ok := s.conns[id]
+	s.connMu.RUnlock()
+	if !ok || expired(c.ExpiresAt, time.Now()) {
+		return storage.Connection{}, fmt.Errorf("bolt: get connection: connection %q: %w", id, storage.ErrNotFound)
 	}
-	var rec connRecord
-	if err := json.Unmarshal(v, &rec); err != nil {
-		return storage.Connection{}, fmt.Errorf("decoding connection %q: %w", id, err)
-	}
-	c := rec.conn()
-	if expired(c.ExpiresAt, now) {
-		return storage.Connection{}, fmt.Errorf("connection %q: %w", id, storage.ErrNotFound)
-	}
+	c.Principal = bytes.Clone(c.Principal)
 	return c, nil
 }
 
-// DeleteConnection removes a connection and all its subscriptions in one
-// transaction. A missing connection is not an error.
+// DeleteConnection removes a connection and all its subscriptions (one
+// transaction when it has any; none when it has none). A missing
+// connection is not an error.
 func (s *Store) DeleteConnection(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt: delete connection: %w", err)
+	}
+	s.connMu.Lock()
+	delete(s.conns, id)
+	s.connMu.Unlock()
+	var subscribed bool
+	err := s.view(ctx, "delete connection", func(tx *bbolt.Tx) error {
+		subscribed = tx.Bucket(bucketSubsByConn).Bucket([]byte(id)) != nil
+		return nil
+	})
+	if err != nil || !subscribed {
+		return err
 	}
 	return s.update(ctx, "delete connection", len(id), nil, func(tx *bbolt.Tx) error {
 		return deleteConn(tx, []byte(id))
@@ -951,30 +973,26 @@ func (s *Store) ListDue(ctx context.Context, before time.Time, limit int) ([]sto
 // events and expired subscriptions it deleted. It reads every record.
 func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 	n := 0
+	var gone [][]byte // expired connections, dropped from memory below
+	s.connMu.Lock()
+	for id, c := range s.conns {
+		if expired(c.ExpiresAt, now) {
+			gone = append(gone, []byte(id))
+			delete(s.conns, id)
+		}
+	}
+	s.connMu.Unlock()
 	err := s.update(ctx, "sweep", 0, nil, func(tx *bbolt.Tx) error {
 		n = 0
-		var conns, reqs [][]byte
-		err := tx.Bucket(bucketConns).ForEach(func(id, v []byte) error {
-			var rec connRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decoding connection %q: %w", id, err)
-			}
-			if expired(rec.ExpiresAt, now) {
-				conns = append(conns, bytes.Clone(id))
-			}
-			return ctx.Err()
-		})
-		if err != nil {
-			return err
-		}
-		for _, id := range conns {
+		var reqs [][]byte
+		for _, id := range gone {
 			if err := deleteConn(tx, id); err != nil {
 				return err
 			}
 			n++
 		}
 
-		err = tx.Bucket(bucketRequests).ForEach(func(rk, v []byte) error {
+		err := tx.Bucket(bucketRequests).ForEach(func(rk, v []byte) error {
 			var rec requestRecord
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return fmt.Errorf("decoding request %s: %w", rk, err)

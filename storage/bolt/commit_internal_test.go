@@ -71,7 +71,7 @@ func (p *plugged) hold(t *testing.T) {
 	}
 	p.s.gc.mu.Unlock()
 	go func() {
-		p.plugErr <- p.s.PutConnection(context.Background(), storage.Connection{ID: "plug"})
+		p.plugErr <- p.s.putMark(context.Background(), "plug")
 	}()
 	select {
 	case <-held:
@@ -198,10 +198,8 @@ func TestBatchFailureIsolation(t *testing.T) {
 	got, err := s.GetRequest(ctx, r3)
 	require.NoError(t, err)
 	require.Equal(t, int64(1), got.SubsVersion)
-	_, err = s.GetConnection(ctx, "half")
-	require.ErrorIs(t, err, storage.ErrNotFound, "the failed write's half is rolled back")
-	_, err = s.GetConnection(ctx, "plug")
-	require.NoError(t, err)
+	require.False(t, s.hasConnRecord(t, "half"), "the failed write's half is rolled back")
+	require.True(t, s.hasMark(t, "plug"))
 }
 
 // TestCanceledWhileQueued: a write whose context ends while it waits for
@@ -213,10 +211,10 @@ func TestCanceledWhileQueued(t *testing.T) {
 	s := p.s
 	defer func() { require.NoError(t, s.Close()) }()
 	ctx := t.Context()
-	before := p.start(t, func() error { return s.PutConnection(ctx, storage.Connection{ID: "before"}) })
+	before := p.start(t, func() error { return s.putMark(ctx, "before") })
 	cctx, cancel := context.WithCancel(ctx)
-	canceled := p.start(t, func() error { return s.PutConnection(cctx, storage.Connection{ID: "canceled"}) })
-	after := p.start(t, func() error { return s.PutConnection(ctx, storage.Connection{ID: "after"}) })
+	canceled := p.start(t, func() error { return s.putMark(cctx, "canceled") })
+	after := p.start(t, func() error { return s.putMark(ctx, "after") })
 	cancel()
 	require.ErrorIs(t, result(t, canceled), context.Canceled)
 	require.Equal(t, 2, p.queued(), "withdrawn from the queue")
@@ -224,13 +222,8 @@ func TestCanceledWhileQueued(t *testing.T) {
 	require.NoError(t, result(t, p.plugErr))
 	require.NoError(t, result(t, before))
 	require.NoError(t, result(t, after))
-	for id, want := range map[string]error{"before": nil, "after": nil, "canceled": storage.ErrNotFound} {
-		_, err := s.GetConnection(ctx, id)
-		if want == nil {
-			require.NoError(t, err, id)
-		} else {
-			require.ErrorIs(t, err, want, id)
-		}
+	for id, want := range map[string]bool{"before": true, "after": true, "canceled": false} {
+		require.Equal(t, want, s.hasMark(t, id), id)
 	}
 }
 
@@ -263,7 +256,7 @@ func TestCloseWhileWritersWait(t *testing.T) {
 	results := make([]<-chan error, waiting)
 	for i := range results {
 		id := "waiting-" + strconv.Itoa(i)
-		results[i] = p.start(t, func() error { return s.PutConnection(ctx, storage.Connection{ID: id}) })
+		results[i] = p.start(t, func() error { return s.putMark(ctx, id) })
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
@@ -280,18 +273,16 @@ func TestCloseWhileWritersWait(t *testing.T) {
 	p.release()
 	require.NoError(t, result(t, p.plugErr), "the commit in flight completes")
 	require.NoError(t, result(t, closed))
-	require.ErrorIs(t, s.PutConnection(ctx, storage.Connection{ID: "late"}), ErrClosed)
+	require.ErrorIs(t, s.putMark(ctx, "late"), ErrClosed)
 	require.NoError(t, s.Close(), "a second Close")
 	require.Eventually(t, func() bool { return committerGoroutines() == base }, wait, 10*time.Millisecond, "the committer goroutine ended")
 
 	s, err := Open(p.path, Options{})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, s.Close()) }()
-	_, err = s.GetConnection(ctx, "plug")
-	require.NoError(t, err)
+	require.True(t, s.hasMark(t, "plug"))
 	for i := range waiting {
-		_, err := s.GetConnection(ctx, "waiting-"+strconv.Itoa(i))
-		require.ErrorIs(t, err, storage.ErrNotFound)
+		require.False(t, s.hasMark(t, "waiting-"+strconv.Itoa(i)))
 	}
 }
 
@@ -353,4 +344,34 @@ func TestOpenBadBatchLimits(t *testing.T) {
 		_, err := Open(filepath.Join(t.TempDir(), "streamer.db"), o)
 		require.ErrorContains(t, err, "must not be negative")
 	}
+}
+
+// putMark is a write through the group commit: the key test-mark-ID in the
+// meta bucket.
+func (s *Store) putMark(ctx context.Context, id string) error {
+	return s.update(ctx, "put mark", len(id), nil, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte("test-mark-"+id), []byte{1})
+	})
+}
+
+// hasMark reports whether putMark(id) is stored.
+func (s *Store) hasMark(t *testing.T, id string) bool {
+	t.Helper()
+	var ok bool
+	require.NoError(t, s.view(t.Context(), "has mark", func(tx *bbolt.Tx) error {
+		ok = tx.Bucket(bucketMeta).Get([]byte("test-mark-"+id)) != nil
+		return nil
+	}))
+	return ok
+}
+
+// hasConnRecord reports whether the connections bucket holds id.
+func (s *Store) hasConnRecord(t *testing.T, id string) bool {
+	t.Helper()
+	var ok bool
+	require.NoError(t, s.view(t.Context(), "has conn record", func(tx *bbolt.Tx) error {
+		ok = tx.Bucket(bucketConns).Get([]byte(id)) != nil
+		return nil
+	}))
+	return ok
 }

@@ -12,24 +12,6 @@ import (
 // Raw JSON fields are kept as []byte (base64 in the file) so that they
 // round-trip byte for byte: encoding/json would compact a json.RawMessage.
 
-type connRecord struct {
-	ID          string    `json:"id"`
-	Tenant      string    `json:"tenant,omitempty"`
-	Subject     string    `json:"subject,omitempty"`
-	Principal   []byte    `json:"principal,omitempty"`
-	Endpoint    string    `json:"endpoint,omitempty"`
-	ConnectedAt time.Time `json:"connected_at"`
-	ExpiresAt   time.Time `json:"expires_at"`
-}
-
-func fromConn(c storage.Connection) connRecord {
-	return connRecord(c)
-}
-
-func (r connRecord) conn() storage.Connection {
-	return storage.Connection(r)
-}
-
 type errorRecord struct {
 	Code      string `json:"code"`
 	Message   string `json:"message"`
