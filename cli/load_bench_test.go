@@ -13,10 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/rs/zerolog"
 
-	"github.com/streamer-go/streamer"
 	"github.com/streamer-go/streamer/middleware"
 	"github.com/streamer-go/streamer/plugins"
 )
@@ -56,47 +54,20 @@ func startBenchDev(tb testing.TB) (string, string) {
 	return "", ""
 }
 
-// startBareServer runs a plain coder/websocket server that parses the same
-// frame and answers a response: the baseline the framework is measured
-// against.
+// startBareServer runs the floor of `streamer load` (floorHandler: a bare
+// coder/websocket server that checks the JWT and echoes) with the bench
+// secret: the baseline the framework is measured against.
 func startBareServer(tb testing.TB) string {
 	tb.Helper()
+	auth, err := middleware.NewJWT(middleware.JWTConfig{Secret: []byte(benchSecret)})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow() //nolint:errcheck // best effort
-		c.SetReadLimit(streamer.MaxMessageSize)
-		ctx := r.Context()
-		for {
-			_, data, err := c.Read(ctx)
-			if err != nil {
-				return
-			}
-			var f struct {
-				Action  string          `json:"action"`
-				ID      string          `json:"id"`
-				Payload json.RawMessage `json:"payload"`
-			}
-			if json.Unmarshal(data, &f) != nil {
-				continue
-			}
-			out, _ := json.Marshal(struct {
-				Type      string          `json:"type"`
-				RequestID string          `json:"request_id"`
-				Success   bool            `json:"success"`
-				Data      json.RawMessage `json:"data"`
-			}{"response", f.ID, true, f.Payload})
-			if c.Write(ctx, websocket.MessageText, out) != nil {
-				return
-			}
-		}
-	}), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: &floorHandler{auth: auth}, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -137,11 +108,11 @@ func BenchmarkLoopbackEcho(b *testing.B) {
 		// warmer or colder machine.
 		var d, r loadResult
 		if len(tputRatios)%2 == 0 {
-			r = run(bareURL, "", &bare)
+			r = run(bareURL, token, &bare)
 			d = run(devURL, token, &dev)
 		} else {
 			d = run(devURL, token, &dev)
-			r = run(bareURL, "", &bare)
+			r = run(bareURL, token, &bare)
 		}
 		tputRatios = append(tputRatios, d.throughput()/r.throughput())
 		p99Ratios = append(p99Ratios, float64(d.quantile(0.99))/float64(r.quantile(0.99)))
