@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"path"
@@ -501,8 +502,10 @@ func (g *Gateway) watch(lc *liveConn) (stop func()) {
 		}
 		return d
 	}
+	// Armed far off first and then reset, so that t is set before the
+	// callback can run and read it.
 	var t *time.Timer
-	t = time.AfterFunc(next(), func() {
+	t = time.AfterFunc(time.Duration(math.MaxInt64), func() {
 		now := time.Now()
 		switch {
 		case !lc.c.ExpiresAt.IsZero() && !now.Before(lc.c.ExpiresAt):
@@ -515,6 +518,7 @@ func (g *Gateway) watch(lc *liveConn) (stop func()) {
 			t.Reset(next())
 		}
 	})
+	t.Reset(next())
 	return func() { t.Stop() }
 }
 
