@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -25,6 +24,7 @@ import (
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/bolt"
 	"github.com/streamer-go/streamer/storage/dynamodb"
+	"github.com/streamer-go/streamer/storage/dynamodb/dynamodbtest"
 	"github.com/streamer-go/streamer/transport/local/devserver"
 )
 
@@ -36,12 +36,7 @@ import (
 // healthy), and deletes the message: the request finishes with one
 // terminal event and the queue is empty.
 func TestOpsRedriveSQS(t *testing.T) {
-	if os.Getenv("AWS_ENDPOINT_URL_DYNAMODB") == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("AWS_ENDPOINT_URL_DYNAMODB is not set: DynamoDB Local is required in CI")
-		}
-		t.Skip("AWS_ENDPOINT_URL_DYNAMODB is not set; run scripts/dynamodb-local.sh")
-	}
+	endpoint := dynamodbtest.Endpoint(t)
 	sqsSrv, err := sqslocal.New(t.Context())
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, sqsSrv.Close()) })
@@ -71,7 +66,7 @@ func TestOpsRedriveSQS(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- awslocal.Run(ctx, awslocal.Config{
-			Listener: ln, DynamoDBEndpoint: os.Getenv("AWS_ENDPOINT_URL_DYNAMODB"), Table: table,
+			Listener: ln, DynamoDBEndpoint: endpoint, Table: table,
 			Secret: []byte("0123456789abcdef0123456789abcdef"), Plugins: plugins, Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
 			ReapInterval: -1, JobRetryDelays: []time.Duration{50 * time.Millisecond, 50 * time.Millisecond},
 			WrapJob: func(next awslocal.LambdaHandler) awslocal.LambdaHandler {

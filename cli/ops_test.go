@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/config"
-	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/bolt"
 	"github.com/streamer-go/streamer/storage/dynamodb"
+	"github.com/streamer-go/streamer/storage/dynamodb/dynamodbtest"
 	"github.com/streamer-go/streamer/transport"
 )
 
@@ -228,17 +227,7 @@ func TestOpsDataDir(t *testing.T) {
 // redriving a live request's job by invoking the processor function of a
 // local Lambda service.
 func TestOpsDynamoDB(t *testing.T) {
-	if os.Getenv("AWS_ENDPOINT_URL_DYNAMODB") == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("AWS_ENDPOINT_URL_DYNAMODB is not set: DynamoDB Local is required in CI")
-		}
-		t.Skip("AWS_ENDPOINT_URL_DYNAMODB is not set; run scripts/dynamodb-local.sh")
-	}
-	cfg, err := config.LoadDefaultConfig(t.Context())
-	require.NoError(t, err)
-	client := awsddb.NewFromConfig(cfg)
-	table := fmt.Sprintf("ops-%d", time.Now().UnixNano())
-	require.NoError(t, dynamodb.CreateTable(t.Context(), client, table))
+	client, table := dynamodbtest.NewTable(t, "ops")
 	store, err := dynamodb.New(dynamodb.Config{Client: client, Table: table})
 	require.NoError(t, err)
 

@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamer-go/streamer"
@@ -22,6 +19,7 @@ import (
 	"github.com/streamer-go/streamer/ops/sqsredrive/sqslocal"
 	"github.com/streamer-go/streamer/storage"
 	"github.com/streamer-go/streamer/storage/dynamodb"
+	"github.com/streamer-go/streamer/storage/dynamodb/dynamodbtest"
 	"github.com/streamer-go/streamer/storage/memory"
 	"github.com/streamer-go/streamer/transport"
 )
@@ -203,17 +201,7 @@ func TestRedriveMemory(t *testing.T) {
 }
 
 func TestRedriveDynamoDB(t *testing.T) {
-	if os.Getenv("AWS_ENDPOINT_URL_DYNAMODB") == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("AWS_ENDPOINT_URL_DYNAMODB is not set: DynamoDB Local is required in CI")
-		}
-		t.Skip("AWS_ENDPOINT_URL_DYNAMODB is not set; run scripts/dynamodb-local.sh")
-	}
-	cfg, err := config.LoadDefaultConfig(t.Context())
-	require.NoError(t, err)
-	client := awsddb.NewFromConfig(cfg)
-	table := fmt.Sprintf("sqsredrive-%d", time.Now().UnixNano())
-	require.NoError(t, dynamodb.CreateTable(t.Context(), client, table))
+	client, table := dynamodbtest.NewTable(t, "sqsredrive")
 	store, err := dynamodb.New(dynamodb.Config{Client: client, Table: table})
 	require.NoError(t, err)
 	testRedrive(t, store)
