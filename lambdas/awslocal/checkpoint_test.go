@@ -60,11 +60,14 @@ func TestCheckpointedJobSpansInvocations(t *testing.T) {
 	evs, err := store.ReadEvents(ctx, key, 0, 0)
 	require.NoError(t, err)
 	continued := checkItems(t, evs, 40)
-	require.Equal(t, res.Runs-1, continued, "every run after the first continued from a checkpoint")
 	req, err := store.GetRequest(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, storage.StatusSucceeded, req.Status)
-	require.Equal(t, res.Runs-1, req.Continuations)
+	require.Equal(t, req.Continuations, continued, "every run after the first continued from a checkpoint")
+	// res.Runs counts the runs that checkpointed an item: on a loaded
+	// machine a run may be stopped before its first item, and its count
+	// is not saved.
+	require.GreaterOrEqual(t, continued, res.Runs-1)
 	require.Zero(t, req.Stalls, "deadlines are continuations, not stalls")
 
 	// The client got every event, in order.
