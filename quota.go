@@ -46,20 +46,34 @@ func quotaError(quota string, limit int64, format string, args ...any) *Error {
 type pendingCounts struct {
 	on bool
 	n  map[string]int
+	// admitted are the requests counted between beginPending and
+	// startPending, which the listing startPending gets may hold too.
+	admitted map[storage.Key]bool
 }
 
 func principalID(k storage.Key) string {
 	return storage.Key{Tenant: k.Tenant, Subject: k.Subject}.String()
 }
 
-// startPending turns counting on, from the unfinished requests reqs.
+// beginPending turns counting on, before Run lists the unfinished
+// requests.
+func (a *App) beginPending() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pending = pendingCounts{on: true, n: map[string]int{}, admitted: map[storage.Key]bool{}}
+}
+
+// startPending adds the unfinished requests reqs, but those admitted since
+// beginPending (already counted).
 func (a *App) startPending(reqs []storage.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.pending = pendingCounts{on: true, n: map[string]int{}}
 	for _, r := range reqs {
-		a.pending.n[principalID(r.Key)]++
+		if !a.pending.admitted[r.Key] {
+			a.pending.n[principalID(r.Key)]++
+		}
 	}
+	a.pending.admitted = nil
 }
 
 // stopPending turns counting off when Run returns.
@@ -84,6 +98,9 @@ func (a *App) admitPending(k storage.Key) (undo func(), err error) {
 			"%d requests of yours are queued or running, the most allowed; wait for one to end (or cancel one)", a.pending.n[id])
 	}
 	a.pending.n[id]++
+	if a.pending.admitted != nil {
+		a.pending.admitted[k] = true
+	}
 	return func() { a.finishPending(k) }, nil
 }
 
