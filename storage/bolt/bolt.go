@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -98,7 +99,10 @@ func Open(path string, opts Options) (*Store, error) {
 	if maxBytes == 0 {
 		maxBytes = DefaultMaxBatchBytes
 	}
-	db, err := openDB(path, &bbolt.Options{Timeout: timeout})
+	// The freelist stays synced: rebuilding it at open scans pages on a
+	// goroutine of bbolt's, where a damaged page panics beyond recovery.
+	// A hash map keeps it cheaper to search than the default array.
+	db, err := openDB(path, &bbolt.Options{Timeout: timeout, FreelistType: bbolt.FreelistMapType})
 	if errors.Is(err, bberrors.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: open %s: lock not acquired within %s: %w", path, timeout, ErrLocked)
 	}
@@ -121,7 +125,15 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	st.gc = newCommitter(db, maxOps, maxBytes)
+	w, err := st.recoverWAL(path + ".wal")
+	if err != nil {
+		_ = db.Close()
+		if errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("bolt: open %s: event log: %w", path, err)
+	}
+	st.gc = newCommitter(db, w, maxOps, maxBytes)
 	return st, nil
 }
 
@@ -204,10 +216,16 @@ func (s *Store) view(ctx context.Context, op string, fn func(tx *bbolt.Tx) error
 // apply, in the same transaction. size is about how many bytes the write
 // stores, for the batch's byte budget.
 func (s *Store) update(ctx context.Context, op string, size int, check, apply txFunc) error {
+	return s.write(ctx, op, &write{size: size, check: check, apply: apply})
+}
+
+// write runs w through the group commit, as update does.
+func (s *Store) write(ctx context.Context, op string, w *write) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
-	err := s.gc.do(&write{ctx: ctx, size: size, check: check, apply: apply})
+	w.ctx = ctx
+	err := s.gc.do(w)
 	if err != nil {
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
@@ -546,6 +564,32 @@ func getRequest(tx *bbolt.Tx, rk []byte, now time.Time) (storage.Request, error)
 	return r, nil
 }
 
+// fenceRecord is the part of a requestRecord that decides whether an event
+// may be appended.
+type fenceRecord struct {
+	Status      storage.Status `json:"status"`
+	Attempt     int            `json:"attempt,omitempty"`
+	SubsVersion int64          `json:"subs_version,omitempty"`
+	ExpiresAt   time.Time      `json:"expires_at"`
+}
+
+// getFence is getRequest for a check that needs only the request's status,
+// attempt and subscriber version: the request it returns has only those.
+func getFence(tx *bbolt.Tx, rk []byte, now time.Time) (storage.Request, error) {
+	v := tx.Bucket(bucketRequests).Get(rk)
+	if v == nil {
+		return storage.Request{}, fmt.Errorf("request %s: %w", rk, storage.ErrNotFound)
+	}
+	var rec fenceRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return storage.Request{}, fmt.Errorf("decoding request %s: %w", rk, err)
+	}
+	if expired(rec.ExpiresAt, now) {
+		return storage.Request{}, fmt.Errorf("request %s: %w", rk, storage.ErrNotFound)
+	}
+	return storage.Request{Status: rec.Status, Attempt: rec.Attempt, SubsVersion: rec.SubsVersion, ExpiresAt: rec.ExpiresAt}, nil
+}
+
 func decodeRequest(rk, v []byte) (storage.Request, error) {
 	var rec requestRecord
 	if err := json.Unmarshal(v, &rec); err != nil {
@@ -788,13 +832,7 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, e s
 		return fmt.Errorf("bolt: append event %s: %w", k, err)
 	}
 	rk := []byte(k.String())
-	var r storage.Request
-	check := func(tx *bbolt.Tx) error {
-		var err error
-		r, err = getRequest(tx, rk, time.Now())
-		if err != nil {
-			return err
-		}
+	fence := func(r storage.Request) error {
 		if r.Status.Final() {
 			return fmt.Errorf("request %s is %s: %w", k, r.Status, storage.ErrConflict)
 		}
@@ -804,13 +842,25 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, e s
 		if r.SubsVersion != subsVersion {
 			return &storage.SubscribersChangedError{Version: r.SubsVersion}
 		}
+		return nil
+	}
+	var r storage.Request
+	check := func(tx *bbolt.Tx) error {
+		var err error
+		r, err = getRequest(tx, rk, time.Now())
+		if err != nil {
+			return err
+		}
+		if err := fence(r); err != nil {
+			return err
+		}
 		return seqFree(tx, rk, e.Seq)
 	}
 	size := len(rk) + len(v)
 	if e.Checkpoint != nil {
 		size += requestSize(len(e.Checkpoint))
 	}
-	return s.update(ctx, "append event", size, check, func(tx *bbolt.Tx) error {
+	w := &write{size: size, check: check, apply: func(tx *bbolt.Tx) error {
 		if err := putEvent(tx, rk, e.Seq, v); err != nil {
 			return err
 		}
@@ -819,7 +869,12 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, e s
 		}
 		r.Checkpoint = append(json.RawMessage(nil), e.Checkpoint...)
 		return putRequest(tx, r)
-	})
+	}}
+	if e.Checkpoint == nil {
+		// The event alone: it may go to the event log.
+		w.log = &logRecord{rk: string(rk), seq: e.Seq, value: v, fence: fence}
+	}
+	return s.write(ctx, "append event", w)
 }
 
 // events returns the event bucket of a live request, or nil.
@@ -841,38 +896,50 @@ func decodeEvent(rk, v []byte) (storage.Event, error) {
 // ReadEvents returns up to limit unexpired events of k with Seq > after, in
 // order; limit ≤ 0 means no limit. An unknown request has no events.
 func (s *Store) ReadEvents(ctx context.Context, k storage.Key, after int64, limit int) ([]storage.Event, error) {
+	rk := []byte(k.String())
+	logged := s.gc.pend.of(string(rk)) // before the transaction: see pending
 	var out []storage.Event
 	err := s.view(ctx, "read events", func(tx *bbolt.Tx) error {
-		rk := []byte(k.String())
 		now := time.Now()
 		b, err := events(tx, rk, now)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil
 		}
-		if err != nil || b == nil {
+		if err != nil {
 			return err
 		}
-		c := b.Cursor()
-		var sk, v []byte
-		if after < 0 {
-			sk, v = c.First()
-		} else {
-			sk, v = c.Seek(seqKey(after + 1))
+		if b != nil {
+			c := b.Cursor()
+			var sk, v []byte
+			if after < 0 {
+				sk, v = c.First()
+			} else {
+				sk, v = c.Seek(seqKey(after + 1))
+			}
+			for ; sk != nil; sk, v = c.Next() {
+				if limit > 0 && len(out) == limit {
+					break
+				}
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				ev, err := decodeEvent(rk, v)
+				if err != nil {
+					return err
+				}
+				if !expired(ev.ExpiresAt, now) {
+					out = append(out, ev)
+				}
+			}
 		}
-		for ; sk != nil; sk, v = c.Next() {
-			if limit > 0 && len(out) == limit {
-				break
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			ev, err := decodeEvent(rk, v)
-			if err != nil {
-				return err
-			}
-			if !expired(ev.ExpiresAt, now) {
-				out = append(out, ev)
-			}
+		logged = slices.DeleteFunc(logged, func(r logRecord) bool { return r.seq <= after })
+		evs, err := decodeRecords(logged, now)
+		if err != nil {
+			return err
+		}
+		out = mergeEvents(out, evs)
+		if limit > 0 && len(out) > limit {
+			out = out[:limit]
 		}
 		return nil
 	})
@@ -885,28 +952,23 @@ func (s *Store) ReadEvents(ctx context.Context, k storage.Key, after int64, limi
 // LastEvent returns the unexpired event of k with the highest seq, or
 // [storage.ErrNotFound] when there is none.
 func (s *Store) LastEvent(ctx context.Context, k storage.Key) (storage.Event, error) {
+	rk := []byte(k.String())
+	logged := s.gc.pend.of(string(rk)) // before the transaction: see pending
 	var out storage.Event
 	err := s.view(ctx, "last event", func(tx *bbolt.Tx) error {
-		rk := []byte(k.String())
 		now := time.Now()
-		b, err := events(tx, rk, now)
+		if _, err := events(tx, rk, now); err != nil {
+			return err
+		}
+		var err error
+		out, err = lastLive(tx, rk, logged, now)
 		if err != nil {
 			return err
 		}
-		if b != nil {
-			c := b.Cursor()
-			for sk, v := c.Last(); sk != nil; sk, v = c.Prev() {
-				ev, err := decodeEvent(rk, v)
-				if err != nil {
-					return err
-				}
-				if !expired(ev.ExpiresAt, now) {
-					out = ev
-					return nil
-				}
-			}
+		if out.Seq == 0 {
+			return fmt.Errorf("request %s has no events: %w", k, storage.ErrNotFound)
 		}
-		return fmt.Errorf("request %s has no events: %w", k, storage.ErrNotFound)
+		return nil
 	})
 	return out, err
 }

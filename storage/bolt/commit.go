@@ -3,11 +3,16 @@ package bolt
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/streamer-go/streamer/storage"
 )
 
 // ErrClosed is the error of a write made after [Store.Close], or still
@@ -36,6 +41,10 @@ type write struct {
 	size  int
 	check txFunc // nil: never refused
 	apply txFunc
+	// log, when set, is the event the write appends, and the write's
+	// apply only stores it: a batch of such writes goes to the event log
+	// (see wal.go), with check run in a read-only transaction.
+	log *logRecord
 
 	err   error         // the result, set before done is closed
 	done  chan struct{} // closed when err is final
@@ -64,6 +73,28 @@ type committer struct {
 	stopped  chan struct{} // closed when the loop has returned
 	commits  atomic.Int64  // committed transactions, for tests and benchmarks
 	reruns   atomic.Int64  // batches rolled back for a failed apply, for tests
+	flushes  atomic.Int64  // flushes of the event log that committed, for tests
+
+	// wal is the event log, nil when there is none (tests of the bbolt
+	// path); pend its events not yet in the file. flushing is set while a
+	// flush goroutine runs and closed when it has ended. Only the loop
+	// uses wal and flushing.
+	wal      *wal
+	pend     *pending
+	flushing chan struct{}
+	// preRecs are the pending events a bbolt-path batch copies into the
+	// file before its writes, through preLSN; preDone is set once a
+	// transaction that did so committed.
+	preRecs []logRecord
+	preLSN  uint64
+	preDone bool
+	// fences caches the fence of the requests events were logged for:
+	// only the bbolt path changes a request, and it clears the cache.
+	fences map[string]storage.Request
+	// flushRecords, flushBytes and flushAfter are the flush thresholds
+	// (the constants of the same names; tests lower them).
+	flushRecords, flushBytes int
+	flushAfter               time.Duration
 
 	mu     sync.Mutex
 	queue  []*write
@@ -72,13 +103,20 @@ type committer struct {
 	hook func(batch []*write)
 }
 
-func newCommitter(db *bbolt.DB, maxOps, maxBytes int) *committer {
+func newCommitter(db *bbolt.DB, w *wal, maxOps, maxBytes int) *committer {
 	c := &committer{
 		db:       db,
 		maxOps:   maxOps,
 		maxBytes: maxBytes,
 		wake:     make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
+		wal:      w,
+		pend:     newPending(),
+		fences:   map[string]storage.Request{},
+
+		flushRecords: flushRecords,
+		flushBytes:   flushBytes,
+		flushAfter:   flushAfter,
 	}
 	go c.loop()
 	return c
@@ -147,6 +185,7 @@ func (c *committer) loop() {
 	for {
 		batch := c.next()
 		if batch == nil {
+			c.finish()
 			return
 		}
 		c.commit(batch)
@@ -183,7 +222,32 @@ func (c *committer) next() []*write {
 			return nil
 		}
 		c.mu.Unlock()
+		c.idle()
+	}
+}
+
+// idle waits for a write, starting a flush when pending events have waited
+// long enough meanwhile.
+func (c *committer) idle() {
+	if c.flushing != nil {
+		select {
+		case <-c.wake:
+		case <-c.flushing:
+			c.flushing = nil
+		}
+		return
+	}
+	n, _, oldest := c.pend.stats()
+	if n == 0 {
 		<-c.wake
+		return
+	}
+	t := time.NewTimer(c.flushAfter - time.Since(oldest))
+	defer t.Stop()
+	select {
+	case <-c.wake:
+	case <-t.C:
+		c.maybeFlush()
 	}
 }
 
@@ -199,6 +263,16 @@ func (c *committer) commit(batch []*write) {
 			close(w.done)
 		}
 	}()
+	if c.wal != nil && c.wal.broken == nil && !slices.ContainsFunc(batch, func(w *write) bool { return w.log == nil }) {
+		c.commitLog(batch)
+		return
+	}
+	// Any other write sees the logged events: they are copied into the
+	// file first, in its transaction.
+	c.waitFlush()
+	clear(c.fences) // the batch may change them
+	c.preRecs, c.preLSN = c.pend.all()
+	defer c.dropPending()
 	live := slices.Clone(batch) // batch keeps every write: DeleteFunc clears the tail
 	for rerun := 0; len(live) > 0; rerun++ {
 		if rerun == 2 && len(live) > 1 {
@@ -210,6 +284,9 @@ func (c *committer) commit(batch []*write) {
 		var failed *write
 		err := c.guard(func() error {
 			return c.db.Update(func(tx *bbolt.Tx) error {
+				if err := c.pre(tx); err != nil {
+					return err
+				}
 				for _, w := range live {
 					var dirty bool
 					dirty, w.err = w.run(tx, c.db.Path())
@@ -228,6 +305,7 @@ func (c *committer) commit(batch []*write) {
 		}
 		if err == nil {
 			c.commits.Add(1)
+			c.preDone = true
 			return
 		}
 		// The commit itself failed: nothing of the batch is stored. A
@@ -246,6 +324,9 @@ func (c *committer) commitAlone(w *write) {
 	var failed error
 	err := c.guard(func() error {
 		return c.db.Update(func(tx *bbolt.Tx) error {
+			if err := c.pre(tx); err != nil {
+				return err
+			}
 			var dirty bool
 			dirty, w.err = w.run(tx, c.db.Path())
 			if dirty {
@@ -260,6 +341,7 @@ func (c *committer) commitAlone(w *write) {
 		w.err = failed
 	case err == nil:
 		c.commits.Add(1)
+		c.preDone = true
 	case w.err == nil:
 		w.err = err
 	}
@@ -298,4 +380,177 @@ func (w *write) run(tx *bbolt.Tx, path string) (dirty bool, err error) {
 		return true, err
 	}
 	return false, nil
+}
+
+// pre copies the pending events into the file in tx, until a commit has.
+func (c *committer) pre(tx *bbolt.Tx) error {
+	if c.preDone || len(c.preRecs) == 0 {
+		return nil
+	}
+	return applyRecords(tx, c.preRecs, c.preLSN)
+}
+
+// dropPending forgets the pending events a commit copied into the file and
+// empties the log.
+func (c *committer) dropPending() {
+	recs, done := c.preRecs, c.preDone
+	c.preRecs, c.preDone = nil, false
+	if !done || len(recs) == 0 {
+		return
+	}
+	c.pend.removeThrough(c.preLSN, time.Now())
+	// Failing to empty it leaves records that the LSN stored with them
+	// makes Open skip: nothing to undo.
+	_ = c.wal.reset()
+}
+
+// commitLog commits a batch of event appends to the event log: each
+// write's check runs in one read-only transaction, against the file and
+// the pending events, and the accepted events are written and synced
+// together. A write returns once its event is synced.
+func (c *committer) commitLog(batch []*write) {
+	var (
+		buf      []byte
+		recs     []logRecord
+		accepted []*write
+		staged   = map[string][]int64{}
+	)
+	err := c.guard(func() error {
+		return c.db.View(func(tx *bbolt.Tx) error {
+			for _, w := range batch {
+				if w.err = w.ctx.Err(); w.err != nil {
+					continue
+				}
+				r := *w.log
+				if w.err = c.checkFence(tx, r); w.err != nil {
+					continue
+				}
+				if w.err = seqFree(tx, []byte(r.rk), r.seq); w.err != nil {
+					continue
+				}
+				if c.pend.has(r.rk, r.seq) || slices.Contains(staged[r.rk], r.seq) {
+					w.err = fmt.Errorf("request %s seq %d: %w", r.rk, r.seq, storage.ErrConflict)
+					continue
+				}
+				staged[r.rk] = append(staged[r.rk], r.seq)
+				r.lsn = c.wal.next
+				c.wal.next++
+				buf = r.appendTo(buf)
+				recs = append(recs, r)
+				accepted = append(accepted, w)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		for _, w := range batch {
+			if w.err == nil {
+				w.err = err
+			}
+		}
+		return
+	}
+	if len(recs) == 0 {
+		return
+	}
+	if err := c.wal.append(buf); err != nil {
+		c.wal.next = recs[0].lsn // none of them is in the log
+		for _, w := range accepted {
+			w.err = err
+		}
+		return
+	}
+	c.pend.add(recs, time.Now())
+	c.commits.Add(1)
+	c.maybeFlush()
+}
+
+// maybeFlush starts a flush of the pending events when there are enough
+// of them, or when the oldest has waited flushAfter, and none is running.
+// The flush copies them into the file in a goroutine of its own, while
+// appends go on in a new segment of the log.
+func (c *committer) maybeFlush() {
+	if c.flushing != nil {
+		select {
+		case <-c.flushing:
+			c.flushing = nil
+		default:
+			return
+		}
+	}
+	n, size, oldest := c.pend.stats()
+	if n == 0 || n < c.flushRecords && size < c.flushBytes && time.Since(oldest) < c.flushAfter {
+		return
+	}
+	sealed, err := c.wal.rotate()
+	if err != nil {
+		return // the next write or flush copies them
+	}
+	recs, lsn := c.pend.all()
+	done := make(chan struct{})
+	c.flushing = done
+	go func() {
+		defer close(done)
+		err := c.guard(func() error {
+			return c.db.Update(func(tx *bbolt.Tx) error { return applyRecords(tx, recs, lsn) })
+		})
+		if err != nil {
+			return // they stay pending: the next flush or write copies them
+		}
+		c.flushes.Add(1)
+		c.pend.removeThrough(lsn, time.Now())
+		_ = removeSegments(c.wal.base, sealed)
+	}()
+}
+
+// waitFlush waits for the running flush, if any.
+func (c *committer) waitFlush() {
+	if c.flushing != nil {
+		<-c.flushing
+		c.flushing = nil
+	}
+}
+
+// finish copies what is pending into the file and removes the log, when
+// the committer stops.
+func (c *committer) finish() {
+	c.waitFlush()
+	if c.wal == nil {
+		return
+	}
+	defer func() { _ = c.wal.close() }()
+	recs, lsn := c.pend.all()
+	if len(recs) > 0 {
+		err := c.guard(func() error {
+			return c.db.Update(func(tx *bbolt.Tx) error { return applyRecords(tx, recs, lsn) })
+		})
+		if err != nil {
+			return // Open copies them
+		}
+		c.pend.removeThrough(lsn, time.Now())
+	}
+	if c.wal.reset() == nil && c.wal.close() == nil {
+		_ = os.Remove(segmentName(c.wal.base, c.wal.n))
+	}
+}
+
+// maxFences bounds the fence cache.
+const maxFences = 100_000
+
+// checkFence runs r's fence check on its request's status, attempt and
+// subscriber version, read from the file once and cached.
+func (c *committer) checkFence(tx *bbolt.Tx, r logRecord) error {
+	now := time.Now()
+	f, ok := c.fences[r.rk]
+	if !ok || expired(f.ExpiresAt, now) {
+		var err error
+		if f, err = getFence(tx, []byte(r.rk), now); err != nil {
+			return err
+		}
+		if len(c.fences) >= maxFences {
+			clear(c.fences)
+		}
+		c.fences[r.rk] = f
+	}
+	return r.fence(f)
 }

@@ -28,12 +28,29 @@
 // bbolt error, a damaged page) makes the batch roll back and run again
 // without it. Close fails the writes still waiting with [ErrClosed].
 //
+// A progress event (an AppendEvent without a checkpoint) takes a cheaper
+// path: its batch is checked against the file in a read-only transaction
+// and written to an event log beside it, <file>.wal.<n>, with one write and
+// one fsync; the writes return after that fsync. Such events are "pending"
+// until they are copied into the file: reads see them from memory, a flush
+// goroutine copies them in large batches (4,096 events or 4 MiB pending, or
+// the oldest a second old) while appends go on in a new segment, any other
+// write copies them first, in its own transaction, so that it sees them,
+// and Close copies what is left and removes the log. Open copies in what a
+// crash left in the log; the file records how far flushes went, so no
+// event is copied twice. A bbolt commit rewrites a few pages per request
+// and syncs twice; the log costs one sequential write and one sync per
+// batch (BENCHMARKS.md). Copy or back up the data directory with the
+// process stopped, or copy the log segments too.
+//
 // Only one process may open a database file at a time: [Open] waits up to
 // [Options.Timeout] for the file lock and then fails with [ErrLocked].
 //
 // Layout, all records JSON-encoded:
 //
-//	meta                     "version" → format version
+//	meta                     "version" → format version,
+//	                         "wal_applied" → the event log's LSN flushes reached
+//	                         (big-endian uint64)
 //	connections              (empty: connections are in memory)
 //	requests                 Key.String() → request
 //	events/<key>             big-endian uint64 seq → event (ordered by seq)

@@ -46,6 +46,7 @@ func (s *Store) ListRequests(ctx context.Context, tenant, subject string, q stor
 		rk []byte
 	}
 	var page storage.ListPage
+	logged := s.gc.pend.byRequest() // before the transaction: see pending
 	err := s.view(ctx, "list requests", func(tx *bbolt.Tx) error {
 		now := time.Now()
 		// The escaped principal and the separator before the ID.
@@ -83,7 +84,7 @@ func (s *Store) ListRequests(ctx context.Context, tenant, subject string, q stor
 		}
 		page.Requests = make([]storage.ListedRequest, len(all))
 		for i, f := range all {
-			last, err := lastLive(tx, f.rk, now)
+			last, err := lastLive(tx, f.rk, logged[string(f.rk)], now)
 			if err != nil {
 				return err
 			}
@@ -98,21 +99,34 @@ func (s *Store) ListRequests(ctx context.Context, tenant, subject string, q stor
 }
 
 // lastLive returns the unexpired event of the request rk with the highest
-// seq, or the zero Event when there is none.
-func lastLive(tx *bbolt.Tx, rk []byte, now time.Time) (storage.Event, error) {
-	b := tx.Bucket(bucketEvents).Bucket(rk)
-	if b == nil {
-		return storage.Event{}, nil
+// seq, in the file or among its logged events, or the zero Event when there
+// is none.
+func lastLive(tx *bbolt.Tx, rk []byte, logged []logRecord, now time.Time) (storage.Event, error) {
+	var last storage.Event
+	if b := tx.Bucket(bucketEvents).Bucket(rk); b != nil {
+		c := b.Cursor()
+		for sk, v := c.Last(); sk != nil; sk, v = c.Prev() {
+			ev, err := decodeEvent(rk, v)
+			if err != nil {
+				return storage.Event{}, err
+			}
+			if !expired(ev.ExpiresAt, now) {
+				last = ev
+				break
+			}
+		}
 	}
-	c := b.Cursor()
-	for sk, v := c.Last(); sk != nil; sk, v = c.Prev() {
-		ev, err := decodeEvent(rk, v)
+	for i := len(logged) - 1; i >= 0; i-- {
+		if logged[i].seq <= last.Seq {
+			continue
+		}
+		ev, err := decodeEvent(rk, logged[i].value)
 		if err != nil {
 			return storage.Event{}, err
 		}
-		if !expired(ev.ExpiresAt, now) {
-			return ev, nil
+		if !expired(ev.ExpiresAt, now) && ev.Seq > last.Seq {
+			last = ev
 		}
 	}
-	return storage.Event{}, nil
+	return last, nil
 }
