@@ -844,6 +844,26 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, e s
 		}
 		return nil
 	}
+	seq := e.Seq
+	if e.Checkpoint == nil {
+		// The event alone: it may go to the event log, and the check
+		// needs only the request's fence.
+		return s.write(ctx, "append event", &write{
+			size: len(rk) + len(v),
+			check: func(tx *bbolt.Tx) error {
+				f, err := getFence(tx, rk, time.Now())
+				if err != nil {
+					return err
+				}
+				if err := fence(f); err != nil {
+					return err
+				}
+				return seqFree(tx, rk, seq)
+			},
+			apply: func(tx *bbolt.Tx) error { return putEvent(tx, rk, seq, v) },
+			log:   &logRecord{rk: string(rk), seq: seq, value: v, fence: fence},
+		})
+	}
 	var r storage.Request
 	check := func(tx *bbolt.Tx) error {
 		var err error
@@ -854,26 +874,16 @@ func (s *Store) AppendEvent(ctx context.Context, k storage.Key, attempt int, e s
 		if err := fence(r); err != nil {
 			return err
 		}
-		return seqFree(tx, rk, e.Seq)
+		return seqFree(tx, rk, seq)
 	}
-	size := len(rk) + len(v)
-	if e.Checkpoint != nil {
-		size += requestSize(len(e.Checkpoint))
-	}
-	w := &write{size: size, check: check, apply: func(tx *bbolt.Tx) error {
-		if err := putEvent(tx, rk, e.Seq, v); err != nil {
+	checkpoint := e.Checkpoint
+	w := &write{size: len(rk) + len(v) + requestSize(len(checkpoint)), check: check, apply: func(tx *bbolt.Tx) error {
+		if err := putEvent(tx, rk, seq, v); err != nil {
 			return err
 		}
-		if e.Checkpoint == nil {
-			return nil
-		}
-		r.Checkpoint = append(json.RawMessage(nil), e.Checkpoint...)
+		r.Checkpoint = append(json.RawMessage(nil), checkpoint...)
 		return putRequest(tx, r)
 	}}
-	if e.Checkpoint == nil {
-		// The event alone: it may go to the event log.
-		w.log = &logRecord{rk: string(rk), seq: e.Seq, value: v, fence: fence}
-	}
 	return s.write(ctx, "append event", w)
 }
 

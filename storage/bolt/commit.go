@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -95,6 +94,7 @@ type committer struct {
 	// (the constants of the same names; tests lower them).
 	flushRecords, flushBytes int
 	flushAfter               time.Duration
+	buf                      []byte // the encoding of a batch for the log
 
 	mu     sync.Mutex
 	queue  []*write
@@ -399,9 +399,9 @@ func (c *committer) dropPending() {
 		return
 	}
 	c.pend.removeThrough(c.preLSN, time.Now())
-	// Failing to empty it leaves records that the LSN stored with them
-	// makes Open skip: nothing to undo.
-	_ = c.wal.reset()
+	// Failing to retire segments leaves records that the LSN stored with
+	// them makes Open skip: nothing to undo.
+	_ = c.wal.applied()
 }
 
 // commitLog commits a batch of event appends to the event log: each
@@ -410,7 +410,7 @@ func (c *committer) dropPending() {
 // together. A write returns once its event is synced.
 func (c *committer) commitLog(batch []*write) {
 	var (
-		buf      []byte
+		buf      = c.buf[:0]
 		recs     []logRecord
 		accepted []*write
 		staged   = map[string][]int64{}
@@ -452,6 +452,9 @@ func (c *committer) commitLog(batch []*write) {
 	}
 	if len(recs) == 0 {
 		return
+	}
+	if cap(buf) <= 1<<20 {
+		c.buf = buf // reused by the next batch
 	}
 	if err := c.wal.append(buf); err != nil {
 		c.wal.next = recs[0].lsn // none of them is in the log
@@ -499,7 +502,7 @@ func (c *committer) maybeFlush() {
 		}
 		c.flushes.Add(1)
 		c.pend.removeThrough(lsn, time.Now())
-		_ = removeSegments(c.wal.base, sealed)
+		_ = retire(c.wal.base, sealed)
 	}()
 }
 
@@ -529,8 +532,8 @@ func (c *committer) finish() {
 		}
 		c.pend.removeThrough(lsn, time.Now())
 	}
-	if c.wal.reset() == nil && c.wal.close() == nil {
-		_ = os.Remove(segmentName(c.wal.base, c.wal.n))
+	if c.wal.close() == nil {
+		_ = removeLog(c.wal.base)
 	}
 }
 

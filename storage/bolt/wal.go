@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -41,9 +42,11 @@ import (
 //	uint32 length of the rest  | uint32 CRC-32C of the rest |
 //	uint64 LSN | uint16 key length | key | uint64 seq | event JSON
 //
-// all big-endian. A record is acknowledged only after the fdatasync that
-// follows its write, so a damaged record can only be the last one of a
-// segment, from a write the crash interrupted: reading stops there.
+// all big-endian, with consecutive LSNs. A record is acknowledged only
+// after the fdatasync that follows its write, so a damaged record can only
+// be the last one of a segment, from a write the crash interrupted:
+// reading stops there, and at a record whose LSN does not follow (one of
+// the file's earlier use, see spareName).
 
 // Flush thresholds: a flush starts once this many events or bytes are
 // pending, or once the oldest pending event has waited flushAfter.
@@ -104,6 +107,9 @@ func readRecords(data []byte) []logRecord {
 		if err != nil {
 			break
 		}
+		if len(out) > 0 && r.lsn != out[len(out)-1].lsn+1 {
+			break // a record of the segment's earlier use, as the spare
+		}
 		out = append(out, r)
 		data = data[8+n:]
 	}
@@ -132,6 +138,7 @@ type wal struct {
 	// broken is set when a failed append could not be undone: the log may
 	// hold a record its writer was told failed, so nothing more is logged.
 	broken error
+	reused atomic.Int64 // segments started in the spare, for tests
 }
 
 func segmentName(base string, n uint64) string { return fmt.Sprintf("%s.%020d", base, n) }
@@ -233,9 +240,26 @@ func applyRecords(tx *bbolt.Tx, recs []logRecord, lsn uint64) error {
 	return tx.Bucket(bucketMeta).Put(keyWALApplied, binary.BigEndian.AppendUint64(nil, lsn))
 }
 
-// open creates segment w.n.
+// segmentCap is the size past which a segment is replaced by a new one
+// once every record in it is in the file.
+const segmentCap = 8 << 20
+
+// spareName is where a segment whose records are all in the file waits to
+// be reused: writing over a file's existing blocks changes no metadata, so
+// its fsync needs no journal commit, and costs less.
+func spareName(base string) string { return base + ".spare" }
+
+// open starts segment w.n, in the spare file when there is one.
 func (w *wal) open() error {
-	f, err := os.OpenFile(segmentName(w.base, w.n), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	name := segmentName(w.base, w.n)
+	flag := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if err := os.Rename(spareName(w.base), name); err == nil {
+		// Its old records have LSNs below any new one: readRecords stops
+		// at the first of them.
+		flag = os.O_WRONLY
+		w.reused.Add(1)
+	}
+	f, err := os.OpenFile(name, flag, 0o600)
 	if err != nil {
 		return err
 	}
@@ -253,16 +277,16 @@ func syncDir(base string) error {
 	return d.Sync()
 }
 
-// append writes buf at the end of the segment and syncs it. When that
-// fails, the segment is cut back to where it was, so no record of buf can
-// be read back; when that fails too, the log is broken.
+// append writes buf after the segment's last record and syncs it. When
+// that fails, the segment is cut back to where it was, so no record of buf
+// can be read back; when that fails too, the log is broken.
 func (w *wal) append(buf []byte) error {
 	if w.broken != nil {
 		return w.broken
 	}
 	_, err := w.f.WriteAt(buf, w.size)
 	if err == nil {
-		err = w.f.Sync()
+		err = fdatasync(w.f)
 	}
 	if err == nil {
 		w.size += int64(len(buf))
@@ -271,7 +295,7 @@ func (w *wal) append(buf []byte) error {
 	err = fmt.Errorf("writing the event log %s: %w", w.f.Name(), err)
 	if terr := w.f.Truncate(w.size); terr != nil {
 		w.broken = fmt.Errorf("%w; cutting it back failed too, so the store logs no more events: %w", err, terr)
-	} else if serr := w.f.Sync(); serr != nil {
+	} else if serr := fdatasync(w.f); serr != nil {
 		w.broken = fmt.Errorf("%w; syncing it after cutting it back failed too, so the store logs no more events: %w", err, serr)
 	}
 	return err
@@ -294,27 +318,21 @@ func (w *wal) rotate() ([]uint64, error) {
 	return slices.DeleteFunc(ns, func(n uint64) bool { return n >= w.n }), nil
 }
 
-// reset empties the log once every record in it is in the file.
-func (w *wal) reset() error {
+// applied is called once every record in the log is in the file: the
+// segments before the current one go, and the current one is replaced
+// when it has grown past segmentCap. Records left behind are harmless:
+// Open skips those the file has.
+func (w *wal) applied() error {
+	if w.size >= segmentCap {
+		if _, err := w.rotate(); err != nil {
+			return err
+		}
+	}
 	ns, err := segments(w.base)
 	if err != nil {
 		return err
 	}
-	for _, n := range ns {
-		if n != w.n {
-			if err := os.Remove(segmentName(w.base, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	if w.size == 0 {
-		return nil
-	}
-	if err := w.f.Truncate(0); err != nil {
-		return err
-	}
-	w.size = 0
-	return nil
+	return retire(w.base, slices.DeleteFunc(ns, func(n uint64) bool { return n >= w.n }))
 }
 
 func (w *wal) close() error {
@@ -324,13 +342,42 @@ func (w *wal) close() error {
 	return w.f.Close()
 }
 
-// removeSegments removes the segments ns of base.
-func removeSegments(base string, ns []uint64) error {
+// retire disposes of the segments ns of base, whose records are all in
+// the file: the last becomes the spare, when there is none, and the others
+// are removed.
+func retire(base string, ns []uint64) error {
+	if len(ns) == 0 {
+		return nil
+	}
 	var errs []error
+	last := ns[len(ns)-1]
+	if _, err := os.Stat(spareName(base)); errors.Is(err, os.ErrNotExist) {
+		if err := os.Rename(segmentName(base, last), spareName(base)); err == nil {
+			ns = ns[:len(ns)-1]
+		}
+	}
 	for _, n := range ns {
 		if err := os.Remove(segmentName(base, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeLog removes every file of the log of base.
+func removeLog(base string) error {
+	ns, err := segments(base)
+	if err != nil {
+		return err
+	}
+	errs := []error{}
+	for _, n := range ns {
+		if err := os.Remove(segmentName(base, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(spareName(base)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -149,7 +149,7 @@ func TestOpenReplaysTheLog(t *testing.T) {
 
 	// A segment that outlived its flush: records up to the LSN the file
 	// reached are not copied again.
-	writeSegment(t, path, 9, []logRecord{record(t, k, 3, 3, `{"n":"again"}`), record(t, k, 5, 4, `{"n":4}`)}, nil)
+	writeSegment(t, path, 9, []logRecord{record(t, k, 4, 3, `{"n":"again"}`), record(t, k, 5, 4, `{"n":4}`)}, nil)
 	s, err = Open(path, Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close()) })
@@ -161,6 +161,23 @@ func TestOpenReplaysTheLog(t *testing.T) {
 	// New appends get LSNs after every one seen.
 	require.NoError(t, s.AppendEvent(t.Context(), k, 1, progressEvent(5, `{"n":5}`), 0))
 	require.Greater(t, s.gc.wal.next, uint64(5))
+}
+
+// TestReadRecordsStopsAtTheSparesOldRecords reads a reused segment: the
+// new records, then whole records of its earlier use, with lower LSNs.
+func TestReadRecordsStopsAtTheSparesOldRecords(t *testing.T) {
+	t.Parallel()
+	k := storage.Key{Tenant: "t", Subject: "alice", ID: "r1"}
+	var buf []byte
+	for _, r := range []logRecord{record(t, k, 10, 7, `{}`), record(t, k, 11, 8, `{}`), record(t, k, 4, 3, `{}`), record(t, k, 5, 4, `{}`)} {
+		buf = r.appendTo(buf)
+	}
+	recs := readRecords(buf)
+	require.Len(t, recs, 2)
+	require.Equal(t, []int64{7, 8}, []int64{recs[0].seq, recs[1].seq})
+	// A damaged byte in the second record ends the read there too.
+	buf[len(record(t, k, 10, 7, `{}`).appendTo(nil))+20] ^= 0xff
+	require.Len(t, readRecords(buf), 1)
 }
 
 // TestFlushWhileAppending appends from many goroutines with flush
@@ -214,6 +231,7 @@ func TestFlushWhileAppending(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Positive(t, s.gc.flushes.Load(), "flushes ran")
+	require.Positive(t, s.gc.wal.reused.Load(), "flushed segments were reused")
 	check := func(s *Store) {
 		for i, k := range keys {
 			evs, err := s.ReadEvents(ctx, k, 0, 0)
