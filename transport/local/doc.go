@@ -13,7 +13,10 @@
 //   - [Handler.Message] runs once per inbound data message, concurrently (as
 //     Lambda would), at most [Config.MaxInFlight] at a time per connection.
 //     Beyond that the gateway stops reading from the connection
-//     (backpressure) until a call returns.
+//     (backpressure) until a call returns. A call runs on the goroutine that
+//     read its message; one still running after a millisecond hands the
+//     reading to another goroutine, so a long call does not hold up the
+//     messages behind it, and a quick one costs no goroutine switch.
 //   - [Handler.Disconnect] runs exactly once per connection that connected,
 //     after it closed for any reason.
 //

@@ -354,6 +354,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	var leave func() // gives the principal's connection back, when counted
 	if g.cfg.PrincipalOf != nil {
 		if principal := g.cfg.PrincipalOf(c); principal != "" {
 			ok, reason := g.admitPrincipal(principal, time.Now())
@@ -365,7 +366,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				g.disconnect(c) // Connect succeeded: the handler is owed its Disconnect
 				return
 			}
-			defer g.leavePrincipal(principal)
+			leave = func() { g.leavePrincipal(principal) }
 		}
 	}
 
@@ -381,6 +382,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.release(id)
 		g.log.Debug().Err(err).Str("connection_id", id).Msg("local: upgrade failed")
 		g.disconnect(c)
+		if leave != nil {
+			leave()
+		}
 		return
 	}
 	ws.SetReadLimit(g.cfg.MaxMessageSize)
@@ -398,10 +402,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.log.Debug().Str("connection_id", id).Str("remote_addr", r.RemoteAddr).Msg("local: connected")
 
+	lc.onEnd = func() {
+		g.log.Debug().Str("connection_id", id).Msg("local: disconnected")
+		g.disconnect(c)
+		if leave != nil {
+			leave()
+		}
+	}
 	g.serve(lc)
-
-	g.log.Debug().Str("connection_id", id).Msg("local: disconnected")
-	g.disconnect(c)
 }
 
 // reserve registers a ServeHTTP call with the wait group and reserves a
@@ -472,20 +480,32 @@ func (g *Gateway) recoverHandler(c *Conn, method string) {
 	}
 }
 
-// serve runs the connection until it is closed and unregistered. Its
+// serve runs the connection until it is closed and unregistered, and
+// Disconnect has run (on the goroutine that read last: see reading). Its
 // idle timeout, maximum lifetime and token expiry are timers, and a
 // requested close runs its handshake on a goroutine of its own for the
-// few moments it takes: a connection holds no goroutine but its reader.
+// few moments it takes: an idle connection holds no goroutine but this
+// one, its reader.
 func (g *Gateway) serve(lc *liveConn) {
-	stop := g.watch(lc)
+	lc.stopWatch = g.watch(lc)
 	g.readLoop(lc)
-	stop()
+}
+
+// end ends lc once its reading has ended: it disarms its timer,
+// unregisters it, waits for a requested close's handshake (or drops the
+// connection) and runs lc.onEnd (Disconnect). Only the goroutine that read
+// last calls it, once.
+func (g *Gateway) end(lc *liveConn) {
+	lc.stopWatch()
 	g.unregister(lc)
 	select {
 	case <-lc.closing: // a requested close (or the reader stopped for one, a byte budget): wait for its handshake
 		<-lc.closed
 	default:
 		_ = lc.ws.CloseNow()
+	}
+	if lc.onEnd != nil {
+		lc.onEnd()
 	}
 }
 
@@ -520,62 +540,6 @@ func (g *Gateway) watch(lc *liveConn) (stop func()) {
 	})
 	t.Reset(next())
 	return func() { t.Stop() }
-}
-
-// readLoop reads messages and hands each to a Message call, at most
-// MaxInFlight at a time. Calls run on per-connection worker goroutines that
-// are started as needed and reused while the connection lives, so a busy
-// connection does not pay for a new goroutine (and its stack growth) per
-// message. readLoop returns when the connection fails or closes, or a close
-// is requested; the workers end once their call returns.
-func (g *Gateway) readLoop(lc *liveConn) {
-	var work chan Inbound // made with the first worker: an idle connection holds none
-	defer func() {
-		if work != nil {
-			close(work)
-		}
-	}()
-	workers := 0
-	for {
-		// A context that is never canceled costs coder/websocket no watcher
-		// per read; closing the connection ends the read instead.
-		typ, data, err := lc.ws.Read(context.Background())
-		if err != nil {
-			g.log.Debug().Err(err).Str("connection_id", lc.c.ID).
-				Int("close_status", int(websocket.CloseStatus(err))).Msg("local: read ended")
-			return
-		}
-		lc.touch()
-		if !g.reserveIn(lc, int64(len(data))) {
-			return
-		}
-		m := Inbound{Data: data, Binary: typ == websocket.MessageBinary}
-		select {
-		case work <- m: // an idle worker takes it (never with no worker: a nil channel)
-			continue
-		default:
-		}
-		if workers < g.cfg.MaxInFlight {
-			workers++
-			if work == nil {
-				work = make(chan Inbound)
-			}
-			g.wg.Go(func() {
-				g.handle(lc, m)
-				for next := range work {
-					g.handle(lc, next)
-				}
-			})
-			continue
-		}
-		// Every worker is busy: wait for one (backpressure on the reader).
-		select {
-		case work <- m:
-		case <-lc.closing:
-			lc.inBytes.Add(-int64(len(m.Data)))
-			return
-		}
-	}
 }
 
 // requestClose starts closing lc with code (the first request wins) and
@@ -746,6 +710,11 @@ type liveConn struct {
 	closeOnce sync.Once
 	closing   chan struct{} // closed when a close is requested
 	closed    chan struct{} // closed when a requested close's handshake ended
+
+	rd *reading // made with the first message: an idle connection holds none
+
+	stopWatch func() // disarms the timer of watch
+	onEnd     func() // the end of ServeHTTP's work: Disconnect
 }
 
 func newLiveConn(c *Conn, ws *websocket.Conn, log zerolog.Logger) *liveConn {

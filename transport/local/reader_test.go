@@ -1,0 +1,106 @@
+package local_test
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamer-go/streamer/transport/local"
+)
+
+// gatewayGoroutines counts the goroutines with a frame of the gateway's
+// code.
+func gatewayGoroutines() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	count := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "streamer/transport/local.(*Gateway)") {
+			count++
+		}
+	}
+	return count
+}
+
+// TestLongCallsDoNotStopTheReading blocks the calls of the first messages
+// of a connection (as long sync requests would) and checks that the next
+// message is still read and handled (as a cancel must be), each time; once
+// they all return, the connection holds one goroutine again, and a Close
+// while calls block still disconnects it.
+func TestLongCallsDoNotStopTheReading(t *testing.T) {
+	rec := newRecorder()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	handled := map[string]bool{}
+	rec.onMessage = func(_ context.Context, _ *local.Conn, m local.Inbound) {
+		mu.Lock()
+		handled[string(m.Data)] = true
+		mu.Unlock()
+		if strings.HasPrefix(string(m.Data), "long") {
+			<-release
+		}
+	}
+	b := setup(t, rec, local.Config{MaxInFlight: 8})
+	c := b.dial(t, nil)
+	seen := func(msg string) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return handled[msg]
+		}
+	}
+	for _, msg := range []string{"long-1", "long-2", "long-3"} {
+		c.write(t, websocket.MessageText, []byte(msg))
+		require.Eventually(t, seen(msg), waitFor, time.Millisecond)
+		c.write(t, websocket.MessageText, []byte("quick-after-"+msg))
+		require.Eventually(t, seen("quick-after-"+msg), waitFor, time.Millisecond, "a message behind %s is handled while it runs", msg)
+	}
+	close(release)
+	// Quick messages again, handled one after another.
+	for i := range 20 {
+		c.write(t, websocket.MessageText, []byte{'q', byte('a' + i)})
+	}
+	require.Eventually(t, func() bool { return rec.messageCount() == 26 }, waitFor, time.Millisecond)
+	deadline := time.Now().Add(waitFor)
+	for got := gatewayGoroutines(); got != 1; got = gatewayGoroutines() {
+		require.True(t, time.Now().Before(deadline), "gateway goroutines for an idle connection after long calls: %d", got)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCloseWhileTheOwnerRuns closes the gateway while the connection's own
+// goroutine runs a long call and another goroutine reads: the connection
+// is disconnected at once, not when the call returns.
+func TestCloseWhileTheOwnerRuns(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	release := make(chan struct{})
+	rec.onMessage = func(context.Context, *local.Conn, local.Inbound) { <-release }
+	b := setup(t, rec, local.Config{})
+	c := b.dial(t, nil)
+	c.write(t, websocket.MessageText, []byte("long"))
+	require.Eventually(t, func() bool { return rec.messageCount() == 1 }, waitFor, time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // past the hand-off: another goroutine reads
+	closed := make(chan error, 1)
+	go func() { closed <- b.gw.Close(context.Background()) }()
+	require.Equal(t, websocket.StatusGoingAway, c.requireClosed(t))
+	rec.requireDisconnectedOnce(t, c.id)
+	select {
+	case err := <-closed:
+		require.FailNow(t, "Close returned while a Message call was running", "%v", err)
+	default:
+	}
+	close(release)
+	select {
+	case err := <-closed:
+		require.NoError(t, err)
+	case <-time.After(waitFor):
+		t.Fatal("Close did not return after the call did")
+	}
+}
