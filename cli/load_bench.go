@@ -119,16 +119,46 @@ func benchScenarios(quick bool) []benchScenario {
 		}
 		return full
 	}
-	push := func(jobs, rate int, strict bool) func(context.Context, *benchServer, func(int) string) ([]float64, error) {
-		return func(ctx context.Context, s *benchServer, tokens func(int) string) ([]float64, error) {
+	pushRun := func(jobs, conns, rate int, strict bool) func(context.Context, *benchServer, func(int) string) (pushResult, error) {
+		return func(ctx context.Context, s *benchServer, tokens func(int) string) (pushResult, error) {
 			d := time.Duration(scale(10, 2)) * time.Second
-			cfg := pushConfig{url: s.url, tokens: tokens, action: loadpush.Action, jobs: jobs, conns: jobs, rate: rate, duration: d, timeout: d + 30*time.Second, strict: strict}
+			cfg := pushConfig{url: s.url, tokens: tokens, action: loadpush.Action, jobs: jobs, conns: conns, rate: rate, duration: d, timeout: d + 60*time.Second, strict: strict}
 			r, err := runPush(ctx, cfg)
+			if err != nil {
+				return r, err
+			}
+			printPush(os.Stderr, cfg, r)
+			return r, nil
+		}
+	}
+	pushVals := func(r pushResult) []float64 {
+		return []float64{100 * float64(r.delivered) / float64(r.expected), r.rate(), float64(quantileOf(r.latencies, 0.99)) / 1e6}
+	}
+	push := func(jobs, rate int, strict bool) func(context.Context, *benchServer, func(int) string) ([]float64, error) {
+		run := pushRun(jobs, jobs, rate, strict)
+		return func(ctx context.Context, s *benchServer, tokens func(int) string) ([]float64, error) {
+			r, err := run(ctx, s, tokens)
 			if err != nil {
 				return nil, err
 			}
-			printPush(os.Stderr, cfg, r)
-			return []float64{100 * float64(r.delivered) / float64(r.expected), r.rate(), float64(quantileOf(r.latencies, 0.99)) / 1e6}, nil
+			return pushVals(r), nil
+		}
+	}
+	// many runs jobs that all run at once and mostly wait (one event a
+	// second each), over a tenth as many connections, and adds the
+	// server's peak resident memory.
+	many := func(jobs int) func(context.Context, *benchServer, func(int) string) ([]float64, error) {
+		run := pushRun(jobs, max(1, jobs/10), 1, false)
+		return func(ctx context.Context, s *benchServer, tokens func(int) string) ([]float64, error) {
+			r, err := run(ctx, s, tokens)
+			if err != nil {
+				return nil, err
+			}
+			peak, err := readPeakRSS(s.pid)
+			if err != nil {
+				return nil, err
+			}
+			return append(pushVals(r), float64(peak)/(1<<20)), nil
 		}
 	}
 	pushMetrics, pushLower := []string{"delivered %", "events/s", "p99 ms"}, []bool{false, false, true}
@@ -162,6 +192,7 @@ func benchScenarios(quick bool) []benchScenario {
 	return []benchScenario{
 		{name: fmt.Sprintf("push %d jobs × 10/s", scale(1000, 100)), metrics: pushMetrics, lower: pushLower, run: push(scale(1000, 100), 10, false)},
 		{name: fmt.Sprintf("push %d jobs × 100/s, coalescing off", scale(100, 20)), devArgs: []string{"--coalesce-interval", "off"}, metrics: pushMetrics, lower: pushLower, run: push(scale(100, 20), 100, true)},
+		{name: fmt.Sprintf("push %d concurrent jobs × 1/s", scale(10000, 500)), metrics: append(slices.Clone(pushMetrics), "peak RSS MiB"), lower: append(slices.Clone(pushLower), true), run: many(scale(10000, 500))},
 		{name: fmt.Sprintf("%d connects", connects), metrics: []string{"connects/s"}, lower: []bool{false}, run: func(ctx context.Context, s *benchServer, tokens func(int) string) ([]float64, error) {
 			_, took, err := dialMany(ctx, s.url, tokens, connects, 8, false)
 			if err != nil {

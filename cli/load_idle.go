@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,41 +18,50 @@ import (
 )
 
 // parseVmRSS returns the VmRSS line of a /proc/PID/status text, in bytes.
-func parseVmRSS(r io.Reader) (int64, error) {
+func parseVmRSS(r io.Reader) (int64, error) { return parseStatusKB(r, "VmRSS") }
+
+// parseStatusKB returns the field (a number of kB) of a /proc/PID/status
+// text, in bytes.
+func parseStatusKB(r io.Reader, field string) (int64, error) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
+		rest, ok := strings.CutPrefix(sc.Text(), field+":")
 		if !ok {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("VmRSS line %q: want a number of kB", sc.Text())
+			return 0, fmt.Errorf("%s line %q: want a number of kB", field, sc.Text())
 		}
 		kb, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil || kb < 0 {
-			return 0, fmt.Errorf("VmRSS line %q: want a number of kB", sc.Text())
+			return 0, fmt.Errorf("%s line %q: want a number of kB", field, sc.Text())
 		}
 		return kb << 10, nil
 	}
 	if err := sc.Err(); err != nil {
 		return 0, err
 	}
-	return 0, errors.New("no VmRSS line")
+	return 0, fmt.Errorf("no %s line", field)
 }
 
 // readRSS returns the resident set size of process pid, in bytes.
-func readRSS(pid int) (int64, error) {
+func readRSS(pid int) (int64, error) { return readStatusKB(pid, "VmRSS") }
+
+// readPeakRSS returns the peak resident set size of process pid, in bytes.
+func readPeakRSS(pid int) (int64, error) { return readStatusKB(pid, "VmHWM") }
+
+func readStatusKB(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read the RSS of process %d: %w", pid, err)
+		return 0, fmt.Errorf("read the %s of process %d: %w", field, pid, err)
 	}
 	defer f.Close() //nolint:errcheck // read only
-	rss, err := parseVmRSS(f)
+	n, err := parseStatusKB(f, field)
 	if err != nil {
 		return 0, fmt.Errorf("/proc/%d/status: %w", pid, err)
 	}
-	return rss, nil
+	return n, nil
 }
 
 // pprofGCURL is the URL that makes the server behind wsURL collect its

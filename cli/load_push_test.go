@@ -82,6 +82,10 @@ func TestParseVmRSS(t *testing.T) {
 	if _, err := readRSS(-1); err == nil {
 		t.Fatal("no error for pid -1")
 	}
+	peak, err := readPeakRSS(os.Getpid())
+	if err != nil || peak < rss/2 {
+		t.Fatalf("own peak RSS: %d, %v (RSS %d)", peak, err, rss)
+	}
 }
 
 func TestLoadFlagErrors(t *testing.T) {
