@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,7 +20,7 @@ import (
 	"github.com/streamer-go/streamer/transport/transporttest"
 )
 
-const wait = 10 * time.Second
+const wait = 30 * time.Second
 
 type testBundle struct {
 	app   *streamer.App
@@ -43,9 +44,23 @@ func (b *testBundle) sendAs(t *testing.T, conn streamer.Conn, frame string) {
 
 func (b *testBundle) msgs(t *testing.T) []streamer.Message { return b.rec.Messages(t, b.conn.ID) }
 
+// waitTerminal waits for id's terminal event and returns the connection's
+// messages, with id's acknowledgment before id's events: the worker may start the
+// request, and send its first events, before the router has sent the
+// acknowledgment (docs/protocol.md: live events may overtake it).
 func (b *testBundle) waitTerminal(t *testing.T, id string) []streamer.Message {
 	t.Helper()
-	return b.rec.WaitFor(t, b.conn.ID, wait, transporttest.HasTerminal(id))
+	ms := b.rec.WaitFor(t, b.conn.ID, wait, transporttest.HasTerminal(id))
+	first := slices.IndexFunc(ms, func(m streamer.Message) bool { return m.RequestID == id })
+	ack := slices.IndexFunc(ms, func(m streamer.Message) bool {
+		return m.Type == streamer.TypeAcknowledgment && m.RequestID == id
+	})
+	if ack > first && first >= 0 {
+		m := ms[ack]
+		ms = slices.Delete(slices.Clone(ms), ack, ack+1)
+		ms = slices.Insert(ms, first, m)
+	}
+	return ms
 }
 
 func (b *testBundle) waitType(t *testing.T, typ, id string) streamer.Message {

@@ -46,9 +46,10 @@ func quotaError(quota string, limit int64, format string, args ...any) *Error {
 type pendingCounts struct {
 	on bool
 	n  map[string]int
-	// admitted are the requests counted between beginPending and
-	// startPending, which the listing startPending gets may hold too.
-	admitted map[storage.Key]bool
+	// listing is open while Run reads the unfinished requests (from
+	// beginPending to startPending): admissions wait for it, so that none
+	// is measured against a count that lacks them.
+	listing chan struct{}
 }
 
 func principalID(k storage.Key) string {
@@ -60,35 +61,49 @@ func principalID(k storage.Key) string {
 func (a *App) beginPending() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.pending = pendingCounts{on: true, n: map[string]int{}, admitted: map[storage.Key]bool{}}
+	a.pending = pendingCounts{on: true, n: map[string]int{}, listing: make(chan struct{})}
 }
 
-// startPending adds the unfinished requests reqs, but those admitted since
-// beginPending (already counted).
+// startPending adds the unfinished requests reqs and lets the admissions
+// that waited for them go on.
 func (a *App) startPending(reqs []storage.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, r := range reqs {
-		if !a.pending.admitted[r.Key] {
-			a.pending.n[principalID(r.Key)]++
-		}
+		a.pending.n[principalID(r.Key)]++
 	}
-	a.pending.admitted = nil
+	a.endListing()
+}
+
+// endListing lets waiting admissions go on; a.mu must be held.
+func (a *App) endListing() {
+	if a.pending.listing != nil {
+		close(a.pending.listing)
+		a.pending.listing = nil
+	}
 }
 
 // stopPending turns counting off when Run returns.
 func (a *App) stopPending() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.endListing()
 	a.pending = pendingCounts{}
 }
 
 // admitPending counts a new request of k's principal, or refuses it with
 // QUOTA_EXCEEDED when the principal has Config.MaxPending already. undo
-// uncounts it (the request was not stored after all).
+// uncounts it (the request was not stored after all). While Run reads the
+// unfinished requests, it waits for them to be counted.
 func (a *App) admitPending(k storage.Key) (undo func(), err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for a.pending.listing != nil {
+		listing := a.pending.listing
+		a.mu.Unlock()
+		<-listing
+		a.mu.Lock()
+	}
 	if !a.pending.on || a.cfg.MaxPending < 0 {
 		return func() {}, nil
 	}
@@ -98,9 +113,6 @@ func (a *App) admitPending(k storage.Key) (undo func(), err error) {
 			"%d requests of yours are queued or running, the most allowed; wait for one to end (or cancel one)", a.pending.n[id])
 	}
 	a.pending.n[id]++
-	if a.pending.admitted != nil {
-		a.pending.admitted[k] = true
-	}
 	return func() { a.finishPending(k) }, nil
 }
 

@@ -461,8 +461,9 @@ func (a *App) recoverWork(ctx context.Context, w *worker) error {
 	if !ok {
 		return nil
 	}
-	// Counting starts before the listing, so that a request admitted
-	// while the store is read is counted once, listed or not.
+	// Counting starts before the listing, and admissions wait for its
+	// end, so that none is measured against a count that lacks the
+	// requests listed.
 	a.beginPending()
 	reqs, err := l.ListUnfinished(ctx)
 	if err != nil {
