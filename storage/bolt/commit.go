@@ -74,10 +74,10 @@ type committer struct {
 	reruns   atomic.Int64  // batches rolled back for a failed apply, for tests
 	flushes  atomic.Int64  // flushes of the event log that committed, for tests
 
-	// wal is the event log, nil when there is none (tests of the bbolt
-	// path); pend its events not yet in the file. flushing is set while a
-	// flush goroutine runs and closed when it has ended. Only the loop
-	// uses wal and flushing.
+	// wal is the event log (see wal.go); pend its events not yet in the
+	// file. A batch goes to the log only while it is not broken. flushing
+	// is set while a flush goroutine runs and closed when it has ended.
+	// Only the loop uses wal and flushing.
 	wal      *wal
 	pend     *pending
 	flushing chan struct{}
@@ -263,7 +263,7 @@ func (c *committer) commit(batch []*write) {
 			close(w.done)
 		}
 	}()
-	if c.wal != nil && c.wal.broken == nil && !slices.ContainsFunc(batch, func(w *write) bool { return w.log == nil }) {
+	if c.wal.broken == nil && !slices.ContainsFunc(batch, func(w *write) bool { return w.log == nil }) {
 		c.commitLog(batch)
 		return
 	}
@@ -518,16 +518,13 @@ func (c *committer) waitFlush() {
 // the committer stops.
 func (c *committer) finish() {
 	c.waitFlush()
-	if c.wal == nil {
-		return
-	}
-	defer func() { _ = c.wal.close() }()
 	recs, lsn := c.pend.all()
 	if len(recs) > 0 {
 		err := c.guard(func() error {
 			return c.db.Update(func(tx *bbolt.Tx) error { return applyRecords(tx, recs, lsn) })
 		})
 		if err != nil {
+			_ = c.wal.close()
 			return // Open copies them
 		}
 		c.pend.removeThrough(lsn, time.Now())
