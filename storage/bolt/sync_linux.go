@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -10,4 +11,14 @@ import (
 // not.
 func fdatasync(f *os.File) error {
 	return syscall.Fdatasync(int(f.Fd()))
+}
+
+// syncDir makes a segment's creation durable.
+func syncDir(base string) error {
+	d, err := os.Open(filepath.Dir(base))
+	if err != nil {
+		return err
+	}
+	defer d.Close() //nolint:errcheck // read only
+	return d.Sync()
 }

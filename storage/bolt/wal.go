@@ -267,16 +267,6 @@ func (w *wal) open() error {
 	return syncDir(w.base)
 }
 
-// syncDir makes a segment's creation durable.
-func syncDir(base string) error {
-	d, err := os.Open(filepath.Dir(base))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // append writes buf after the segment's last record and syncs it. When
 // that fails, the segment is cut back to where it was, so no record of buf
 // can be read back; when that fails too, the log is broken.
