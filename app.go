@@ -201,10 +201,12 @@ type Config struct {
 // runs queued requests in-process ([App.Run]). An App is safe for concurrent
 // use.
 type App struct {
-	cfg     Config
-	log     zerolog.Logger
-	metrics metrics.Recorder
-	routes  map[string]*route
+	cfg Config
+	log zerolog.Logger
+	// logQuiet: log logs nothing (disabled or the zero Logger), found once.
+	logQuiet bool
+	metrics  metrics.Recorder
+	routes   map[string]*route
 
 	mu sync.Mutex
 	// local holds the Process calls in flight in this App, by key.
@@ -280,6 +282,7 @@ func New(cfg Config) (*App, error) {
 		cfg.NewID = func() string { return ulid.Make().String() }
 	}
 	a := &App{cfg: cfg, log: cfg.Logger, routes: map[string]*route{}, local: map[string][]*localRun{}}
+	a.logQuiet = quiet(&a.log)
 	a.tracing = newTracing(&cfg)
 	if a.metrics = cfg.Metrics; a.metrics == nil {
 		a.metrics = metrics.Discard
