@@ -24,8 +24,8 @@ const handOffAfter = time.Millisecond
 // (the owner, in ServeHTTP), once its call has returned, waits for the
 // baton to come back: the next goroutine that reads a message while the
 // owner waits hands it to the owner and ends. So an idle connection holds
-// its owner alone, and a busy one as many goroutines as it has long calls
-// running, at most Config.MaxInFlight, plus the one reading.
+// its owner alone, and a busy one a goroutine per long call running (at
+// most Config.MaxInFlight), the one reading, and the owner.
 type reading struct {
 	slots chan struct{} // a slot per Message call running: at most MaxInFlight
 	baton chan Inbound  // the waiting owner takes a message, and the reading, back
