@@ -206,10 +206,8 @@ func (s *Store) recoverWAL(base string) (*wal, error) {
 	if err := w.open(); err != nil {
 		return nil, err
 	}
-	for _, n := range ns {
-		if err := os.Remove(segmentName(base, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
+	if err := removeSegments(base, ns); err != nil {
+		return nil, err
 	}
 	return w, nil
 }
@@ -339,19 +337,13 @@ func retire(base string, ns []uint64) error {
 	if len(ns) == 0 {
 		return nil
 	}
-	var errs []error
 	last := ns[len(ns)-1]
 	if _, err := os.Stat(spareName(base)); errors.Is(err, os.ErrNotExist) {
 		if err := os.Rename(segmentName(base, last), spareName(base)); err == nil {
 			ns = ns[:len(ns)-1]
 		}
 	}
-	for _, n := range ns {
-		if err := os.Remove(segmentName(base, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return removeSegments(base, ns)
 }
 
 // removeLog removes every file of the log of base.
@@ -360,16 +352,24 @@ func removeLog(base string) error {
 	if err != nil {
 		return err
 	}
-	errs := []error{}
+	return errors.Join(removeSegments(base, ns), removeFile(spareName(base)))
+}
+
+// removeSegments removes the segments ns of base; one already gone is no
+// error.
+func removeSegments(base string, ns []uint64) error {
+	var errs []error
 	for _, n := range ns {
-		if err := os.Remove(segmentName(base, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	if err := os.Remove(spareName(base)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
+		errs = append(errs, removeFile(segmentName(base, n)))
 	}
 	return errors.Join(errs...)
+}
+
+func removeFile(name string) error {
+	if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // pending is the logged events not yet copied into the file, for readers

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -39,19 +40,11 @@ func fileEvents(t *testing.T, s *Store, k storage.Key) []int64 {
 			return nil
 		}
 		return b.ForEach(func(sk, _ []byte) error {
-			out = append(out, int64(bytesToSeq(sk)))
+			out = append(out, int64(binary.BigEndian.Uint64(sk)))
 			return nil
 		})
 	}))
 	return out
-}
-
-func bytesToSeq(b []byte) uint64 {
-	var n uint64
-	for _, c := range b {
-		n = n<<8 | uint64(c)
-	}
-	return n
 }
 
 // TestLoggedEventsAreReadBeforeTheyAreFlushed appends events that go to

@@ -73,34 +73,3 @@ func TestLongCallsDoNotStopTheReading(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
-// TestCloseWhileTheOwnerRuns closes the gateway while the connection's own
-// goroutine runs a long call and another goroutine reads: the connection
-// is disconnected at once, not when the call returns.
-func TestCloseWhileTheOwnerRuns(t *testing.T) {
-	t.Parallel()
-	rec := newRecorder()
-	release := make(chan struct{})
-	rec.onMessage = func(context.Context, *local.Conn, local.Inbound) { <-release }
-	b := setup(t, rec, local.Config{})
-	c := b.dial(t, nil)
-	c.write(t, websocket.MessageText, []byte("long"))
-	require.Eventually(t, func() bool { return rec.messageCount() == 1 }, waitFor, time.Millisecond)
-	time.Sleep(20 * time.Millisecond) // past the hand-off: another goroutine reads
-	closed := make(chan error, 1)
-	go func() { closed <- b.gw.Close(context.Background()) }()
-	require.Equal(t, websocket.StatusGoingAway, c.requireClosed(t))
-	rec.requireDisconnectedOnce(t, c.id)
-	select {
-	case err := <-closed:
-		require.FailNow(t, "Close returned while a Message call was running", "%v", err)
-	default:
-	}
-	close(release)
-	select {
-	case err := <-closed:
-		require.NoError(t, err)
-	case <-time.After(waitFor):
-		t.Fatal("Close did not return after the call did")
-	}
-}
